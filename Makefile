@@ -1,0 +1,42 @@
+# activity-sync: `make run` (embedded default) and `make test` work on a fresh machine with
+# Python 3.11+, Java 17 and Maven; everything else (virtualenv, Kafka jars) is fetched here.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run demo test bench broker-fetch broker-start broker-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+broker-fetch: install
+	$(PY) -m streams.broker fetch
+
+## The embedded default: local Kafka, topics, config, workers, fake CRM, the seed's activities.
+run: broker-fetch
+	$(PY) -m streams.cli run
+
+## Same, but exits once the seed's activities have come out enriched.
+demo: broker-fetch
+	$(PY) -m streams.cli run --max 5 --exit
+
+test: broker-fetch
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: broker-fetch
+	$(PY) -m bench $(BENCH_ARGS)
+
+broker-start: broker-fetch
+	$(PY) -m streams.broker start
+
+broker-stop: install
+	$(PY) -m streams.broker stop
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,128 @@
+"""Avro for ``activity.enriched``: single-object encoding, or Confluent wire format with a registry.
+
+Without ``SCHEMA_REGISTRY_URL`` each message is Avro single-object encoded (Avro spec,
+"Single object encoding"): ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+schema's Parsing Canonical Form, then the Avro binary body. An analyst decodes it with nothing
+but ``schemas/activity_enriched.avsc``. With a registry, the Confluent wire format: ``00``, the
+4-byte big-endian schema id, the body; the schema is registered under ``<topic>-value``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import urllib.request
+from functools import lru_cache
+from importlib import resources
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+
+def schema_text(name: str = "activity_enriched") -> str:
+    return resources.files("schemas").joinpath(f"{name}.avsc").read_text()
+
+
+@lru_cache(maxsize=None)
+def parsed_schema(name: str = "activity_enriched"):
+    return fastavro.parse_schema(json.loads(schema_text(name)))
+
+
+def schema_fingerprint(schema) -> bytes:
+    """CRC-64-AVRO of the Parsing Canonical Form, little-endian bytes (fastavro's hex is in that order)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+class DecodeError(ValueError):
+    pass
+
+
+class SingleObjectCodec:
+    def __init__(self, schema=None) -> None:
+        self.schema = schema or parsed_schema()
+        self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
+
+    def encode(self, record: dict) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        fastavro.schemaless_writer(buf, self.schema, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if data[:2] != SINGLE_OBJECT_MARKER:
+            raise DecodeError("not Avro single-object encoded (no C3 01 marker)")
+        if data[:10] != self.header:
+            raise DecodeError(f"written with another schema (fingerprint {data[2:10].hex()}, "
+                              f"this schema is {self.header[2:].hex()})")
+        return fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schema, self.schema)
+
+
+class SchemaRegistry:
+    """The few calls of the Confluent Schema Registry REST API this codec needs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        req = urllib.request.Request(self.url + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def register(self, subject: str, schema_json: str) -> int:
+        return int(self._call("POST", f"/subjects/{subject}/versions", {"schema": schema_json})["id"])
+
+    def schema(self, schema_id: int) -> str:
+        return self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
+
+
+class ConfluentCodec:
+    def __init__(self, registry: SchemaRegistry, subject: str, schema=None) -> None:
+        self.registry = registry
+        self.schema = schema or parsed_schema()
+        self.schema_id = registry.register(subject, json.dumps(self.schema if schema else json.loads(schema_text())))
+        self.header = CONFLUENT_MAGIC + struct.pack(">I", self.schema_id)
+        self._writers: dict[int, object] = {self.schema_id: self.schema}
+
+    def encode(self, record: dict) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        fastavro.schemaless_writer(buf, self.schema, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if data[:1] != CONFLUENT_MAGIC or len(data) < 5:
+            raise DecodeError("not Confluent wire format")
+        sid = struct.unpack(">I", data[1:5])[0]
+        if sid not in self._writers:
+            self._writers[sid] = fastavro.parse_schema(json.loads(self.registry.schema(sid)))
+        return fastavro.schemaless_reader(io.BytesIO(data[5:]), self._writers[sid], self.schema)
+
+
+def make_codec(registry_url: str | None, topic: str):
+    if registry_url:
+        return ConfluentCodec(SchemaRegistry(registry_url), f"{topic}-value")
+    return SingleObjectCodec()
+
+
+def decode_any(data: bytes, registry_url: str | None = None) -> dict:
+    """Decode an ``activity.enriched`` value in either encoding."""
+    if data[:2] == SINGLE_OBJECT_MARKER:
+        return SingleObjectCodec().decode(data)
+    if data[:1] == CONFLUENT_MAGIC:
+        if not registry_url:
+            raise DecodeError("Confluent wire format needs SCHEMA_REGISTRY_URL to decode")
+        return _confluent_reader(registry_url).decode(data)
+    raise DecodeError("neither single-object encoding nor Confluent wire format")
+
+
+@lru_cache(maxsize=4)
+def _confluent_reader(url: str) -> "ConfluentCodec":
+    reader = ConfluentCodec.__new__(ConfluentCodec)
+    reader.registry, reader.schema, reader._writers = SchemaRegistry(url), parsed_schema(), {}
+    return reader

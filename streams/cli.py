@@ -1,0 +1,341 @@
+"""``activity-sync``: the command line for operators, analysts and the embedded default.
+
+    activity-sync run                 # embedded default: local broker, topics, config, workers, seed events
+    activity-sync topics [--describe] # create the declared topics / show their configs
+    activity-sync load-config FILE    # validate a YAML config and publish it to activity.config
+    activity-sync produce [FILE|--seed]  # JSON events (one per line) to activity.raw
+    activity-sync tail [--topic enriched|dead|NAME] [--from-beginning] [--max N] [--idle S]
+    activity-sync worker              # one stream worker (same as python -m streams.app)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from .settings import Settings
+from .topics import MAX_EVENT_TOPIC_BYTES, Topics, describe_topic_configs, ensure_topics, partition_ids
+
+
+def bundled(name: str) -> Path:
+    return Path(str(resources.files("streams").joinpath(f"data/{name}")))
+
+
+def seed_lines() -> list[bytes]:
+    return [line.encode() for line in bundled("seed_activities.jsonl").read_text().splitlines() if line.strip()]
+
+
+def raw_key(line: bytes) -> bytes | None:
+    """The member's contact key for a raw event (the key producers are asked to use), if it has one."""
+    from .catalog import load_catalog
+    from .enrich import choose_customer, contact_key_of
+
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(ev, dict):
+        return None
+    cat = load_catalog()
+    _, field = choose_customer(ev, cat.customer_key(str(ev.get("ActivityCode"))))
+    ck = contact_key_of(field, ev)
+    return ck.encode() if ck else None
+
+
+# --------------------------------------------------------------------------- commands
+
+async def cmd_topics(settings: Settings, describe: bool) -> None:
+    topics = Topics(settings.topic_prefix)
+    specs = topics.specs(settings.partitions)
+    result = await ensure_topics(settings.kafka, specs)
+    for s in specs:
+        print(f"{s.name:32} {result[s.name]:8} partitions={s.partitions} {s.config}")
+    if describe:
+        cfgs = await describe_topic_configs(settings.kafka, [s.name for s in specs])
+        for name, cfg in cfgs.items():
+            keys = ("cleanup.policy", "retention.ms", "max.message.bytes")
+            print(name, {k: cfg.get(k) for k in keys})
+
+
+async def publish_config(settings: Settings, path: str | Path) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from .catalog import load_catalog
+    from .routing import parse_config, read_config_file
+
+    doc = read_config_file(path)
+    cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+    producer = AIOKafkaProducer(acks="all", **settings.kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        for key, value in cfg.records():
+            await producer.send(Topics(settings.topic_prefix).config, key=key.encode(), value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(cfg.records())
+
+
+async def produce_lines(settings: Settings, lines: list[bytes]) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(acks="all", max_request_size=MAX_EVENT_TOPIC_BYTES, linger_ms=5,
+                                **settings.kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        topic = Topics(settings.topic_prefix).raw
+        futs = [await producer.send(topic, key=raw_key(line), value=line) for line in lines]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return len(lines)
+
+
+def _jsonable(record: dict) -> dict:
+    out = dict(record)
+    for k, v in out.items():
+        if isinstance(v, dt.datetime):
+            out[k] = v.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return out
+
+
+def format_message(msg, kind: str, registry_url: str | None) -> dict:
+    from .avro import DecodeError, decode_any
+
+    base = {"partition": msg.partition, "offset": msg.offset,
+            "key": msg.key.decode("utf-8", "replace") if msg.key else None}
+    if kind == "enriched":
+        try:
+            base["value"] = _jsonable(decode_any(msg.value, registry_url))
+        except DecodeError as exc:
+            base["error"] = str(exc)
+    else:
+        headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
+        if headers:
+            base["headers"] = headers
+        value = msg.value or b""
+        text = value[:2000].decode("utf-8", "replace")
+        base["value"] = text + (f"... ({len(value)} bytes)" if len(value) > 2000 else "")
+    return base
+
+
+async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_records: int | None,
+               idle: float | None, pretty: bool, out=sys.stdout) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topics = Topics(settings.topic_prefix)
+    names = {"enriched": topics.enriched, "dead": topics.dead, "raw": topics.raw, "config": topics.config}
+    topic = names.get(topic_name, topic_name)
+    kind = "enriched" if topic == topics.enriched else "other"
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
+                                fetch_max_bytes=4 * MAX_EVENT_TOPIC_BYTES, **settings.kafka.aiokafka_kwargs())
+    await consumer.start()
+    count = 0
+    try:
+        parts = [TopicPartition(topic, p) for p in await partition_ids(settings.kafka, topic)]
+        if not parts:
+            raise SystemExit(f"topic {topic} does not exist")
+        consumer.assign(parts)
+        if from_beginning:
+            await consumer.seek_to_beginning(*parts)
+        else:
+            await consumer.seek_to_end(*parts)
+        last = time.monotonic()
+        while max_records is None or count < max_records:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not batch:
+                if idle is not None and time.monotonic() - last > idle:
+                    break
+                continue
+            last = time.monotonic()
+            for msgs in batch.values():
+                for m in msgs:
+                    rec = format_message(m, kind, settings.schema_registry_url)
+                    out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
+                               else json.dumps(rec, ensure_ascii=False)) + "\n")
+                    out.flush()
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        break
+    finally:
+        await consumer.stop()
+    return count
+
+
+# --------------------------------------------------------------------------- embedded default
+
+class Embedded:
+    """The whole pipeline on one machine: local broker, topics, config, workers, seed events."""
+
+    def __init__(self, config: str, var: Path, port: int, feed_seed: bool) -> None:
+        self.config = config
+        self.var = var
+        self.port = port
+        self.feed_seed = feed_seed
+        self.broker = None
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.setdefault("ACTIVITY_SYNC_CONFIG", str(Path(self.config).resolve()))
+        return env
+
+    def start_broker(self) -> str:
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        from .broker import LocalKafka
+
+        self.broker = LocalKafka(self.var / "kafka", self.port, self.port + 1)
+        print(f"starting Kafka on 127.0.0.1:{self.port} (data in {self.var / 'kafka'}) ...", flush=True)
+        self.broker.start()
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
+        return self.broker.bootstrap
+
+    def spawn(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+        log = open(self.var / f"{name}.log", "ab")
+        p = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append((name, p))
+        print(f"started {name} (pid {p.pid}, log {self.var / (name + '.log')})", flush=True)
+        return p
+
+    def start_workers(self) -> None:
+        env = self.env()
+        env.setdefault("ACTIVITY_SYNC_DATADIR", str(self.var / "streams-data"))
+        self.spawn("stream-worker", ["-m", "streams.app"], env)
+        try:
+            from sinks import embedded as sinks_embedded  # the delivery stage, when installed
+        except ImportError:
+            return
+        sinks_embedded.start(self, env)
+
+    def stop(self) -> None:
+        for name, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in reversed(self.procs):
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+async def run_embedded(args) -> int:
+    var = Path(args.var).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    emb = Embedded(args.config, var, args.port, not args.no_seed)
+    try:
+        bootstrap = emb.start_broker()
+        settings = Settings.from_env(bootstrap)
+        await cmd_topics(settings, describe=False)
+        n = await publish_config(settings, args.config)
+        print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
+        emb.start_workers()
+        if emb.feed_seed:
+            lines = seed_lines()
+            await produce_lines(settings, lines)
+            print(f"produced the seed's {len(lines)} example activities to {Topics(settings.topic_prefix).raw}")
+        print(f"\nactivity.enriched, decoded (Ctrl-C to stop; `activity-sync tail` shows it any time):\n", flush=True)
+        await tail(settings, "enriched", True, args.max, args.idle, pretty=True)
+        if args.max is None and args.idle is None:
+            return 0
+        if args.exit:
+            return 0
+        print("pipeline running; Ctrl-C to stop", flush=True)
+        while all(p.poll() is None for _, p in emb.procs):
+            await asyncio.sleep(1)
+        dead = [n for n, p in emb.procs if p.poll() is not None]
+        print(f"worker(s) exited: {', '.join(dead)}; see their logs in {var}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    finally:
+        emb.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="activity-sync", description="Member activities from Kafka into AMS/CRM systems")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="the embedded default: local broker, workers, fake CRM, seed activities")
+    r.add_argument("--config", default=str(bundled("embedded.yaml")))
+    r.add_argument("--var", default="var", help="where broker data, worker logs and stores go")
+    r.add_argument("--port", type=int, default=int(os.environ.get("ACTIVITY_SYNC_KAFKA_PORT", "9092")))
+    r.add_argument("--no-seed", action="store_true", help="do not produce the seed's example activities")
+    r.add_argument("--max", type=int, default=None, help="stop tailing after N enriched records")
+    r.add_argument("--idle", type=float, default=None, help="stop tailing after S seconds without records")
+    r.add_argument("--exit", action="store_true", help="stop everything once tailing stops")
+    t = sub.add_parser("topics", help="create the declared topics")
+    t.add_argument("--describe", action="store_true")
+    c = sub.add_parser("load-config", help="validate a YAML config and publish it to activity.config")
+    c.add_argument("file")
+    c.add_argument("--check", action="store_true", help="validate only")
+    p = sub.add_parser("produce", help="produce JSON events, one per line, to activity.raw")
+    p.add_argument("file", nargs="?", help="a file of events, one JSON object per line ('-': stdin)")
+    p.add_argument("--seed", action="store_true", help="the seed's five example activities")
+    tl = sub.add_parser("tail", help="print a topic decoded (activity.enriched by default)")
+    tl.add_argument("--topic", default="enriched", help="enriched, dead, raw, config or a topic name")
+    tl.add_argument("--from-beginning", action="store_true")
+    tl.add_argument("--max", type=int, default=None)
+    tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")
+    tl.add_argument("--pretty", action="store_true")
+    sub.add_parser("worker", help="run one stream worker")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "worker":
+        from .app import main as worker_main
+
+        worker_main()
+        return 0
+    if args.cmd == "run":
+        try:
+            return asyncio.run(run_embedded(args))
+        except KeyboardInterrupt:
+            return 0
+    settings = Settings.from_env()
+    if args.cmd == "topics":
+        asyncio.run(cmd_topics(settings, args.describe))
+    elif args.cmd == "load-config":
+        from .catalog import load_catalog
+        from .routing import ConfigError, parse_config, read_config_file
+
+        try:
+            doc = read_config_file(args.file)
+            parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not args.check:
+            print(f"published {asyncio.run(publish_config(settings, args.file))} records")
+        else:
+            print("config is valid")
+    elif args.cmd == "produce":
+        if args.seed:
+            lines = seed_lines()
+        elif args.file:
+            src = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+            lines = [ln.rstrip(b"\r\n") for ln in src if ln.strip()]
+        else:
+            ap.error("produce needs FILE or --seed")
+        print(f"produced {asyncio.run(produce_lines(settings, lines))} events")
+    elif args.cmd == "tail":
+        try:
+            asyncio.run(tail(settings, args.topic, args.from_beginning, args.max, args.idle, args.pretty))
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

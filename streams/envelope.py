@@ -1,0 +1,126 @@
+"""Raw events: decode, validate the envelope, parse dates. Pure functions, no Kafka.
+
+A raw event is a JSON object. Required envelope: ``ActivityKey``, ``ActivityCode``,
+``ActivityDate``, ``TenantCode`` (non-empty strings); everything else is the activity's
+properties. Anything else raises a :class:`MalformedEvent` subclass whose name is the reason
+recorded in the dead-letter headers and the ``reason`` label of the metric.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+ENVELOPE = ("ActivityKey", "ActivityCode", "ActivityDate", "TenantCode")
+
+
+class MalformedEvent(ValueError):
+    """Input that can never be enriched: it goes to the dead-letter topic, never retried."""
+
+
+class EventTooLarge(MalformedEvent):
+    pass
+
+
+class NotJson(MalformedEvent):
+    pass
+
+
+class NotAnObject(MalformedEvent):
+    pass
+
+
+class MissingField(MalformedEvent):
+    pass
+
+
+class InvalidField(MalformedEvent):
+    pass
+
+
+class BadDate(MalformedEvent):
+    pass
+
+
+# ISO 8601 as the seeds write it: .NET round-trip ("2016-06-13T20:10:53.4628857Z", seven fraction
+# digits), whole seconds ("2016-06-13T20:10:53Z"), the Push API's "yyyy-MM-ddTHH:mm:ss.fffZ" and
+# "yyyy-MM-ddTHH:mm:ss.fffzzz" (offset "+05:30"), also "+0530" and "+05".
+_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_date(text: object, field: str = "ActivityDate") -> datetime:
+    """Parse an ISO 8601 date-time with a UTC designator or offset; answer it in UTC.
+
+    Fractions beyond microseconds (the seven digits .NET writes) are truncated to microseconds.
+    A date without ``Z`` or an offset is refused: its instant is unknown.
+    """
+    if not isinstance(text, str):
+        raise BadDate(f"{field} must be an ISO 8601 string, got {type(text).__name__}")
+    m = _DATE.fullmatch(text.strip())
+    if not m:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?", text.strip()):
+            raise BadDate(f"{field} {text[:60]!r} has no UTC designator or offset (add Z or +hh:mm)")
+        raise BadDate(f"{field} {text[:60]!r} is not an ISO 8601 date-time")
+    y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
+    micros = int((frac or "0")[:6].ljust(6, "0"))
+    try:
+        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), micros, tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise BadDate(f"{field} {text[:60]!r}: {exc}") from None
+    if not z:
+        oh_i, om_i = int(oh), int(om or 0)
+        if oh_i > 18 or om_i > 59:
+            raise BadDate(f"{field} {text[:60]!r}: offset out of range")
+        offset = timedelta(hours=oh_i, minutes=om_i)
+        dt = dt - offset if sign == "+" else dt + offset
+    return dt
+
+
+def to_micros(dt: datetime) -> int:
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def iso_utc(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def decode_event(raw: bytes | None, max_bytes: int) -> dict:
+    """Bytes from ``activity.raw`` to a validated event dict (envelope checked, date not yet parsed)."""
+    if raw is None:
+        raise NotJson("empty message (no value)")
+    if len(raw) > max_bytes:
+        raise EventTooLarge(f"event is {len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        event = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise NotJson(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except ValueError as exc:
+        raise NotJson(f"not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
+    validate_envelope(event)
+    return event
+
+
+def validate_envelope(event: dict) -> None:
+    for name in ENVELOPE:
+        if name not in event:
+            raise MissingField(f"required envelope field {name} is missing")
+        value = event[name]
+        if not isinstance(value, str):
+            raise InvalidField(f"envelope field {name} must be a string, got {_json_kind(value)}")
+        if not value.strip():
+            raise InvalidField(f"envelope field {name} is empty")
+        if len(value) > 256:
+            raise InvalidField(f"envelope field {name} is longer than 256 characters")
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the stream worker, served on ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+log = logging.getLogger("activity_sync.metrics")
+
+EVENTS_IN = Counter("activity_sync_events_in_total", "Raw events read from activity.raw")
+ENRICHED = Counter("activity_sync_events_enriched_total", "Events written to activity.enriched")
+DEAD = Counter("activity_sync_events_dead_lettered_total", "Events sent to activity.dead", ["reason"])
+UNKNOWN = Counter("activity_sync_unknown_activity_codes_total",
+                  "Enriched events whose ActivityCode is not in the catalog (category Uncategorized)", ["code"])
+ROUTED = Counter("activity_sync_deliveries_routed_total", "Delivery entries added, by endpoint", ["endpoint"])
+LATENCY = Histogram("activity_sync_enrich_latency_seconds",
+                    "From the raw event's Kafka timestamp to its enrichment",
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+BATCH_SECONDS = Histogram("activity_sync_enrich_batch_seconds", "Processing time of one batch of raw events")
+CONFIG_RECORDS = Counter("activity_sync_config_records_total", "activity.config records applied", ["outcome"])
+
+_MAX_CODE_LABELS = 200
+_seen_codes: set[str] = set()
+
+
+def unknown_code(code: str) -> None:
+    """Count an unknown code; label values are capped so a noisy producer cannot explode the series."""
+    if code not in _seen_codes and len(_seen_codes) < _MAX_CODE_LABELS:
+        _seen_codes.add(code)
+        log.warning("unknown activity code %r: enriched as Uncategorized (add it to the catalog)", code)
+    UNKNOWN.labels(code if code in _seen_codes else "_other").inc()
+
+
+def serve(host: str, port: int) -> None:
+    if port > 0:
+        start_http_server(port, addr=host)
+        log.info("metrics on http://%s:%s/metrics", host, port)

@@ -1,0 +1,174 @@
+"""Every topic the pipeline uses, declared with explicit partition counts and configs.
+
+Faust creates only its own internal topics; these are created here, before any worker starts,
+so partition counts and retention are what this file says and not a broker default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .settings import KafkaSettings
+
+TWO_WEEKS_MS = 14 * 24 * 3600 * 1000  # 1209600000: the write-back queue's two weeks
+MAX_EVENT_TOPIC_BYTES = 16 * 1024 * 1024
+
+# Retry tiers by delay: a record due in a minute never waits behind one due in six hours.
+RETRY_TIERS: tuple[tuple[str, int], ...] = (("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 21600))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names, with an optional prefix (tests and shared clusters namespace by it)."""
+
+    prefix: str = ""
+
+    def _n(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @property
+    def raw(self) -> str:
+        return self._n("activity.raw")
+
+    @property
+    def enriched(self) -> str:
+        return self._n("activity.enriched")
+
+    @property
+    def dead(self) -> str:
+        return self._n("activity.dead")
+
+    @property
+    def config(self) -> str:
+        return self._n("activity.config")
+
+    def retry(self, tier: str) -> str:
+        return self._n(f"activity.retry.{tier}")
+
+    @property
+    def retries(self) -> list[str]:
+        return [self.retry(t) for t, _ in RETRY_TIERS]
+
+    def specs(self, partitions: int) -> list[TopicSpec]:
+        big = {"max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}
+        specs = [
+            TopicSpec(self.raw, partitions, {**big, "retention.ms": str(7 * 24 * 3600 * 1000)}),
+            TopicSpec(self.enriched, partitions, {"retention.ms": str(TWO_WEEKS_MS)}),
+            # Dead letters are never dropped by time: an operator replays or deletes them.
+            TopicSpec(self.dead, partitions, {**big, "retention.ms": "-1"}),
+            TopicSpec(self.config, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
+                                       "segment.ms": str(3600 * 1000)}),
+        ]
+        specs += [TopicSpec(name, partitions, {"retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
+        return specs
+
+
+async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> dict[str, str]:
+    """Create the topics that do not exist; answer ``{name: "created" | "exists"}``.
+
+    An existing topic with fewer partitions than declared is an error (tables and consumer
+    groups are sized by the declaration); any other creation error is raised with its message.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        resp = await admin.create_topics(
+            [NewTopic(s.name, s.partitions, 1 if _single_node(kafka) else 3, topic_configs=s.config) for s in specs]
+        )
+        out: dict[str, str] = {}
+        for name, code, message in resp.topic_errors:
+            if code == 0:
+                out[name] = "created"
+            elif code == 36:  # TOPIC_ALREADY_EXISTS
+                out[name] = "exists"
+            else:
+                raise RuntimeError(f"creating topic {name} failed: error {code}: {message}")
+        await _wait_for_leaders(admin, [s.name for s in specs])
+        existing = [n for n, v in out.items() if v == "exists"]
+        if existing:
+            meta = await admin.describe_topics(existing)
+            want = {s.name: s.partitions for s in specs}
+            for t in meta:
+                have = len(t["partitions"])
+                if have < want[t["topic"]]:
+                    raise RuntimeError(f"topic {t['topic']} exists with {have} partitions, {want[t['topic']]} declared")
+        return out
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(admin, names: list[str], timeout: float = 30.0) -> None:
+    """A new topic refuses produce requests until each partition has a leader: wait for that."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = await admin.describe_topics(names)
+        missing = [t["topic"] for t in meta
+                   if t.get("error_code") or not t["partitions"] or any(p["leader"] < 0 for p in t["partitions"])]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics without partition leaders after {timeout:.0f}s: {missing}")
+        await asyncio.sleep(0.2)
+
+
+async def partition_ids(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The topic's partition numbers (empty if it does not exist)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        meta = await admin.describe_topics([topic])
+        return sorted(p["partition"] for t in meta if not t.get("error_code") for p in t["partitions"])
+    finally:
+        await admin.close()
+
+
+def _single_node(kafka: KafkaSettings) -> bool:
+    import os
+
+    return os.environ.get("ACTIVITY_SYNC_REPLICATION_FACTOR", "1") == "1"
+
+
+async def describe_topic_configs(kafka: KafkaSettings, names: list[str]) -> dict[str, dict[str, str]]:
+    """Read topic configs back from the broker: ``{topic: {config: value}}``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        out: dict[str, dict[str, str]] = {}
+        for resp in responses:
+            for res in resp.resources:
+                error_code, _msg, _type, name, entries = res[:5]
+                if error_code:
+                    raise RuntimeError(f"describe_configs {name}: error {error_code}")
+                out[name] = {e[0]: e[1] for e in entries}
+        return out
+    finally:
+        await admin.close()
+
+
+async def partition_counts(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
