@@ -97,9 +97,11 @@ def decode_event(raw: bytes | None, max_bytes: int) -> dict:
     if len(raw) > max_bytes:
         raise EventTooLarge(f"event is {len(raw)} bytes, the limit is {max_bytes}")
     try:
-        event = json.loads(raw)
+        text = raw.decode("utf-8")  # JSON events are UTF-8; json.loads(bytes) would guess UTF-16/32 too
     except UnicodeDecodeError as exc:
         raise NotJson(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        event = json.loads(text)
     except ValueError as exc:
         raise NotJson(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
