@@ -32,7 +32,7 @@ async def read_config_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str,
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)
-        while any(await consumer.position(tp) < end[tp] for tp in parts):
+        while any([await consumer.position(tp) < end[tp] for tp in parts]):
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():
                 routing_records += [(m.key.decode(), m.value) for m in msgs if m.key]

@@ -43,8 +43,23 @@ def details_json(event: dict) -> str:
                       separators=(",", ":"))
 
 
+_NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_NAMES: dict[str, str] = {}  # property names repeat across events: quote each once
+
+
 def _xml_text(text: str) -> str:
-    return _XML_ILLEGAL.sub("\ufffd", text)
+    if _NEEDS_WORK.search(text) is None:  # the common case: nothing to escape or replace
+        return text
+    return escape(_XML_ILLEGAL.sub("\ufffd", text))
+
+
+def _xml_name(name: str) -> str:
+    q = _NAMES.get(name)
+    if q is None:
+        q = quoteattr(_XML_ILLEGAL.sub("\ufffd", name))
+        if len(_NAMES) < 10000:
+            _NAMES[name] = q
+    return q
 
 
 def details_xml(pairs: list[dict]) -> str:
@@ -55,11 +70,11 @@ def details_xml(pairs: list[dict]) -> str:
     """
     out = ["<Details>"]
     for p in pairs:
-        name = quoteattr(_xml_text(p["name"]))
+        name = _xml_name(p["name"])
         value = p["value"]
         if value is None:
             out.append(f'<Detail Name={name} Null="true"/>')
         else:
-            out.append(f"<Detail Name={name}>{escape(_xml_text(value))}</Detail>")
+            out.append(f"<Detail Name={name}>{_xml_text(value)}</Detail>")
     out.append("</Details>")
     return "".join(out)
