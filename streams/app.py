@@ -115,7 +115,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                               traceback.format_exc())
                     await dead_letter(msg, exc)
                     continue
-                await enriched_topic.send(key=out.key, value=value)
+                endpoints = ",".join(d["endpoint"] for d in out.record["deliveries"])
+                await enriched_topic.send(key=out.key, value=value, headers=[("endpoints", endpoints.encode())])
                 metrics.ENRICHED.inc()
                 if out.unknown_code:
                     metrics.unknown_code(out.record["activity_code"])

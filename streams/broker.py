@@ -213,7 +213,7 @@ class LocalKafka:
                f"-Dkafka.logs.dir={self.data_dir}", "-cp", cp]
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
-            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerError("formatting KRaft storage failed:\n" + (fmt.stdout + fmt.stderr)[-2000:])

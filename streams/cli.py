@@ -6,6 +6,10 @@
     activity-sync produce [FILE|--seed]  # JSON events (one per line) to activity.raw
     activity-sync tail [--topic enriched|dead|NAME] [--from-beginning] [--max N] [--idle S]
     activity-sync worker              # one stream worker (same as python -m streams.app)
+    activity-sync sink --endpoint NAME   # one sink worker for an endpoint (start more to scale it)
+    activity-sync replay [--endpoint NAME] [--since T] [--until T] [--key K ...] [--dry-run]
+    activity-sync history [--member ID] [--code CODE] [--since T] [--until T]
+    activity-sync fake-crm [--port 8085]
 """
 
 from __future__ import annotations
@@ -191,6 +195,7 @@ class Embedded:
         return env
 
     def start_broker(self) -> str:
+        self.reap_stale()
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         from .broker import LocalKafka
@@ -198,14 +203,29 @@ class Embedded:
         self.broker = LocalKafka(self.var / "kafka", self.port, self.port + 1)
         print(f"starting Kafka on 127.0.0.1:{self.port} (data in {self.var / 'kafka'}) ...", flush=True)
         self.broker.start()
+        with open(self.var / "pids", "a") as f:
+            f.write(f"{self.broker.proc.pid}\n")
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
         return self.broker.bootstrap
+
+    def reap_stale(self) -> None:
+        """Stop workers a previous run left behind (it was killed before it could stop them)."""
+        from .broker import _alive, _terminate
+
+        pids = self.var / "pids"
+        if pids.exists():
+            for line in pids.read_text().split():
+                if line.isdigit() and _alive(int(line)):
+                    _terminate(int(line), 10)
+            pids.unlink()
 
     def spawn(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
         log = open(self.var / f"{name}.log", "ab")
         p = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs.append((name, p))
+        with open(self.var / "pids", "a") as f:
+            f.write(f"{p.pid}\n")
         print(f"started {name} (pid {p.pid}, log {self.var / (name + '.log')})", flush=True)
         return p
 
@@ -228,6 +248,7 @@ class Embedded:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        (self.var / "pids").unlink(missing_ok=True)
         if self.broker is not None:
             self.broker.stop()
 
@@ -291,6 +312,25 @@ def main(argv: list[str] | None = None) -> int:
     tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")
     tl.add_argument("--pretty", action="store_true")
     sub.add_parser("worker", help="run one stream worker")
+    sk = sub.add_parser("sink", help="run one sink worker for an endpoint")
+    sk.add_argument("--endpoint", required=True)
+    rp = sub.add_parser("replay", help="put dead letters of the delivery stage back into delivery")
+    rp.add_argument("--endpoint")
+    rp.add_argument("--since", help="dead-lettered at or after (ISO 8601, or a date)")
+    rp.add_argument("--until", help="dead-lettered before")
+    rp.add_argument("--key", action="append", help="an ActivityKey (repeat for more)")
+    rp.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
+    rp.add_argument("--max-replays", type=int, default=int(os.environ.get("ACTIVITY_SYNC_MAX_REPLAYS", "3")))
+    hi = sub.add_parser("history", help="query the Activity History store")
+    hi.add_argument("--db", default="var/activity-history.db")
+    hi.add_argument("--member", help="customer ID or contact key")
+    hi.add_argument("--code", help="activity code")
+    hi.add_argument("--since", help="activity date at or after (ISO 8601)")
+    hi.add_argument("--until", help="activity date before")
+    hi.add_argument("--endpoint")
+    hi.add_argument("--limit", type=int, default=100)
+    fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
+    fc.add_argument("--port", type=int, default=8085)
     args = ap.parse_args(argv)
 
     if args.cmd == "worker":
@@ -298,7 +338,32 @@ def main(argv: list[str] | None = None) -> int:
 
         worker_main()
         return 0
+    if args.cmd == "sink":
+        from sinks.worker import main as sink_main
+
+        sink_main([args.endpoint])
+        return 0
+    if args.cmd == "fake-crm":
+        sys.argv = ["fake-crm", "--port", str(args.port)]
+        from sinks.fake_crm import main as crm_main
+
+        crm_main()
+        return 0
+    if args.cmd == "history":
+        from sinks.history import query
+
+        def norm(t):
+            return t if not t or "T" in t else t + "T00:00:00"
+
+        for row in query(args.db, args.member, args.code, norm(args.since), norm(args.until), args.endpoint,
+                         args.limit):
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
     if args.cmd == "run":
+        def on_term(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
         try:
             return asyncio.run(run_embedded(args))
         except KeyboardInterrupt:
@@ -329,6 +394,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error("produce needs FILE or --seed")
         print(f"produced {asyncio.run(produce_lines(settings, lines))} events")
+    elif args.cmd == "replay":
+        from sinks import replay
+
+        decisions = asyncio.run(replay.plan(settings, args.endpoint, replay.parse_time(args.since),
+                                            replay.parse_time(args.until), set(args.key or []) or None,
+                                            args.max_replays))
+        for d in decisions:
+            c = d.candidate
+            print(f"{d.action:17} {c.headers.get('error.endpoint')} {c.activity_key} "
+                  f"(dead letter {c.marker}, {c.headers.get('error.class')}: {c.headers.get('error.message', '')[:80]})"
+                  + (f" - {d.reason}" if d.reason else ""))
+        todo = sum(1 for d in decisions if d.action == "replay")
+        if args.dry_run:
+            print(f"dry run: {todo} would be replayed, {len(decisions) - todo} not")
+        else:
+            print(f"replayed {asyncio.run(replay.execute(settings, decisions))}, not replayed {len(decisions) - todo}")
     elif args.cmd == "tail":
         try:
             asyncio.run(tail(settings, args.topic, args.from_beginning, args.max, args.idle, args.pretty))

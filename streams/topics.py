@@ -49,6 +49,10 @@ class Topics:
     def config(self) -> str:
         return self._n("activity.config")
 
+    @property
+    def replays(self) -> str:
+        return self._n("activity.replays")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -65,6 +69,8 @@ class Topics:
             TopicSpec(self.dead, partitions, {**big, "retention.ms": "-1"}),
             TopicSpec(self.config, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
                                        "segment.ms": str(3600 * 1000)}),
+            # Which dead letters were replayed (keyed by their position), so no replay happens twice.
+            TopicSpec(self.replays, 1, {"cleanup.policy": "compact"}),
         ]
         specs += [TopicSpec(name, partitions, {"retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
         return specs

@@ -1,0 +1,168 @@
+"""The sink contract: what a provider implements, and the errors it reports.
+
+A provider turns a batch of deliveries into requests and says which failures are retriable.
+Everything else (consuming, batching, rate limiting, Retry-After, in-process retries, the retry
+topics, dead letters, metrics) belongs to :mod:`sinks.runner`. Providers never import Faust or
+aiokafka.
+
+    class MySink(Sink):
+        async def start(self, ctx): ...                        # build the client, check the settings
+        async def write(self, batch) -> list[RecordFailure]:   # per-record failures as values
+            ...                                                # whole-batch failures raise SinkError
+        async def stop(self): ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+
+class SinkError(Exception):
+    """Base of every provider error; ``retriable`` says whether trying again can help."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RetriableError(SinkError):
+    """Connection errors, timeouts, 408, 5xx: the same request may succeed later."""
+
+    retriable = True
+
+
+class Throttled(RetriableError):
+    """429 (or a provider's own limit code): wait ``retry_after`` seconds before any further request."""
+
+
+class AuthExpired(RetriableError):
+    """The token expired (401): the runner asks the sink to authenticate again, then retries once."""
+
+
+class FatalError(SinkError):
+    """A 4xx that retrying cannot fix: the record goes to the dead-letter topic."""
+
+
+class MappingError(FatalError):
+    """The activity cannot be turned into a request for this provider (e.g. no customer ID)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One activity for one endpoint: the enriched record's fields plus that endpoint's entry."""
+
+    activity_key: str
+    endpoint: str
+    activity_code: str
+    category: str
+    tenant_code: str
+    activity_date: dt.datetime
+    customer_id: str | None
+    contact_key: str | None
+    link_url: str | None
+    description: str
+    writeback_code1: str | None
+    writeback_code2: str | None
+    details_json: str
+    details_xml: str
+    details: tuple[tuple[str, str | None], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_record(cls, record: dict, entry: dict) -> "Delivery":
+        date = record["activity_date"]
+        if not isinstance(date, dt.datetime):
+            date = dt.datetime.fromtimestamp(date / 1e6, dt.timezone.utc)
+        return cls(
+            activity_key=record["activity_key"], endpoint=entry["endpoint"],
+            activity_code=record["activity_code"], category=record["category"],
+            tenant_code=record["tenant_code"], activity_date=date, customer_id=record["customer_id"],
+            contact_key=record.get("contact_key"), link_url=record.get("link_url"),
+            description=entry["description"], writeback_code1=entry.get("writeback_code1"),
+            writeback_code2=entry.get("writeback_code2"), details_json=record["details_json"],
+            details_xml=record["details_xml"],
+            details=tuple((d["name"], d["value"]) for d in record.get("details", ())),
+        )
+
+    @property
+    def activity_date_iso(self) -> str:
+        return self.activity_date.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """Record ``index`` of the batch failed with ``error``; the rest of the batch succeeded."""
+
+    index: int
+    error: SinkError
+
+
+@dataclass
+class SinkContext:
+    """What the runner hands a sink at start: its endpoint's name and settings, and hooks."""
+
+    endpoint: str
+    settings: dict
+    observe_http: Callable[[int | str], None] = lambda status: None
+    secret: Callable[[str], str | None] = lambda name: None
+
+
+class Sink:
+    """Base class of providers. Subclasses set ``provider`` and implement the three methods."""
+
+    provider = "abstract"
+    #: largest batch the provider's API accepts; the runner never sends more.
+    max_batch_size = 1000
+
+    async def start(self, ctx: SinkContext) -> None:
+        self.ctx = ctx
+
+    async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
+        raise NotImplementedError
+
+    async def reauthenticate(self) -> None:
+        """Called once after :class:`AuthExpired`; providers without tokens need nothing."""
+
+    async def stop(self) -> None:
+        pass
+
+
+def classify_http(status: int, message: str = "", retry_after: str | None = None) -> SinkError | None:
+    """The default HTTP classification: None for 2xx, else the error the status means.
+
+    429 throttled (Retry-After in seconds or an HTTP date); 408, 425 and 5xx retriable;
+    401 auth expired; any other 4xx fatal. A provider overrides this only for body-level codes.
+    """
+    if 200 <= status < 300:
+        return None
+    text = f"HTTP {status}" + (f": {message[:500]}" if message else "")
+    if status == 429:
+        return Throttled(text, status=status, retry_after=parse_retry_after(retry_after))
+    if status in (408, 425) or status >= 500:
+        return RetriableError(text, status=status, retry_after=parse_retry_after(retry_after))
+    if status == 401:
+        return AuthExpired(text, status=status)
+    return FatalError(text, status=status)
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())

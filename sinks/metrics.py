@@ -1,0 +1,51 @@
+"""Prometheus metrics of the sink workers, served on ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DELIVERIES = Counter("activity_sync_deliveries_total", "Deliveries by endpoint and outcome",
+                     ["endpoint", "outcome"])  # delivered, retried, dead
+DEAD_REASONS = Counter("activity_sync_delivery_dead_letters_total", "Dead-lettered deliveries by reason",
+                       ["endpoint", "reason"])
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400,
+                    14 * 86400, 365 * 86400)
+LATENCY = Histogram("activity_sync_delivery_latency_seconds",
+                    "From the activity's time (ActivityDate) to the CRM's acknowledgement", ["endpoint"],
+                    buckets=_LATENCY_BUCKETS)
+PIPELINE_LATENCY = Histogram("activity_sync_delivery_pipeline_latency_seconds",
+                             "From enrichment (enriched_at) to the CRM's acknowledgement", ["endpoint"],
+                             buckets=_LATENCY_BUCKETS)
+RETRY_BACKLOG = Gauge("activity_sync_retry_backlog",
+                      "Records in a retry tier this endpoint's consumer group has not yet passed",
+                      ["endpoint", "tier"])
+HTTP = Counter("activity_sync_sink_http_responses_total", "HTTP responses from the CRM by status",
+               ["endpoint", "status"])
+WAITS = Counter("activity_sync_rate_limit_waits_total", "Waits before a request, by reason",
+                ["endpoint", "reason"])  # retry_after, rate_limit
+WAIT_SECONDS = Counter("activity_sync_rate_limit_wait_seconds_total", "Seconds waited before requests",
+                       ["endpoint", "reason"])
+
+
+class MetricsOutcome:
+    """The runner's outcome hooks, counted."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def delivered(self, p, now: float) -> None:
+        DELIVERIES.labels(self.endpoint, "delivered").inc()
+        LATENCY.labels(self.endpoint).observe(max(0.0, now - p.delivery.activity_date.timestamp()))
+        if p.enriched_at:
+            PIPELINE_LATENCY.labels(self.endpoint).observe(max(0.0, now - p.enriched_at))
+
+    def retried(self, p, tier: str) -> None:
+        DELIVERIES.labels(self.endpoint, "retried").inc()
+
+    def dead(self, p, reason: str) -> None:
+        DELIVERIES.labels(self.endpoint, "dead").inc()
+        DEAD_REASONS.labels(self.endpoint, reason).inc()
+
+    def waited(self, reason: str, seconds: float) -> None:
+        WAITS.labels(self.endpoint, reason).inc()
+        WAIT_SECONDS.labels(self.endpoint, reason).inc(seconds)

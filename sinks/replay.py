@@ -1,0 +1,146 @@
+"""Replay: put chosen dead letters of the delivery stage back into delivery.
+
+Selection: by endpoint, by the time they were dead-lettered (``--since``/``--until``), by
+ActivityKey. Only the newest dead letter of an (endpoint, ActivityKey) counts: an older one has
+been superseded. A replayed record goes to the first retry tier, due at once, with a fresh
+two-week window and ``replay.count`` one higher; a record already replayed ``max_replays`` times
+is refused (and said so). Each replay is remembered in the compacted ``activity.replays`` topic,
+keyed by the dead letter's position, so running the same command twice replays nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.settings import Settings
+from streams.topics import MAX_EVENT_TOPIC_BYTES, RETRY_TIERS, Topics, partition_ids
+
+
+@dataclass
+class Candidate:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def marker(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def activity_key(self) -> str:
+        return self.headers.get("activity_key", "")
+
+    @property
+    def replay_count(self) -> int:
+        return int(self.headers.get("replay.count") or 0)
+
+
+@dataclass
+class Decision:
+    candidate: Candidate
+    action: str   # replay, refused, already-replayed
+    reason: str = ""
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    from streams.envelope import parse_date
+
+    if len(text) == 10:  # a date alone: midnight UTC
+        text += "T00:00:00Z"
+    return parse_date(text, "time").timestamp()
+
+
+async def read_topic(settings: Settings, topic: str) -> list:
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
+                                **settings.kafka.aiokafka_kwargs())
+    await consumer.start()
+    out = []
+    try:
+        parts = [TopicPartition(topic, p) for p in await partition_ids(settings.kafka, topic)]
+        if not parts:
+            return out
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        while any([await consumer.position(tp) < end[tp] for tp in parts]):
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(m for m in msgs if m.offset < end[TopicPartition(m.topic, m.partition)])
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def plan(settings: Settings, endpoint: str | None, since: float | None, until: float | None,
+               keys: set[str] | None, max_replays: int) -> list[Decision]:
+    t = Topics(settings.topic_prefix)
+    replayed = {m.key.decode() for m in await read_topic(settings, t.replays) if m.key and m.value is not None}
+    newest: dict[tuple[str, str], Candidate] = {}
+    for m in await read_topic(settings, t.dead):
+        h = {k: v.decode("utf-8", "replace") for k, v in (m.headers or [])}
+        if h.get("error.stage") != "deliver" or not h.get("error.endpoint"):
+            continue
+        if endpoint and h["error.endpoint"] != endpoint:
+            continue
+        when = int(h.get("error.timestamp") or m.timestamp or 0) / 1000
+        if (since is not None and when < since) or (until is not None and when >= until):
+            continue
+        c = Candidate(m.partition, m.offset, m.key, m.value, h)
+        if keys and c.activity_key not in keys:
+            continue
+        newest[(h["error.endpoint"], c.activity_key)] = c  # read in offset order per partition
+    decisions = []
+    for c in sorted(newest.values(), key=lambda c: (c.partition, c.offset)):
+        if c.marker in replayed:
+            decisions.append(Decision(c, "already-replayed", "this dead letter was replayed before"))
+        elif c.replay_count >= max_replays:
+            decisions.append(Decision(c, "refused", f"replayed {c.replay_count} times already (limit {max_replays})"))
+        else:
+            decisions.append(Decision(c, "replay"))
+    return decisions
+
+
+async def execute(settings: Settings, decisions: list[Decision]) -> int:
+    t = Topics(settings.topic_prefix)
+    first_tier = t.retry(RETRY_TIERS[0][0])
+    producer = AIOKafkaProducer(acks="all", max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
+                                **settings.kafka.aiokafka_kwargs())
+    await producer.start()
+    n = 0
+    try:
+        for d in decisions:
+            if d.action != "replay":
+                continue
+            c = d.candidate
+            now_ms = str(int(time.time() * 1000)).encode()
+            headers = [
+                ("retry.endpoint", c.headers["error.endpoint"].encode()),
+                ("retry.attempts", b"0"),
+                ("retry.first_failure_ms", now_ms),  # a fresh two-week window
+                ("retry.due_ms", now_ms),
+                ("retry.tier", RETRY_TIERS[0][0].encode()),
+                ("retry.last_error_class", c.headers.get("error.class", "").encode()),
+                ("retry.last_error", c.headers.get("error.message", "").encode()),
+                ("replay.count", str(c.replay_count + 1).encode()),
+                ("replay.from", f"{t.dead}:{c.marker}".encode()),
+                ("activity_key", c.activity_key.encode()),
+                ("origin.topic", t.dead.encode()),
+                ("origin.partition", str(c.partition).encode()),
+                ("origin.offset", str(c.offset).encode()),
+            ]
+            await producer.send_and_wait(first_tier, key=c.key, value=c.value, headers=headers)
+            await producer.send_and_wait(t.replays, key=c.marker.encode(), value=json.dumps(
+                {"endpoint": c.headers["error.endpoint"], "activity_key": c.activity_key,
+                 "replay_count": c.replay_count + 1, "at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
+            n += 1
+    finally:
+        await producer.stop()
+    return n

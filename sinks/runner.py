@@ -1,0 +1,347 @@
+"""The delivery runner: everything about getting a batch into a CRM except building the request.
+
+One place owns it all, for every provider: chunking to the provider's batch limit, the rate
+limit, honouring Retry-After for every later request of the endpoint, bounded in-process retries
+of whole-batch transient failures, re-authentication once on an expired token, and routing each
+failed record: a retriable failure to the retry tier its attempt count calls for (with attempts,
+first-failure time, due time and last error in its headers), a permanent one to the dead-letter
+topic, and a delivery still failing two weeks after its first failure to the dead-letter topic.
+
+It never raises: whatever a provider does, each record ends delivered, on a retry topic or on
+the dead-letter topic, and only then does the worker's agent acknowledge it.
+
+Time comes from a :class:`Clock`, so tests can move it two weeks ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from .contract import AuthExpired, Delivery, RetriableError, Sink, SinkError
+
+log = logging.getLogger("activity_sync.sinks")
+
+TWO_WEEKS_S = 14 * 24 * 3600
+
+
+class Clock:
+    """Wall-clock time (seconds since the epoch) and sleeping until a moment of it."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep_until(self, when: float, step: float = 1.0) -> None:
+        # Short real sleeps, re-reading the clock each time, so a clock moved ahead takes effect.
+        while (remaining := when - self.now()) > 0:
+            await asyncio.sleep(min(remaining, step))
+
+
+class OffsetClock(Clock):
+    """Wall-clock time plus an offset in seconds read from a file (absent or empty: 0).
+
+    Tests and drills write e.g. ``1300000`` into the file to be fifteen days in the future.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._mtime = None
+        self._offset = 0.0
+
+    def offset(self) -> float:
+        try:
+            m = self.path.stat().st_mtime_ns
+        except OSError:
+            return 0.0
+        if m != self._mtime:
+            self._mtime = m
+            try:
+                self._offset = float(self.path.read_text().strip() or 0)
+            except ValueError:
+                self._offset = 0.0
+        return self._offset
+
+    def now(self) -> float:
+        return time.time() + self.offset()
+
+
+def clock_from_env() -> Clock:
+    path = os.environ.get("ACTIVITY_SYNC_CLOCK_OFFSET_FILE")
+    return OffsetClock(path) if path else Clock()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry tiers by delay, the two-week window, and the in-process retries before the first tier."""
+
+    tiers: tuple[tuple[str, float], ...] = (("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 21600))
+    window_s: float = TWO_WEEKS_S
+    inline_attempts: int = 2       # extra in-process tries of a whole-batch transient failure
+    inline_backoff_s: float = 0.5  # doubled each try
+    max_inline_wait_s: float = 30  # a longer Retry-After sends the batch to a retry tier instead
+
+    def tier_for(self, attempts: int, retry_after: float | None) -> tuple[str, float]:
+        """The tier for a delivery that has failed ``attempts`` times (1 = first failure)."""
+        idx = min(max(attempts, 1) - 1, len(self.tiers) - 1)
+        name, delay = self.tiers[idx]
+        if retry_after:
+            for n, d in self.tiers[idx:]:  # never sooner than the receiver asked
+                name, delay = n, d
+                if d >= retry_after:
+                    break
+            delay = max(delay, retry_after)
+        return name, delay
+
+    @classmethod
+    def from_env(cls, settings: dict | None = None) -> "RetryPolicy":
+        settings = settings or {}
+        names = [n for n, _ in cls.tiers]
+        delays = settings.get("retry_delays_s") or os.environ.get("ACTIVITY_SYNC_RETRY_DELAYS")
+        p = cls()
+        if delays:
+            values = [float(x) for x in (delays.split(",") if isinstance(delays, str) else delays)]
+            if len(values) != len(names):
+                raise ValueError(f"retry delays need {len(names)} values (tiers {', '.join(names)})")
+            p = replace(p, tiers=tuple(zip(names, values)))
+        window = settings.get("retry_window_s") or os.environ.get("ACTIVITY_SYNC_RETRY_WINDOW_S")
+        if window:
+            p = replace(p, window_s=float(window))
+        inline = settings.get("inline_retries", os.environ.get("ACTIVITY_SYNC_INLINE_RETRIES"))
+        if inline is not None:
+            p = replace(p, inline_attempts=int(inline))
+        return p
+
+
+@dataclass
+class Pending:
+    """A delivery on its way, with what the retry and dead-letter records must carry."""
+
+    delivery: Delivery
+    key: bytes | None
+    value: bytes                       # the enriched record as it was read (Avro)
+    origin: tuple[str, int, int]       # where it was read: topic, partition, offset
+    attempts: int = 0                  # failures so far
+    first_failure: float | None = None
+    replay_count: int = 0
+    enriched_at: float | None = None   # when the stream stage enriched it (seconds)
+
+
+class Publisher(Protocol):
+    """Where the runner hands records it could not deliver (Kafka topics, in the worker)."""
+
+    async def retry(self, tier: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+
+    async def dead(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+
+
+class Outcome(Protocol):
+    def delivered(self, p: Pending, now: float) -> None: ...
+
+    def retried(self, p: Pending, tier: str) -> None: ...
+
+    def dead(self, p: Pending, reason: str) -> None: ...
+
+    def waited(self, reason: str, seconds: float) -> None: ...
+
+
+class NoOutcome:
+    def delivered(self, p, now): pass
+
+    def retried(self, p, tier): pass
+
+    def dead(self, p, reason): pass
+
+    def waited(self, reason, seconds): pass
+
+
+class WindowExpired(SinkError):
+    """Still failing two weeks after the first failure: dead-lettered with the last error."""
+
+
+@dataclass
+class DeliveryRunner:
+    endpoint: str
+    sink: Sink
+    publisher: Publisher
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Clock = field(default_factory=Clock)
+    batch_size: int = 200
+    rate_per_s: float = 0.0            # requests per second; 0: unlimited
+    write_timeout_s: float = 60.0
+    outcome: Outcome = field(default_factory=NoOutcome)
+    not_before: float = 0.0            # no request before this (Retry-After), clock time
+    _next_slot: float = 0.0
+
+    # ------------------------------------------------------------------ gate
+    async def gate(self) -> None:
+        """Wait for Retry-After and the rate limit; count and time the waits."""
+        now = self.clock.now()
+        if self.not_before > now:
+            self.outcome.waited("retry_after", self.not_before - now)
+            await self.clock.sleep_until(self.not_before, step=0.05)
+        if self.rate_per_s > 0:
+            mono = time.monotonic()
+            if self._next_slot > mono:
+                self.outcome.waited("rate_limit", self._next_slot - mono)
+                await asyncio.sleep(self._next_slot - mono)
+            self._next_slot = max(self._next_slot, mono) + 1.0 / self.rate_per_s
+
+    def honour(self, error: SinkError) -> None:
+        if error.retry_after:
+            self.not_before = max(self.not_before, self.clock.now() + error.retry_after)
+
+    # ------------------------------------------------------------------ delivery
+    async def deliver(self, items: Sequence[Pending]) -> None:
+        size = max(1, min(self.batch_size, self.sink.max_batch_size))
+        for i in range(0, len(items), size):
+            await self._deliver_chunk(list(items[i:i + size]))
+
+    async def _deliver_chunk(self, chunk: list[Pending]) -> None:
+        tries = 0
+        reauthenticated = False
+        while True:
+            await self.gate()
+            try:
+                failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),
+                                                  self.write_timeout_s)
+            except AuthExpired as exc:
+                if not reauthenticated:
+                    reauthenticated = True
+                    try:
+                        await self.sink.reauthenticate()
+                        continue
+                    except Exception as auth_exc:  # noqa: BLE001 - becomes the batch's error
+                        exc = RetriableError(f"re-authentication failed: {auth_exc}")
+                await self._route_all(chunk, exc)
+                return
+            except SinkError as exc:
+                self.honour(exc)
+                wait = exc.retry_after or self.policy.inline_backoff_s * (2 ** tries)
+                if exc.retriable and tries < self.policy.inline_attempts and wait <= self.policy.max_inline_wait_s:
+                    tries += 1
+                    if not exc.retry_after:
+                        await asyncio.sleep(wait)
+                    continue  # the gate waits out a Retry-After
+                await self._route_all(chunk, exc)
+                return
+            except asyncio.TimeoutError:
+                exc = RetriableError(f"write did not finish within {self.write_timeout_s:g}s")
+                if tries < self.policy.inline_attempts:
+                    tries += 1
+                    continue
+                await self._route_all(chunk, exc)
+                return
+            except Exception as exc:  # a provider bug: keep the records, try again later
+                log.error("endpoint %s: provider %s raised: %s", self.endpoint, self.sink.provider,
+                          traceback.format_exc())
+                await self._route_all(chunk, RetriableError(f"{type(exc).__name__}: {exc}"))
+                return
+            failed = {f.index: f.error for f in failures}
+            now = self.clock.now()
+            for i, p in enumerate(chunk):
+                if i in failed:
+                    self.honour(failed[i])
+                    await self.route(p, failed[i])
+                else:
+                    self.outcome.delivered(p, now)
+            return
+
+    async def _route_all(self, chunk: list[Pending], error: SinkError) -> None:
+        for p in chunk:
+            await self.route(p, error)
+
+    async def route(self, p: Pending, error: SinkError) -> None:
+        """A failed record: to a retry tier if trying again can help and the window is open, else dead."""
+        now = self.clock.now()
+        attempts = p.attempts + 1
+        first = p.first_failure if p.first_failure is not None else now
+        if not error.retriable:
+            await self.dead(p, error, attempts, first)
+            return
+        if now - first >= self.policy.window_s:
+            await self.dead(p, WindowExpired(
+                f"still failing {(now - first) / 86400:.1f} days after the first failure "
+                f"(window {self.policy.window_s / 86400:g} days); last error: {type(error).__name__}: {error}",
+                status=error.status), attempts, first)
+            return
+        tier, delay = self.policy.tier_for(attempts, error.retry_after)
+        headers = retry_headers(p, self.endpoint, attempts, first, now + delay, tier, error)
+        await self.publisher.retry(tier, p.key, p.value, headers)
+        self.outcome.retried(p, tier)
+
+    async def dead(self, p: Pending, error: BaseException, attempts: int, first: float) -> None:
+        await self.publisher.dead(p.key, p.value, dead_headers(p, self.endpoint, attempts, first, error))
+        self.outcome.dead(p, type(error).__name__)
+        log.warning("endpoint %s: %s dead-lettered after %d attempt(s): %s: %s", self.endpoint,
+                    p.delivery.activity_key, attempts, type(error).__name__, str(error)[:300])
+
+    async def expire_or_keep(self, p: Pending, last_error: str) -> bool:
+        """For a record read back from a retry tier: dead-letter it if its window has closed."""
+        now = self.clock.now()
+        if p.first_failure is not None and now - p.first_failure >= self.policy.window_s:
+            await self.dead(p, WindowExpired(
+                f"still failing {(now - p.first_failure) / 86400:.1f} days after the first failure "
+                f"(window {self.policy.window_s / 86400:g} days); last error: {last_error}"), p.attempts,
+                p.first_failure)
+            return True
+        return False
+
+
+def _ms(t: float) -> bytes:
+    return str(int(t * 1000)).encode()
+
+
+def retry_headers(p: Pending, endpoint: str, attempts: int, first: float, due: float, tier: str,
+                  error: SinkError) -> list[tuple[str, bytes]]:
+    return [
+        ("retry.endpoint", endpoint.encode()),
+        ("retry.attempts", str(attempts).encode()),
+        ("retry.first_failure_ms", _ms(first)),
+        ("retry.due_ms", _ms(due)),
+        ("retry.tier", tier.encode()),
+        ("retry.last_error_class", type(error).__name__.encode()),
+        ("retry.last_error", str(error)[:2000].encode("utf-8", "replace")),
+        ("replay.count", str(p.replay_count).encode()),
+        ("activity_key", p.delivery.activity_key.encode()),
+        ("origin.topic", p.origin[0].encode()),
+        ("origin.partition", str(p.origin[1]).encode()),
+        ("origin.offset", str(p.origin[2]).encode()),
+    ]
+
+
+def dead_headers(p: Pending, endpoint: str, attempts: int, first: float, error: BaseException):
+    status = getattr(error, "status", None)
+    return [
+        ("error.stage", b"deliver"),
+        ("error.endpoint", endpoint.encode()),
+        ("error.topic", p.origin[0].encode()),
+        ("error.partition", str(p.origin[1]).encode()),
+        ("error.offset", str(p.origin[2]).encode()),
+        ("error.class", type(error).__name__.encode()),
+        ("error.message", str(error)[:2000].encode("utf-8", "replace")),
+        ("error.status", str(status or "").encode()),
+        ("error.attempts", str(attempts).encode()),
+        ("error.first_failure_ms", _ms(first)),
+        ("error.timestamp", _ms(time.time())),
+        ("replay.count", str(p.replay_count).encode()),
+        ("activity_key", p.delivery.activity_key.encode()),
+    ]
+
+
+def pending_from_retry(delivery: Delivery, key, value, headers: dict[str, bytes]) -> tuple[Pending, float, str]:
+    """Rebuild a :class:`Pending` from a retry record; answer it, its due time and its last error."""
+    h = {k: v.decode("utf-8", "replace") for k, v in headers.items()}
+    p = Pending(delivery, key, value,
+                (h.get("origin.topic", "?"), int(h.get("origin.partition", -1)), int(h.get("origin.offset", -1))),
+                attempts=int(h.get("retry.attempts", 0)),
+                first_failure=int(h["retry.first_failure_ms"]) / 1000 if h.get("retry.first_failure_ms") else None,
+                replay_count=int(h.get("replay.count", 0)))
+    due = int(h.get("retry.due_ms", 0)) / 1000
+    last = f"{h.get('retry.last_error_class', '?')}: {h.get('retry.last_error', '')}"
+    return p, due, last

@@ -1,0 +1,157 @@
+"""Generic HTTP webhook sink: a JSON batch POST, signed, one idempotency key per activity.
+
+Request (``POST <url>``)::
+
+    Content-Type: application/json
+    Idempotency-Key: <sha256 of the batch's ActivityKeys>          # the batch as a whole
+    X-Activity-Sync-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>
+    X-Activity-Sync-Timestamp: <unix seconds, also inside the body>
+
+    {"endpoint": "crm", "sent_at": 1732380000,
+     "activities": [{"idempotency_key": "<ActivityKey>", "activity_key": ..., "customer_id": ...,
+                     "activity_code": ..., "category": ..., "activity_date": "2016-06-13T20:10:53.462885Z",
+                     "link_url": ..., "description": ..., "writeback_code1": ..., "writeback_code2": ...,
+                     "tenant_code": ..., "details": "<Details>…</Details>", "details_format": "xml"}]}
+
+Response: any 2xx accepts the whole batch, unless its JSON body has ``results``: one entry per
+activity (``{"idempotency_key", "status", "error"}``, ``status`` an HTTP status for that record),
+so a receiver can refuse one record (400) and accept the rest. A receiver must treat a repeated
+``idempotency_key`` as already done (answer 200): the pipeline delivers at least once, and that
+key is what keeps a redelivery from becoming a duplicate. Whole-request statuses are classified
+by :func:`sinks.contract.classify_http` (429 + Retry-After, 5xx and 408 retriable, other 4xx fatal).
+
+The signature follows the common webhook convention (GitHub's ``X-Hub-Signature-256``: HMAC-SHA256
+of the raw body, hex, ``sha256=`` prefix); the receiver compares it in constant time.
+
+Settings: ``url`` (required), ``hmac_secret_env`` / ``hmac_secret_file`` (where the secret is),
+``batch_size`` (default 200, at most 1000), ``linger_ms``, ``timeout_s`` (default 10),
+``details_format`` (``xml`` or ``json``), ``headers`` (extra, non-secret).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from typing import Sequence
+
+import aiohttp
+
+from .contract import (Delivery, FatalError, MappingError, RecordFailure, RetriableError, Sink, SinkContext,
+                       classify_http)
+
+SIGNATURE_HEADER = "X-Activity-Sync-Signature-256"
+TIMESTAMP_HEADER = "X-Activity-Sync-Timestamp"
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, header: str | None) -> bool:
+    return bool(header) and hmac.compare_digest(sign(secret, body), header)
+
+
+def activity_json(d: Delivery, details_format: str) -> dict:
+    return {
+        "idempotency_key": d.activity_key,
+        "activity_key": d.activity_key,
+        "customer_id": d.customer_id,
+        "contact_key": d.contact_key,
+        "activity_code": d.activity_code,
+        "category": d.category,
+        "activity_date": d.activity_date_iso,
+        "link_url": d.link_url,
+        "description": d.description,
+        "writeback_code1": d.writeback_code1,
+        "writeback_code2": d.writeback_code2,
+        "tenant_code": d.tenant_code,
+        "details": d.details_xml if details_format == "xml" else d.details_json,
+        "details_format": details_format,
+    }
+
+
+class WebhookSink(Sink):
+    provider = "webhook"
+    max_batch_size = 1000
+
+    async def start(self, ctx: SinkContext) -> None:
+        await super().start(ctx)
+        s = ctx.settings
+        if not s.get("url"):
+            raise ValueError(f"endpoint {ctx.endpoint}: webhook needs settings.url")
+        self.url = s["url"]
+        self.details_format = s.get("details_format", "xml")
+        if self.details_format not in ("xml", "json"):
+            raise ValueError(f"endpoint {ctx.endpoint}: details_format must be xml or json")
+        self.timeout = aiohttp.ClientTimeout(total=float(s.get("timeout_s", 10)))
+        self.extra_headers = {str(k): str(v) for k, v in (s.get("headers") or {}).items()}
+        secret = ctx.secret("hmac_secret")
+        self.secret = secret.encode() if secret else None
+        self.session = aiohttp.ClientSession(timeout=self.timeout)
+
+    async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
+        if not batch:
+            return []
+        failures: list[RecordFailure] = []
+        items, index = [], []
+        for i, d in enumerate(batch):
+            if not d.customer_id:
+                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member "
+                                                              "external key this endpoint can write to")))
+                continue
+            items.append(activity_json(d, self.details_format))
+            index.append(i)
+        if not items:
+            return failures
+        now = int(time.time())
+        body = json.dumps({"endpoint": self.ctx.endpoint, "sent_at": now, "activities": items},
+                          ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {**self.extra_headers, "Content-Type": "application/json", TIMESTAMP_HEADER: str(now),
+                   "Idempotency-Key": hashlib.sha256("\n".join(x["idempotency_key"] for x in items).encode()).hexdigest()}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        try:
+            async with self.session.post(self.url, data=body, headers=headers) as resp:
+                text = await resp.text()
+                self.ctx.observe_http(resp.status)
+                error = classify_http(resp.status, text, resp.headers.get("Retry-After"))
+                if error is not None:
+                    raise error
+                results = _results(text)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self.ctx.observe_http("error")
+            raise RetriableError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+        if results is not None:
+            by_key = {r.get("idempotency_key"): r for r in results if isinstance(r, dict)}
+            for pos, item in zip(index, items):
+                r = by_key.get(item["idempotency_key"])
+                if r is None:
+                    failures.append(RecordFailure(pos, RetriableError("receiver gave no result for this record")))
+                    continue
+                err = classify_http(int(r.get("status", 200)), str(r.get("error") or ""))
+                if err is not None:
+                    failures.append(RecordFailure(pos, err))
+        return failures
+
+    async def stop(self) -> None:
+        session = getattr(self, "session", None)
+        if session is not None:
+            await session.close()
+
+
+def _results(text: str) -> list | None:
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("results"), list):
+        return doc["results"]
+    return None
+
+
+__all__ = ["WebhookSink", "sign", "verify", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "FatalError"]
