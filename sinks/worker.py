@@ -66,7 +66,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         gid, broker=broker, broker_credentials=creds, store="memory://",
         datadir=os.environ.get("ACTIVITY_SYNC_DATADIR") or tempfile.mkdtemp(prefix="activity-sync-sink-"),
         web_enabled=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0, producer_acks=-1,
+        broker_commit_interval=1.0, producer_acks=-1, **settings.faust_group_settings(),
         producer_max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
         consumer_max_fetch_size=MAX_EVENT_TOPIC_BYTES + 65536,
         # A retry agent may sleep until its record is due: a rebalance must not wait for it.
@@ -105,6 +105,8 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                                write_timeout_s=float(s.get("timeout_s", 10)) * 3 + 5,
                                outcome=metrics.MetricsOutcome(endpoint))
             state["runner"] = r
+            for tier, _ in r.policy.tiers:
+                metrics.RETRY_BACKLOG.labels(endpoint, tier).set(0)
             log.info("endpoint %s: provider %s, batch %s, group %s", endpoint, sink.provider, r.batch_size, gid)
             return r
 
@@ -196,7 +198,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
 
     backlog_state: dict = {}
 
-    @app.timer(5.0)
+    @app.timer(2.0)
     async def retry_backlog() -> None:
         try:
             if "admin" not in backlog_state:
@@ -216,7 +218,9 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                     lag += ends[tp] - (c.offset if c is not None and c.offset >= 0 else 0)
                 metrics.RETRY_BACKLOG.labels(endpoint, tier).set(lag)
         except Exception as exc:  # a metric must never take the worker down
-            log.debug("retry backlog not measured: %s", exc)
+            if not backlog_state.get("warned"):
+                backlog_state["warned"] = True
+                log.warning("retry backlog not measured: %s: %s", type(exc).__name__, exc)
 
     @app.on_before_shutdown.connect
     async def close_sink(app, **kwargs) -> None:

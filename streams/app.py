@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        **settings.faust_group_settings(),
         producer_max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
         consumer_max_fetch_size=MAX_EVENT_TOPIC_BYTES + 65536,
         producer_linger=0.005,

@@ -91,6 +91,12 @@ class Settings:
     max_event_bytes: int = 1_048_576
     metrics_port: int = 6066
     metrics_host: str = "127.0.0.1"
+    # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
+    session_timeout_s: float = 10.0
+
+    def faust_group_settings(self) -> dict:
+        return {"broker_session_timeout": self.session_timeout_s,
+                "broker_heartbeat_interval": max(1.0, self.session_timeout_s / 3)}
 
     @classmethod
     def from_env(cls, default_bootstrap: str | None = None) -> "Settings":
@@ -105,4 +111,5 @@ class Settings:
             max_event_bytes=int(e.get("ACTIVITY_SYNC_MAX_EVENT_BYTES", "1048576")),
             metrics_port=int(e.get("ACTIVITY_SYNC_METRICS_PORT", "6066")),
             metrics_host=e.get("ACTIVITY_SYNC_METRICS_HOST", "127.0.0.1"),
+            session_timeout_s=float(e.get("ACTIVITY_SYNC_SESSION_TIMEOUT_S", "10")),
         )

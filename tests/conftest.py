@@ -62,6 +62,7 @@ def worker_env(settings: Settings, tmp_path: Path, **extra) -> dict:
         "ACTIVITY_SYNC_DATADIR": str(tmp_path / f"datadir-{uuid.uuid4().hex[:6]}"),
         "ACTIVITY_SYNC_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        "ACTIVITY_SYNC_METRICS_PORT": "0",  # off unless a test asks for a port
     })
     env.update({k: str(v) for k, v in extra.items()})
     return env
