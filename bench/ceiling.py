@@ -35,7 +35,7 @@ async def main(mode: str) -> None:
     codec = make_codec(None, topics.enriched)
     consumer = AIOKafkaConsumer(raw_topic, group_id=f"{settings.app_id}-ceiling", enable_auto_commit=False,
                                 auto_offset_reset="earliest", **settings.kafka.aiokafka_kwargs())
-    producer = AIOKafkaProducer(acks=-1, linger_ms=5, **settings.kafka.aiokafka_kwargs())
+    producer = AIOKafkaProducer(acks=-1, linger_ms=5, max_batch_size=256 * 1024, **settings.kafka.aiokafka_kwargs())
     await consumer.start()
     await producer.start()
     try:

@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import metrics as stream_metrics
-from streams.app import catalog_for
-from streams.avro import decode_any
+from streams.app import catalog_for, run_worker
+from streams.avro import decode_any, decode_single_object, reader_schema_without
 from streams.configtable import ConfigTable
 from streams.routing import Routing
 from streams.settings import Settings
@@ -68,6 +68,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         web_enabled=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0, producer_acks=-1, **settings.faust_group_settings(),
         producer_max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
+        producer_max_batch_size=256 * 1024,  # Faust's 16 KB default holds ~4 enriched records
         consumer_max_fetch_size=MAX_EVENT_TOPIC_BYTES + 65536,
         # A retry agent may sleep until its record is due: a rebalance must not wait for it.
         stream_wait_empty=False,
@@ -129,6 +130,13 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         metrics.DELIVERIES.labels(endpoint, "dead").inc()
         metrics.DEAD_REASONS.labels(endpoint, type(exc).__name__).inc()
 
+    slim = reader_schema_without("details")  # providers write details_xml / details_json, not the pairs
+
+    def decode(value: bytes) -> dict:
+        if settings.schema_registry_url:
+            return decode_any(value, settings.schema_registry_url)
+        return decode_single_object(value, slim)
+
     def entry_for(record: dict) -> dict | None:
         for e in record["deliveries"]:
             if e["endpoint"] == endpoint:
@@ -147,7 +155,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                     hdr = dict(msg.headers or [])
                     if "endpoints" in hdr and endpoint not in hdr["endpoints"].decode().split(","):
                         continue  # not for this endpoint: skip without decoding
-                    record = decode_any(msg.value, settings.schema_registry_url)
+                    record = decode(msg.value)
                     entry = entry_for(record)
                     if entry is not None:
                         items.append(to_pending(msg, record, entry))
@@ -169,7 +177,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                         hdr = dict(msg.headers or [])
                         if hdr.get("retry.endpoint", b"").decode() != endpoint:
                             continue  # another endpoint's retry
-                        record = decode_any(msg.value, settings.schema_registry_url)
+                        record = decode(msg.value)
                         entry = entry_for(record)
                         if entry is None:
                             raise ValueError(f"retry record has no delivery entry for {endpoint}")
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     stream_metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_sink_app(endpoint, settings)
-    faust.Worker(app, loglevel=level.lower(), quiet=True).execute_from_commandline()
+    run_worker(app, level.lower())
 
 
 if __name__ == "__main__":

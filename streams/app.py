@@ -33,8 +33,8 @@ from .topics import MAX_EVENT_TOPIC_BYTES, Topics
 
 log = logging.getLogger("activity_sync.streams")
 
-BATCH_SIZE = int(os.environ.get("ACTIVITY_SYNC_BATCH_SIZE", "1000"))
-BATCH_WITHIN = float(os.environ.get("ACTIVITY_SYNC_BATCH_WITHIN", "0.05"))
+BATCH_SIZE = int(os.environ.get("ACTIVITY_SYNC_BATCH_SIZE", "200"))
+BATCH_WITHIN = float(os.environ.get("ACTIVITY_SYNC_BATCH_WITHIN", "0.01"))
 
 
 def dead_letter_headers(topic: str, partition: int, offset: int, exc: BaseException, stage: str,
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_acks=-1,
         **settings.faust_group_settings(),
         producer_max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
+        producer_max_batch_size=256 * 1024,  # Faust's 16 KB default holds ~4 enriched records
         consumer_max_fetch_size=MAX_EVENT_TOPIC_BYTES + 65536,
         producer_linger=0.005,
         stream_buffer_maxsize=4 * BATCH_SIZE,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.agent(raw_topic, name="enrich_activities")
     async def enrich_activities(stream):
         await config_table.wait_ready()
+        producer = app.producer
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
             started = time.monotonic()
             now = time.time()
@@ -117,7 +119,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     await dead_letter(msg, exc)
                     continue
                 endpoints = ",".join(d["endpoint"] for d in out.record["deliveries"])
-                await enriched_topic.send(key=out.key, value=value, headers=[("endpoints", endpoints.encode())])
+                # Straight to Faust's producer (Topic.send's channel machinery costs ~5% CPU here);
+                # Faust still flushes this producer before it commits the batch's offsets.
+                await producer.send(topics.enriched, out.key, value, None, None, [("endpoints", endpoints.encode())])
                 metrics.ENRICHED.inc()
                 if out.unknown_code:
                     metrics.unknown_code(out.record["activity_code"])
@@ -137,6 +141,18 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
+def run_worker(app: faust.App, loglevel: str) -> None:
+    """Run a Faust app as a worker, without the terminal spinner.
+
+    Faust's spinner sets the root logger to DEBUG (so it can spin on every record) whenever the
+    level is WARN or above; every ``log.debug`` in aiokafka's send path then builds a record:
+    about 8% of the stream worker's CPU.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
 def main() -> None:
     """Run one stream worker: ``python -m streams.app`` (settings from the environment)."""
     logging.basicConfig(level=os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "INFO"),
@@ -144,8 +160,7 @@ def main() -> None:
     settings = Settings.from_env()
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "info").lower(), quiet=True)
-    worker.execute_from_commandline()
+    run_worker(app, os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "info").lower())
 
 
 if __name__ == "__main__":

@@ -113,12 +113,33 @@ def make_codec(registry_url: str | None, topic: str):
 def decode_any(data: bytes, registry_url: str | None = None) -> dict:
     """Decode an ``activity.enriched`` value in either encoding."""
     if data[:2] == SINGLE_OBJECT_MARKER:
-        return SingleObjectCodec().decode(data)
+        return _single_object_codec().decode(data)
     if data[:1] == CONFLUENT_MAGIC:
         if not registry_url:
             raise DecodeError("Confluent wire format needs SCHEMA_REGISTRY_URL to decode")
         return _confluent_reader(registry_url).decode(data)
     raise DecodeError("neither single-object encoding nor Confluent wire format")
+
+
+@lru_cache(maxsize=1)
+def _single_object_codec() -> SingleObjectCodec:
+    return SingleObjectCodec()
+
+
+@lru_cache(maxsize=None)
+def reader_schema_without(*fields: str):
+    """Our schema less some fields: reading with it skips them (a sink that needs no ``details`` pairs)."""
+    doc = json.loads(schema_text())
+    doc["fields"] = [f for f in doc["fields"] if f["name"] not in fields]
+    return fastavro.parse_schema(doc)
+
+
+def decode_single_object(data: bytes, reader_schema) -> dict:
+    """Decode single-object encoded bytes of our schema with a reader schema of the caller's choice."""
+    codec = _single_object_codec()
+    if data[:10] != codec.header:
+        return codec.decode(data)  # raises the precise DecodeError
+    return fastavro.schemaless_reader(io.BytesIO(data[10:]), codec.schema, reader_schema)
 
 
 @lru_cache(maxsize=4)
