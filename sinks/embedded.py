@@ -33,3 +33,35 @@ def _wait_http(url: str, timeout: float = 20) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def crm_stats() -> dict | None:
+    import json
+
+    try:
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{FAKE_CRM_PORT}/_stats", timeout=2).read())
+    except OSError:
+        return None
+
+
+async def report_deliveries(expect: int | None = None, timeout: float | None = None) -> None:
+    """Print what the fake CRM has stored whenever it changes; return once ``expect`` are there."""
+    import asyncio
+    import json
+
+    seen = -1
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        s = await asyncio.to_thread(crm_stats)
+        if s and s["stored"] != seen:
+            seen = s["stored"]
+            print(f"[fake CRM] {seen} activities stored, {s['duplicates']} duplicates ignored, "
+                  f"{s['rejected']} rejected; see http://127.0.0.1:{FAKE_CRM_PORT}/", flush=True)
+        if expect is not None and seen >= expect:
+            rows = json.loads(await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{FAKE_CRM_PORT}/activities", timeout=5).read()))
+            for r in rows:
+                print(f"  {r['customer_id']:20} {r['activity_code']:24} {r['writeback_code1']}/{r['writeback_code2']}"
+                      f"  {r['description']}", flush=True)
+            return
+        await asyncio.sleep(1)

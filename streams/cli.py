@@ -132,8 +132,26 @@ def format_message(msg, kind: str, registry_url: str | None) -> dict:
     return base
 
 
+def summary(rec: dict) -> str:
+    """A few lines a person reads: what happened, who, when, where it goes and how it is described."""
+    v = rec.get("value")
+    if not isinstance(v, dict):
+        return json.dumps(rec, ensure_ascii=False)
+    lines = [f"{v['activity_code']} [{v['category']}] {v['activity_date']}  customer {v['customer_id']} "
+             f"(from {v['customer_key_field']})  key {v['activity_key']}"]
+    if v.get("link_url"):
+        lines.append(f"  link: {v['link_url']}")
+    lines.append(f"  details: {len(v['details'])} properties (details_xml {len(v['details_xml'])} chars)")
+    for d in v["deliveries"]:
+        codes = "/".join(c for c in (d["writeback_code1"], d["writeback_code2"]) if c)
+        lines.append(f"  -> {d['endpoint']} ({d['provider_type']}) [{codes}]: {d['description']}")
+    if not v["deliveries"]:
+        lines.append("  -> no enabled subscription: enriched, delivered nowhere")
+    return "\n".join(lines)
+
+
 async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_records: int | None,
-               idle: float | None, pretty: bool, out=sys.stdout) -> int:
+               idle: float | None, pretty: bool, out=sys.stdout, brief: bool = False) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topics = Topics(settings.topic_prefix)
@@ -165,8 +183,11 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
             for msgs in batch.values():
                 for m in msgs:
                     rec = format_message(m, kind, settings.schema_registry_url)
-                    out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
-                               else json.dumps(rec, ensure_ascii=False)) + "\n")
+                    if brief:
+                        out.write(summary(rec) + "\n\n")
+                    else:
+                        out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
+                                   else json.dumps(rec, ensure_ascii=False)) + "\n")
                     out.flush()
                     count += 1
                     if max_records is not None and count >= max_records:
@@ -257,6 +278,7 @@ async def run_embedded(args) -> int:
     var = Path(args.var).resolve()
     var.mkdir(parents=True, exist_ok=True)
     emb = Embedded(args.config, var, args.port, not args.no_seed)
+    reporter = None
     try:
         bootstrap = emb.start_broker()
         settings = Settings.from_env(bootstrap)
@@ -264,15 +286,26 @@ async def run_embedded(args) -> int:
         n = await publish_config(settings, args.config)
         print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
         emb.start_workers()
+        reporter = None
+        try:
+            from sinks import embedded as sinks_embedded
+        except ImportError:
+            sinks_embedded = None
         if emb.feed_seed:
             lines = seed_lines()
             await produce_lines(settings, lines)
             print(f"produced the seed's {len(lines)} example activities to {Topics(settings.topic_prefix).raw}")
-        print(f"\nactivity.enriched, decoded (Ctrl-C to stop; `activity-sync tail` shows it any time):\n", flush=True)
-        await tail(settings, "enriched", True, args.max, args.idle, pretty=True)
+        if sinks_embedded is not None and not args.exit:
+            reporter = asyncio.ensure_future(sinks_embedded.report_deliveries())
+        print("\nactivity.enriched, decoded (Ctrl-C to stop; `.venv/bin/activity-sync tail --pretty` shows whole "
+              "records):\n", flush=True)
+        await tail(settings, "enriched", True, args.max, args.idle, pretty=True, brief=not args.full)
         if args.max is None and args.idle is None:
             return 0
         if args.exit:
+            if sinks_embedded is not None and emb.feed_seed:
+                print("waiting for the fake CRM to acknowledge them ...", flush=True)
+                await sinks_embedded.report_deliveries(expect=len(seed_lines()), timeout=60)
             return 0
         print("pipeline running; Ctrl-C to stop", flush=True)
         while all(p.poll() is None for _, p in emb.procs):
@@ -283,6 +316,8 @@ async def run_embedded(args) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
     finally:
+        if reporter is not None:
+            reporter.cancel()
         emb.stop()
 
 
@@ -297,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max", type=int, default=None, help="stop tailing after N enriched records")
     r.add_argument("--idle", type=float, default=None, help="stop tailing after S seconds without records")
     r.add_argument("--exit", action="store_true", help="stop everything once tailing stops")
+    r.add_argument("--full", action="store_true", help="print whole enriched records, not a summary")
     t = sub.add_parser("topics", help="create the declared topics")
     t.add_argument("--describe", action="store_true")
     c = sub.add_parser("load-config", help="validate a YAML config and publish it to activity.config")
@@ -311,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     tl.add_argument("--max", type=int, default=None)
     tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")
     tl.add_argument("--pretty", action="store_true")
+    tl.add_argument("--summary", action="store_true", help="a few readable lines per enriched record")
     sub.add_parser("worker", help="run one stream worker")
     sk = sub.add_parser("sink", help="run one sink worker for an endpoint")
     sk.add_argument("--endpoint", required=True)
@@ -332,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.add_argument("--port", type=int, default=8085)
     args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # aiokafka retries a produce to a partition whose leader is still being elected, and says so.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
     if args.cmd == "worker":
         from .app import main as worker_main
@@ -412,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"replayed {asyncio.run(replay.execute(settings, decisions))}, not replayed {len(decisions) - todo}")
     elif args.cmd == "tail":
         try:
-            asyncio.run(tail(settings, args.topic, args.from_beginning, args.max, args.idle, args.pretty))
+            asyncio.run(tail(settings, args.topic, args.from_beginning, args.max, args.idle, args.pretty,
+                             brief=args.summary))
         except KeyboardInterrupt:
             pass
     return 0

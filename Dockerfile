@@ -1,0 +1,12 @@
+# The activity-sync workers' image (docker-compose.yml builds it).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY sinks ./sinks
+COPY schemas ./schemas
+COPY deploy ./deploy
+RUN pip install --no-cache-dir .
+ENV ACTIVITY_SYNC_METRICS_HOST=0.0.0.0 \
+    ACTIVITY_SYNC_CONFIG=/app/deploy/compose-config.yaml
+ENTRYPOINT ["activity-sync"]
