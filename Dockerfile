@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas
+COPY activity_sync ./activity_sync
 COPY deploy ./deploy
 RUN pip install --no-cache-dir .
 ENV ACTIVITY_SYNC_METRICS_HOST=0.0.0.0 \

@@ -20,11 +20,11 @@ broker-fetch: install
 
 ## The embedded default: local Kafka, topics, config, workers, fake CRM, the seed's activities.
 run: broker-fetch
-	$(PY) -m streams.cli run
+	$(PY) -m activity_sync.cli run
 
 ## Same, but exits once the seed's activities have come out enriched.
 demo: broker-fetch
-	$(PY) -m streams.cli run --max 5 --exit
+	$(PY) -m activity_sync.cli run --max 5 --exit
 
 test: broker-fetch
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from streams.avro import SingleObjectCodec
 from streams.broker import free_port
 from streams.catalog import load_catalog
-from streams.cli import publish_config, seed_lines
+from streams.tools import publish_config, seed_lines
 from streams.enrich import Enricher
 from streams.routing import Routing, parse_config
 from streams.settings import KafkaSettings, Settings

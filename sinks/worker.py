@@ -18,8 +18,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
-import traceback
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition

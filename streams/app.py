@@ -11,7 +11,6 @@ and Faust flushes the producer before it commits an offset, so a crash re-reads 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import tempfile
@@ -19,7 +18,6 @@ import time
 import traceback
 
 import faust
-from mode import Service
 
 from . import metrics
 from .avro import make_codec
@@ -85,7 +83,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     raw_topic = app.topic(topics.raw, key_serializer="raw", value_serializer="raw",
                           partitions=settings.partitions, internal=False)
-    enriched_topic = app.topic(topics.enriched, key_serializer="raw", value_serializer="raw", internal=False)
     dead_topic = app.topic(topics.dead, key_serializer="raw", value_serializer="raw", internal=False)
 
     catalog = catalog_for(settings)

@@ -14,13 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import LocalKafka, free_port
+from streams.broker import LocalKafka
 from streams.settings import KafkaSettings, Settings
 from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, ensure_topics, partition_ids
 
@@ -122,7 +121,7 @@ def stream_worker(settings, tmp_path, spawn):
 
 
 async def publish_config_file(settings: Settings, path: Path) -> None:
-    from streams.cli import publish_config
+    from streams.tools import publish_config
 
     await publish_config(settings, path)
 
@@ -169,6 +168,6 @@ async def consume(settings: Settings, topic: str, until, timeout: float = 60.0, 
 
 
 def seed_events() -> list[dict]:
-    from streams.cli import seed_lines
+    from streams.tools import seed_lines
 
     return [json.loads(line) for line in seed_lines()]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -278,7 +277,7 @@ async def test_two_week_expiry_then_replay_delivers(settings, pipeline, crm, tmp
     env = pipeline.env()
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "streams.cli", "replay", *args], env=env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "activity_sync.cli", "replay", *args], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
     dry = await asyncio.to_thread(cli, "--endpoint", "crm", "--key", "act-000000", "--dry-run")
@@ -306,3 +305,15 @@ async def test_replay_refuses_past_the_limit(settings, pipeline):
     assert "replayed 3 times already" in decisions[0].reason
     assert await replay.execute(settings, decisions) == 0
     assert [d.action for d in await replay.plan(settings, "crm", None, None, None, max_replays=4)] == ["replay"]
+
+
+async def test_a_retry_is_never_sent_before_it_is_due(settings, pipeline, crm):
+    await pipeline.configure({"crm": webhook(crm)})
+    crm.control({"fail": {"status": 503, "count": 2}})  # the first try and the in-process retry
+    pipeline.sink_worker("crm", ACTIVITY_SYNC_RETRY_DELAYS="3,3,3,3", ACTIVITY_SYNC_INLINE_RETRIES="1")
+    await produce(settings, Topics(settings.topic_prefix).enriched, pipeline.enriched(1))
+    retried = await consume(settings, Topics(settings.topic_prefix).retry("1m"), lambda m: len(m) >= 1, timeout=60)
+    due = int(dict(retried[0].headers)["retry.due_ms"]) / 1000
+    await wait_for(lambda: crm.stats()["stored"] == 1, 60, "the retried activity")
+    assert crm.received()[0]["received_at"] >= due - 0.01
+    assert [r["status"] for r in crm.requests] == [503, 503, 200]

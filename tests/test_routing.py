@@ -6,7 +6,7 @@ from streams.routing import ConfigError, Routing, parse_config, read_config_file
 
 
 def test_fixture_and_bundled_configs_are_valid():
-    from streams.cli import bundled
+    from streams.tools import bundled
 
     for path in (FIXTURES / "config.yaml", bundled("embedded.yaml")):
         cfg = parse_config(read_config_file(path), load_catalog())

@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import seed_events
 
-from sinks.contract import (AuthExpired, Delivery, FatalError, MappingError, RetriableError, SinkError, Throttled,
+from sinks.contract import (AuthExpired, Delivery, FatalError, MappingError, RetriableError, Throttled,
                             classify_http, parse_retry_after)
 from sinks.fake_crm import FakeCRM
 from sinks.history import query

@@ -169,7 +169,7 @@ async def test_tail_command_prints_decoded_records(settings, stream_worker):
     await produce(settings, Topics(settings.topic_prefix).raw, keyed(seed_events()))
     await consume(settings, Topics(settings.topic_prefix).enriched, lambda m: len(m) >= 5, timeout=90)
     env = worker_env(settings, Path("/tmp"))
-    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "streams.cli", "tail", "--from-beginning",
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "activity_sync.cli", "tail", "--from-beginning",
                                                    "--max", "5"], env=env, capture_output=True, text=True,
                                   timeout=60, cwd=ROOT)
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -187,3 +187,39 @@ def test_broker_start_says_why_when_the_port_is_taken(tmp_path):
         port = s.getsockname()[1]
         with pytest.raises(BrokerError, match=f"port {port} .* is taken"):
             LocalKafka(tmp_path, port=port).start()
+
+
+async def test_confluent_wire_format_with_a_schema_registry(settings, stream_worker, tmp_path):
+    """With SCHEMA_REGISTRY_URL: magic byte 0, the registered schema's id, the body; tail decodes it."""
+    import struct
+
+    from streams.avro import decode_any
+    from streams.fake_registry import FakeSchemaRegistry
+
+    registry = await FakeSchemaRegistry().start()
+    try:
+        await publish_config_file(settings, FIXTURES / "config.yaml")
+        stream_worker(SCHEMA_REGISTRY_URL=registry.url)
+        await produce(settings, Topics(settings.topic_prefix).raw, keyed(seed_events()))
+        msgs = await consume(settings, Topics(settings.topic_prefix).enriched, lambda m: len(m) >= 5, timeout=90)
+        subject = f"{Topics(settings.topic_prefix).enriched}-value"
+        assert registry.subjects[subject] == [1]
+        for m in msgs:
+            assert m.value[0] == 0 and struct.unpack(">I", m.value[1:5])[0] == 1
+            rec = await asyncio.to_thread(decode_any, m.value, registry.url)
+            assert rec["activity_key"] in {e["ActivityKey"] for e in seed_events()}
+    finally:
+        await registry.stop()
+
+
+def test_broker_says_when_java_or_maven_is_missing(tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(BrokerError, match="java not found on PATH"):
+        LocalKafka(tmp_path / "k").start()
+    monkeypatch.setenv("ACTIVITY_SYNC_CACHE", str(tmp_path / "cache"))  # nothing resolved yet
+    from streams.broker import resolve_jars
+
+    with pytest.raises(BrokerError, match="mvn not found on PATH"):
+        resolve_jars()

@@ -1,0 +1,1 @@
+"""activity-sync's command line: the composition root that starts both stages."""

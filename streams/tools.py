@@ -1,0 +1,182 @@
+"""Stream-side Kafka helpers for the command line and tests: topics, config, producing, tailing."""
+
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from .settings import Settings
+from .topics import MAX_EVENT_TOPIC_BYTES, Topics, describe_topic_configs, ensure_topics, partition_ids
+
+
+def bundled(name: str) -> Path:
+    return Path(str(resources.files("streams").joinpath(f"data/{name}")))
+
+
+def seed_lines() -> list[bytes]:
+    return [line.encode() for line in bundled("seed_activities.jsonl").read_text().splitlines() if line.strip()]
+
+
+def raw_key(line: bytes) -> bytes | None:
+    """The member's contact key for a raw event (the key producers are asked to use), if it has one."""
+    from .catalog import load_catalog
+    from .enrich import choose_customer, contact_key_of
+
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(ev, dict):
+        return None
+    cat = load_catalog()
+    _, field = choose_customer(ev, cat.customer_key(str(ev.get("ActivityCode"))))
+    ck = contact_key_of(field, ev)
+    return ck.encode() if ck else None
+
+
+# --------------------------------------------------------------------------- commands
+
+async def cmd_topics(settings: Settings, describe: bool) -> None:
+    topics = Topics(settings.topic_prefix)
+    specs = topics.specs(settings.partitions)
+    result = await ensure_topics(settings.kafka, specs)
+    for s in specs:
+        print(f"{s.name:32} {result[s.name]:8} partitions={s.partitions} {s.config}")
+    if describe:
+        cfgs = await describe_topic_configs(settings.kafka, [s.name for s in specs])
+        for name, cfg in cfgs.items():
+            keys = ("cleanup.policy", "retention.ms", "max.message.bytes")
+            print(name, {k: cfg.get(k) for k in keys})
+
+
+async def publish_config(settings: Settings, path: str | Path) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from .catalog import load_catalog
+    from .routing import parse_config, read_config_file
+
+    doc = read_config_file(path)
+    cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+    producer = AIOKafkaProducer(acks="all", **settings.kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        for key, value in cfg.records():
+            await producer.send(Topics(settings.topic_prefix).config, key=key.encode(), value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(cfg.records())
+
+
+async def produce_lines(settings: Settings, lines: list[bytes]) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(acks="all", max_request_size=MAX_EVENT_TOPIC_BYTES, linger_ms=5,
+                                **settings.kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        topic = Topics(settings.topic_prefix).raw
+        futs = [await producer.send(topic, key=raw_key(line), value=line) for line in lines]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return len(lines)
+
+
+def _jsonable(record: dict) -> dict:
+    out = dict(record)
+    for k, v in out.items():
+        if isinstance(v, dt.datetime):
+            out[k] = v.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return out
+
+
+def format_message(msg, kind: str, registry_url: str | None) -> dict:
+    from .avro import DecodeError, decode_any
+
+    base = {"partition": msg.partition, "offset": msg.offset,
+            "key": msg.key.decode("utf-8", "replace") if msg.key else None}
+    if kind == "enriched":
+        try:
+            base["value"] = _jsonable(decode_any(msg.value, registry_url))
+        except DecodeError as exc:
+            base["error"] = str(exc)
+    else:
+        headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
+        if headers:
+            base["headers"] = headers
+        value = msg.value or b""
+        text = value[:2000].decode("utf-8", "replace")
+        base["value"] = text + (f"... ({len(value)} bytes)" if len(value) > 2000 else "")
+    return base
+
+
+def summary(rec: dict) -> str:
+    """A few lines a person reads: what happened, who, when, where it goes and how it is described."""
+    v = rec.get("value")
+    if not isinstance(v, dict):
+        return json.dumps(rec, ensure_ascii=False)
+    lines = [f"{v['activity_code']} [{v['category']}] {v['activity_date']}  customer {v['customer_id']} "
+             f"(from {v['customer_key_field']})  key {v['activity_key']}"]
+    if v.get("link_url"):
+        lines.append(f"  link: {v['link_url']}")
+    lines.append(f"  details: {len(v['details'])} properties (details_xml {len(v['details_xml'])} chars)")
+    for d in v["deliveries"]:
+        codes = "/".join(c for c in (d["writeback_code1"], d["writeback_code2"]) if c)
+        lines.append(f"  -> {d['endpoint']} ({d['provider_type']}) [{codes}]: {d['description']}")
+    if not v["deliveries"]:
+        lines.append("  -> no enabled subscription: enriched, delivered nowhere")
+    return "\n".join(lines)
+
+
+async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_records: int | None,
+               idle: float | None, pretty: bool, out=sys.stdout, brief: bool = False) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topics = Topics(settings.topic_prefix)
+    names = {"enriched": topics.enriched, "dead": topics.dead, "raw": topics.raw, "config": topics.config}
+    topic = names.get(topic_name, topic_name)
+    kind = "enriched" if topic == topics.enriched else "other"
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
+                                fetch_max_bytes=4 * MAX_EVENT_TOPIC_BYTES, **settings.kafka.aiokafka_kwargs())
+    await consumer.start()
+    count = 0
+    try:
+        parts = [TopicPartition(topic, p) for p in await partition_ids(settings.kafka, topic)]
+        if not parts:
+            raise SystemExit(f"topic {topic} does not exist")
+        consumer.assign(parts)
+        if from_beginning:
+            await consumer.seek_to_beginning(*parts)
+        else:
+            await consumer.seek_to_end(*parts)
+        last = time.monotonic()
+        while max_records is None or count < max_records:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not batch:
+                if idle is not None and time.monotonic() - last > idle:
+                    break
+                continue
+            last = time.monotonic()
+            for msgs in batch.values():
+                for m in msgs:
+                    rec = format_message(m, kind, settings.schema_registry_url)
+                    if brief:
+                        out.write(summary(rec) + "\n\n")
+                    else:
+                        out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
+                                   else json.dumps(rec, ensure_ascii=False)) + "\n")
+                    out.flush()
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        break
+    finally:
+        await consumer.stop()
+    return count
