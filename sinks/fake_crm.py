@@ -38,16 +38,18 @@ import time
 
 from aiohttp import web
 
+from streams.fakeserver import FakeServer
+
 from .webhook import SIGNATURE_HEADER, verify
 
 
-class FakeCRM:
+class FakeCRM(FakeServer):
+    path = "/activities"
+
     def __init__(self, secret: bytes | None = None, max_batch: int = 1000) -> None:
         self.secret = secret
         self.max_batch = max_batch
         self.reset()
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -187,23 +189,6 @@ class FakeCRM:
         app.router.add_post("/_reset", self.handle_reset)
         app.router.add_get("/", self.handle_index)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> "FakeCRM":
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/activities"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 def main() -> None:

@@ -41,16 +41,23 @@ class DecodeError(ValueError):
     pass
 
 
-class SingleObjectCodec:
-    def __init__(self, schema=None) -> None:
-        self.schema = schema or parsed_schema()
-        self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
+class _Codec:
+    """Header bytes, then the Avro binary body of our schema."""
+
+    schema: object
+    header: bytes
 
     def encode(self, record: dict) -> bytes:
         buf = io.BytesIO()
         buf.write(self.header)
         fastavro.schemaless_writer(buf, self.schema, record)
         return buf.getvalue()
+
+
+class SingleObjectCodec(_Codec):
+    def __init__(self, schema=None) -> None:
+        self.schema = schema or parsed_schema()
+        self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
 
     def decode(self, data: bytes) -> dict:
         if data[:2] != SINGLE_OBJECT_MARKER:
@@ -81,19 +88,17 @@ class SchemaRegistry:
         return self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
 
 
-class ConfluentCodec:
-    def __init__(self, registry: SchemaRegistry, subject: str, schema=None) -> None:
-        self.registry = registry
-        self.schema = schema or parsed_schema()
-        self.schema_id = registry.register(subject, json.dumps(self.schema if schema else json.loads(schema_text())))
-        self.header = CONFLUENT_MAGIC + struct.pack(">I", self.schema_id)
-        self._writers: dict[int, object] = {self.schema_id: self.schema}
+class ConfluentCodec(_Codec):
+    """Writes under ``subject`` (registering our schema there); without one it only reads."""
 
-    def encode(self, record: dict) -> bytes:
-        buf = io.BytesIO()
-        buf.write(self.header)
-        fastavro.schemaless_writer(buf, self.schema, record)
-        return buf.getvalue()
+    def __init__(self, registry: SchemaRegistry, subject: str | None = None) -> None:
+        self.registry = registry
+        self.schema = parsed_schema()
+        self._writers: dict[int, object] = {}
+        if subject is not None:
+            self.schema_id = registry.register(subject, schema_text())
+            self.header = CONFLUENT_MAGIC + struct.pack(">I", self.schema_id)
+            self._writers[self.schema_id] = self.schema
 
     def decode(self, data: bytes) -> dict:
         if data[:1] != CONFLUENT_MAGIC or len(data) < 5:
@@ -143,7 +148,5 @@ def decode_single_object(data: bytes, reader_schema) -> dict:
 
 
 @lru_cache(maxsize=4)
-def _confluent_reader(url: str) -> "ConfluentCodec":
-    reader = ConfluentCodec.__new__(ConfluentCodec)
-    reader.registry, reader.schema, reader._writers = SchemaRegistry(url), parsed_schema(), {}
-    return reader
+def _confluent_reader(url: str) -> ConfluentCodec:
+    return ConfluentCodec(SchemaRegistry(url))

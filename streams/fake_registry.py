@@ -15,18 +15,26 @@ import json
 import fastavro
 from aiohttp import web
 
+from .fakeserver import FakeServer
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class FakeSchemaRegistry:
+class FakeSchemaRegistry(FakeServer):
+    path = ""
+
     def __init__(self) -> None:
         self.schemas: list[str] = []              # id - 1 -> canonical schema text
         self.subjects: dict[str, list[int]] = {}  # subject -> schema ids by version
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
 
     def _json(self, body: dict, status: int = 200) -> web.Response:
         return web.Response(text=json.dumps(body), status=status, content_type=CONTENT_TYPE)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/subjects/{subject}/versions", self.register)
+        app.router.add_get("/schemas/ids/{id}", self.schema)
+        return app
 
     async def register(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -48,22 +56,3 @@ class FakeSchemaRegistry:
         if not 1 <= sid <= len(self.schemas):
             return self._json({"error_code": 40403, "message": "Schema not found"}, 404)
         return self._json({"schema": self.schemas[sid - 1]})
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> "FakeSchemaRegistry":
-        app = web.Application()
-        app.router.add_post("/subjects/{subject}/versions", self.register)
-        app.router.add_get("/schemas/ids/{id}", self.schema)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
