@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import metrics as stream_metrics
-from streams.app import catalog_for, run_worker
+from streams.app import catalog_for, run_worker, stop_now
 from streams.avro import decode_any, decode_single_object, reader_schema_without
 from streams.configtable import ConfigTable
 from streams.routing import Routing
@@ -44,15 +44,30 @@ def group_id(settings: Settings, endpoint: str) -> str:
 
 
 class FaustPublisher:
+    """Retry and dead-letter sends; ``flush`` waits for all of a batch's before it is acknowledged."""
+
     def __init__(self, retry_topics: dict, dead_topic) -> None:
         self.retry_topics = retry_topics
         self.dead_topic = dead_topic
+        self.pending: list = []
+
+    async def _send(self, topic, key, value, headers) -> None:
+        try:
+            self.pending.append(await topic.send(key=key, value=value, headers=headers))
+        except Exception as exc:
+            stop_now(f"producing to {topic.get_topic_name()} failed: {type(exc).__name__}: {exc}")
 
     async def retry(self, tier, key, value, headers) -> None:
-        await self.retry_topics[tier].send(key=key, value=value, headers=headers)
+        await self._send(self.retry_topics[tier], key, value, headers)
 
     async def dead(self, key, value, headers) -> None:
-        await self.dead_topic.send(key=key, value=value, headers=headers)
+        await self._send(self.dead_topic, key, value, headers)
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for res in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(res, BaseException):  # even too large: the retry and dead topics take 16 MiB
+                stop_now(f"a retry or dead-letter record was not written: {type(res).__name__}: {res}")
 
 
 def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.App:
@@ -124,7 +139,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
 
         headers = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc, "deliver")
         headers.append(("error.endpoint", endpoint.encode()))
-        await dead.send(key=msg.key, value=msg.value, headers=headers)
+        await publisher.dead(msg.key, msg.value, headers)
         metrics.DELIVERIES.labels(endpoint, "dead").inc()
         metrics.DEAD_REASONS.labels(endpoint, type(exc).__name__).inc()
 
@@ -162,6 +177,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                     await dead_letter_undecodable(msg, exc)
             if items:
                 await r.deliver(items)
+            await publisher.flush()
 
     def retry_agent(tier: str):
         async def retry(stream):
@@ -196,6 +212,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                     due_now.append(p)
                 if due_now:
                     await r.deliver(due_now)
+                await publisher.flush()
         retry.__name__ = f"retry_{tier}"
         return retry
 

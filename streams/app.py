@@ -4,20 +4,24 @@
 The agent only wires topics to the pure functions in :mod:`streams.enrich`. It never lets an
 exception escape (Faust acknowledges a message whose agent raised, and it would be lost): every
 event ends either on ``activity.enriched`` or on ``activity.dead`` with the reason in its
-headers. Sends happen inside the ``take_events`` loop body, before the batch is acknowledged,
-and Faust flushes the producer before it commits an offset, so a crash re-reads rather than loses
-(at-least-once; consumers drop duplicates by ``activity_key``).
+headers. Every send of a batch is acknowledged by the broker before the batch is (a record the
+broker refuses as too large is dead-lettered; any other failed send stops the process before
+Faust can commit), so a crash re-reads rather than loses (at-least-once; consumers drop
+duplicates by ``activity_key``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
 import time
 import traceback
+from functools import partial
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from . import metrics
 from .avro import make_codec
@@ -33,6 +37,48 @@ log = logging.getLogger("activity_sync.streams")
 
 BATCH_SIZE = int(os.environ.get("ACTIVITY_SYNC_BATCH_SIZE", "200"))
 BATCH_WITHIN = float(os.environ.get("ACTIVITY_SYNC_BATCH_WITHIN", "0.01"))
+
+
+# The broker or the client refuses a record this large: the event is dead-lettered, not retried.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+def stop_now(reason: str) -> None:
+    """Crash-only: end the process before Faust can commit offsets past a record not safely written.
+
+    Faust acknowledges a batch's events even when its loop body fails, and commits what is
+    acknowledged; only a process that is gone commits nothing. The restarted worker re-reads
+    from the last commit: at-least-once, nothing lost.
+    """
+    log.critical("stopping at once, offsets left uncommitted: %s", reason)
+    logging.shutdown()
+    os._exit(70)
+
+
+async def settle(pending: list, on_too_large) -> int:
+    """Wait until every send of a batch is acknowledged.
+
+    ``pending`` holds ``(future, item, resend)``. The broker refuses a whole record batch that is
+    over the topic's ``max.message.bytes`` (and aiokafka does not split it), so a refused record is
+    sent again on its own; only one refused alone goes to ``on_too_large(item, error)``.
+    Answers how many records went there.
+    """
+    refused = 0
+    results = await asyncio.gather(*(fut for fut, _, _ in pending), return_exceptions=True)
+    for (_, item, resend), res in zip(pending, results):
+        if isinstance(res, TOO_LARGE) and resend is not None:
+            try:
+                res = await (await resend())
+            except TOO_LARGE as exc:
+                res = exc
+            except Exception as exc:  # noqa: BLE001 - handled as any failed produce below
+                res = exc
+        if isinstance(res, TOO_LARGE):
+            refused += 1
+            await on_too_large(item, res)
+        elif isinstance(res, BaseException):
+            stop_now(f"a produce failed after the client's retries: {type(res).__name__}: {res}")
+    return refused
 
 
 def dead_letter_headers(topic: str, partition: int, offset: int, exc: BaseException, stage: str,
@@ -100,6 +146,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
             started = time.monotonic()
             now = time.time()
+            pending: list = []  # (future, raw message, resend): settled before the batch is acknowledged
+            sent = 0
             for event in events:
                 msg = event.message
                 metrics.EVENTS_IN.inc()
@@ -108,31 +156,46 @@ def create_app(settings: Settings | None = None) -> faust.App:
                                           int(now * 1000))
                     value = codec.encode(out.record)
                 except MalformedEvent as exc:
-                    await dead_letter(msg, exc)
+                    pending.append((await dead_letter(msg, exc), None, None))
                     continue
                 except Exception as exc:  # a bug must not lose the event either
                     log.error("enrichment failed at %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset,
                               traceback.format_exc())
-                    await dead_letter(msg, exc)
+                    pending.append((await dead_letter(msg, exc), None, None))
                     continue
                 endpoints = ",".join(d["endpoint"] for d in out.record["deliveries"])
-                # Straight to Faust's producer (Topic.send's channel machinery costs ~5% CPU here);
-                # Faust still flushes this producer before it commits the batch's offsets.
-                await producer.send(topics.enriched, out.key, value, None, None, [("endpoints", endpoints.encode())])
-                metrics.ENRICHED.inc()
+                # Straight to Faust's producer (Topic.send's channel machinery costs ~5% CPU here).
+                send = partial(producer.send, topics.enriched, out.key, value, None, None,
+                               [("endpoints", endpoints.encode())])
+                try:
+                    fut = await send()
+                except TOO_LARGE as exc:
+                    pending.append((await dead_letter(msg, exc), None, None))
+                    continue
+                except Exception as exc:
+                    stop_now(f"producing to {topics.enriched} failed: {type(exc).__name__}: {exc}")
+                pending.append((fut, msg, send))
+                sent += 1
                 if out.unknown_code:
                     metrics.unknown_code(out.record["activity_code"])
                 for d in out.record["deliveries"]:
                     metrics.ROUTED.labels(d["endpoint"]).inc()
                 if msg.timestamp:
                     metrics.LATENCY.observe(max(0.0, now - msg.timestamp))
+            metrics.ENRICHED.inc(sent - await settle(pending, too_large))
             metrics.BATCH_SECONDS.observe(time.monotonic() - started)
 
-    async def dead_letter(msg, exc: BaseException) -> None:
+    async def too_large(msg, exc: BaseException) -> None:
+        if msg is None:
+            stop_now(f"a dead letter was refused: {exc}")
+        await settle([(await dead_letter(msg, exc), None, None)], too_large)
+
+    async def dead_letter(msg, exc: BaseException):
+        """Send the raw event to the dead-letter topic; answer the send's future."""
         metrics.DEAD.labels(type(exc).__name__).inc()
         log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
                     type(exc).__name__, str(exc)[:200])
-        await dead_topic.send(key=msg.key, value=msg.value,
+        return await dead_topic.send(key=msg.key, value=msg.value,
                               headers=dead_letter_headers(msg.topic, msg.partition, msg.offset, exc, "enrich"))
 
     return app

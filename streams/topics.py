@@ -64,7 +64,8 @@ class Topics:
         big = {"max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}
         specs = [
             TopicSpec(self.raw, partitions, {**big, "retention.ms": str(7 * 24 * 3600 * 1000)}),
-            TopicSpec(self.enriched, partitions, {"retention.ms": str(TWO_WEEKS_MS)}),
+            # Enrichment makes a record larger than its raw event: room for the largest accepted one.
+            TopicSpec(self.enriched, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}),
             # Dead letters are never dropped by time: an operator replays or deletes them.
             TopicSpec(self.dead, partitions, {**big, "retention.ms": "-1"}),
             TopicSpec(self.config, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
@@ -72,7 +73,7 @@ class Topics:
             # Which dead letters were replayed (keyed by their position), so no replay happens twice.
             TopicSpec(self.replays, 1, {"cleanup.policy": "compact"}),
         ]
-        specs += [TopicSpec(name, partitions, {"retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
+        specs += [TopicSpec(name, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
         return specs
 
 

@@ -223,3 +223,28 @@ def test_broker_says_when_java_or_maven_is_missing(tmp_path, monkeypatch):
 
     with pytest.raises(BrokerError, match="mvn not found on PATH"):
         resolve_jars()
+
+
+async def test_a_record_the_broker_refuses_as_too_large_is_dead_lettered(settings, stream_worker):
+    """The raw event passed, but its enriched record is over activity.enriched's limit: dead, not lost."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    t = Topics(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t.enriched,
+                                                  {"max.message.bytes": "20000"})])
+    finally:
+        await admin.close()
+    await publish_config_file(settings, FIXTURES / "config.yaml")
+    stream_worker()
+    small, big = synthetic(2)
+    big["Body"] = "y" * 30000  # fine as a raw event (limit 1 MiB), too large once enriched here
+    await produce(settings, t.raw, [(b"a", json.dumps(small).encode()), (b"a", json.dumps(big).encode())])
+    dead = await consume(settings, t.dead, lambda m: len(m) >= 1, timeout=90)
+    h = {k: v.decode() for k, v in dead[0].headers}
+    assert h["error.class"] == "MessageSizeTooLargeError" and json.loads(dead[0].value)["ActivityKey"] == big["ActivityKey"]
+    enriched = await consume(settings, t.enriched, lambda m: len(m) >= 1, timeout=30)
+    assert set(by_key(enriched)) == {small["ActivityKey"]}
