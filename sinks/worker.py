@@ -97,7 +97,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     app.service(config_table)
     clock = clock_from_env()
     publisher = FaustPublisher(retry_topics, dead)
-    state: dict = {"runner": None, "lock": asyncio.Lock(), "batch_size": 200, "linger": 0.05}
+    state: dict = {"runner": None, "lock": asyncio.Lock()}
 
     async def runner() -> DeliveryRunner:
         """Build the endpoint's sink and runner once the config table knows the endpoint."""
@@ -110,14 +110,17 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
                 await asyncio.sleep(2)
             ep = routing.endpoints[endpoint]
             s = dict(ep.settings)
-            sink = provider_for(ep.provider_type, s)()
-            await sink.start(make_context(endpoint, s, lambda st: metrics.HTTP.labels(endpoint, str(st)).inc()))
+            try:
+                sink = provider_for(ep.provider_type, s)()
+                await sink.start(make_context(endpoint, s, lambda st: metrics.HTTP.labels(endpoint, str(st)).inc()))
+                r = DeliveryRunner(endpoint, sink, publisher, RetryPolicy.from_env(s), clock,
+                                   batch_size=int(s.get("batch_size", 200)),
+                                   rate_per_s=float(s.get("rate_limit_per_s", 0)),
+                                   write_timeout_s=float(s.get("timeout_s", 10)) * 3 + 5,
+                                   outcome=metrics.MetricsOutcome(endpoint))
+            except Exception as exc:  # nothing consumed yet: exit with the reason, not a stalled agent
+                stop_now(f"endpoint {endpoint}: cannot start its sink: {type(exc).__name__}: {exc}")
             state["sink"] = sink
-            r = DeliveryRunner(endpoint, sink, publisher, RetryPolicy.from_env(s), clock,
-                               batch_size=int(s.get("batch_size", 200)),
-                               rate_per_s=float(s.get("rate_limit_per_s", 0)),
-                               write_timeout_s=float(s.get("timeout_s", 10)) * 3 + 5,
-                               outcome=metrics.MetricsOutcome(endpoint))
             state["runner"] = r
             for tier, _ in r.policy.tiers:
                 metrics.RETRY_BACKLOG.labels(endpoint, tier).set(0)

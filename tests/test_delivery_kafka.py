@@ -317,3 +317,11 @@ async def test_a_retry_is_never_sent_before_it_is_due(settings, pipeline, crm):
     await wait_for(lambda: crm.stats()["stored"] == 1, 60, "the retried activity")
     assert crm.received()[0]["received_at"] >= due - 0.01
     assert [r["status"] for r in crm.requests] == [503, 503, 200]
+
+
+async def test_a_sink_that_cannot_start_exits_with_the_reason(settings, pipeline):
+    await pipeline.configure({"crm": {"sink": "webhook", "hmac_secret_env": "X"}})  # no url
+    worker = pipeline.sink_worker("crm")
+    await asyncio.to_thread(worker.p.wait, 60)
+    assert worker.p.returncode == 70
+    assert "endpoint crm: cannot start its sink: ValueError: endpoint crm: webhook needs settings.url" in worker.output()
