@@ -55,6 +55,7 @@ class Embedded:
         self.broker = LocalKafka(self.var / "kafka", self.port, self.port + 1)
         print(f"starting Kafka on 127.0.0.1:{self.port} (data in {self.var / 'kafka'}) ...", flush=True)
         self.broker.start()
+        print(f"Kafka ready (pid {self.broker.proc.pid})", flush=True)
         with open(self.var / "pids", "a") as f:
             f.write(f"{self.broker.proc.pid}\n")
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
@@ -108,6 +109,10 @@ async def run_embedded(args) -> int:
     var.mkdir(parents=True, exist_ok=True)
     emb = Embedded(args.config, var, args.port, not args.no_seed)
     reporter = None
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # both end in the finally below, which stops everything
+        loop.add_signal_handler(sig, main_task.cancel)
     try:
         bootstrap = emb.start_broker()
         settings = Settings.from_env(bootstrap)
@@ -229,10 +234,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row, ensure_ascii=False))
         return 0
     if args.cmd == "run":
-        def on_term(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, on_term)
         try:
             return asyncio.run(run_embedded(args))
         except KeyboardInterrupt:

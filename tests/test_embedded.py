@@ -1,0 +1,48 @@
+"""The README's first command: the embedded default, end to end, as a newcomer runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from conftest import seed_events
+
+from streams.broker import free_port
+
+
+def running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split()[2] != "Z":
+                alive.append(pid)
+    return alive
+
+
+def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env["ACTIVITY_SYNC_KAFKA_PORT"] = str(free_port())
+    var = tmp_path / "var"
+    proc = subprocess.run([sys.executable, "-m", "activity_sync.cli", "run", "--var", str(var), "--max", "5",
+                           "--exit"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    for e in seed_events():
+        assert f"key {e['ActivityKey']}" in out
+    assert "-> crm (membership) [COMMUNITY/DISC_POST]: Avery Quill posted a new message titled " \
+           '"Annual Conference" in the Demo Community community' in out
+    assert "[fake CRM] 5 activities stored, 0 duplicates ignored, 0 rejected" in out
+    # the history endpoint wrote its store (relative to the working directory, as configured)
+    assert (tmp_path / "var" / "activity-history.db").exists()
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    assert len(pids) == 5, out  # the broker, the stream worker, the fake CRM, two sink workers
+    assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
+    time.sleep(1)
+    assert not running(pids)
