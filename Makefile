@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test bench broker-fetch broker-start broker-stop clean
+.PHONY: install run demo test bench golden broker-fetch broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: broker-fetch
 
 test: broker-fetch
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+## Regenerate the providers' golden request files after a deliberate change to what they send.
+golden: install
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_sink_contract.py -k golden
 
 bench: broker-fetch
 	$(PY) -m bench $(BENCH_ARGS)

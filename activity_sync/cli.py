@@ -28,6 +28,19 @@ from streams.tools import (bundled, cmd_topics, produce_lines, publish_config, s
 from streams.topics import Topics
 
 
+def check_config_file(path) -> None:
+    """Everything a config can be refused for, before any of it is published: templates, names,
+    secrets in settings (streams.routing), and each provider's own settings (sinks.registry)."""
+    from sinks.registry import check_endpoint_settings
+    from streams.catalog import load_catalog
+    from streams.routing import parse_config, read_config_file
+
+    doc = read_config_file(path)
+    cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+    for ep in cfg.endpoints:
+        check_endpoint_settings(ep.name, ep.provider_type, ep.settings)
+
+
 # --------------------------------------------------------------------------- embedded default
 
 class Embedded:
@@ -116,6 +129,7 @@ async def run_embedded(args) -> int:
     try:
         bootstrap = emb.start_broker()
         settings = Settings.from_env(bootstrap)
+        check_config_file(args.config)
         await cmd_topics(settings, describe=False)
         n = await publish_config(settings, args.config)
         print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
@@ -242,13 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "topics":
         asyncio.run(cmd_topics(settings, args.describe))
     elif args.cmd == "load-config":
-        from streams.catalog import load_catalog
-        from streams.routing import ConfigError, parse_config, read_config_file
+        from streams.routing import ConfigError
 
         try:
-            doc = read_config_file(args.file)
-            parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
-        except ConfigError as exc:
+            check_config_file(args.file)
+        except (ConfigError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if not args.check:

@@ -118,7 +118,12 @@ class Sink:
     #: largest batch the provider's API accepts; the runner never sends more.
     max_batch_size = 1000
 
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        """Refuse settings this provider cannot work with (raise ValueError); called when a config is saved."""
+
     async def start(self, ctx: SinkContext) -> None:
+        self.check_settings(ctx.settings)
         self.ctx = ctx
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:

@@ -35,6 +35,7 @@ import html
 import json
 import os
 import time
+from collections import deque
 
 from aiohttp import web
 
@@ -56,6 +57,7 @@ class FakeCRM(FakeServer):
         self.stored: dict[str, dict] = {}
         self.order: list[str] = []
         self.requests: list[dict] = []  # {"at", "status", "n"}
+        self.bodies: deque[bytes] = deque(maxlen=20)  # the last request bodies, as received
         self.duplicates = 0
         self.early = 0
         self.rejected = 0
@@ -98,6 +100,7 @@ class FakeCRM(FakeServer):
         if now < self._throttled_until:
             self.early += 1
         body = await request.read()
+        self.bodies.append(body)
         status, response = await self._handle(request, body, now)
         self.requests.append({"at": now, "status": status.status, "n": response})
         return status

@@ -24,6 +24,14 @@ def provider_for(provider_type: str, settings: dict) -> type[Sink]:
     return PROVIDERS[name]
 
 
+def check_endpoint_settings(name: str, provider_type: str, settings: dict) -> None:
+    """Refuse an endpoint whose provider cannot work with its settings (ValueError naming the endpoint)."""
+    try:
+        provider_for(provider_type, settings).check_settings(settings)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"endpoint {name}: {exc}") from None
+
+
 def secret_lookup(settings: dict):
     """``ctx.secret("hmac_secret")`` reads ``settings.hmac_secret_env`` (a variable) or ``_file`` (a file)."""
 

@@ -77,15 +77,23 @@ class WebhookSink(Sink):
     provider = "webhook"
     max_batch_size = 1000
 
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        url = settings.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("webhook needs settings.url, an http:// or https:// URL")
+        if settings.get("details_format", "xml") not in ("xml", "json"):
+            raise ValueError("webhook settings.details_format must be xml or json")
+        if not 1 <= int(settings.get("batch_size", 200)) <= cls.max_batch_size:
+            raise ValueError(f"webhook settings.batch_size must be 1 to {cls.max_batch_size}")
+        if float(settings.get("timeout_s", 10)) <= 0:
+            raise ValueError("webhook settings.timeout_s must be positive")
+
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
         s = ctx.settings
-        if not s.get("url"):
-            raise ValueError(f"endpoint {ctx.endpoint}: webhook needs settings.url")
         self.url = s["url"]
         self.details_format = s.get("details_format", "xml")
-        if self.details_format not in ("xml", "json"):
-            raise ValueError(f"endpoint {ctx.endpoint}: details_format must be xml or json")
         self.timeout = aiohttp.ClientTimeout(total=float(s.get("timeout_s", 10)))
         self.extra_headers = {str(k): str(v) for k, v in (s.get("headers") or {}).items()}
         secret = ctx.secret("hmac_secret")

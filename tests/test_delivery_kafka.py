@@ -324,4 +324,4 @@ async def test_a_sink_that_cannot_start_exits_with_the_reason(settings, pipeline
     worker = pipeline.sink_worker("crm")
     await asyncio.to_thread(worker.p.wait, 60)
     assert worker.p.returncode == 70
-    assert "endpoint crm: cannot start its sink: ValueError: endpoint crm: webhook needs settings.url" in worker.output()
+    assert "endpoint crm: cannot start its sink: ValueError: webhook needs settings.url" in worker.output()

@@ -308,3 +308,35 @@ async def test_runner_rate_limit_spaces_requests():
     t0 = time.monotonic()
     await runner.deliver(pendings(4))
     assert len(sink.calls) == 4 and time.monotonic() - t0 >= 3 / 20 * 0.9
+
+
+GOLDEN = __import__("pathlib").Path(__file__).resolve().parent / "golden"
+
+
+async def test_webhook_request_matches_the_golden_file(crm, tmp_path, monkeypatch):
+    """The outbound request a receiver builds against; regenerate with UPDATE_GOLDEN=1 after a deliberate change."""
+    import os
+
+    sink = await started("webhook", crm, tmp_path, monkeypatch)
+    await sink.write(deliveries(5))
+    await sink.stop()
+    body = json.loads(crm.bodies[-1])
+    assert body["endpoint"] == "crm" and isinstance(body["sent_at"], int)
+    golden = GOLDEN / "webhook_activities.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(json.dumps(body["activities"], indent=2, ensure_ascii=False) + "\n")
+    assert body["activities"] == json.loads(golden.read_text())
+
+
+def test_load_config_refuses_provider_settings_it_cannot_use(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"endpoints": [{"name": "crm", "settings": {"sink": "webhook",
+                                                                              "url": "ftp://x"}}]}))
+    out = subprocess.run([sys.executable, "-m", "activity_sync.cli", "load-config", "--check", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "endpoint crm: webhook needs settings.url" in out.stderr
