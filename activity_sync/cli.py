@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         def norm(t):
             return t if not t or "T" in t else t + "T00:00:00"
 
+        if not Path(args.db).exists():
+            print(f"error: no Activity History store at {args.db} yet (an activity-history sink worker creates it; "
+                  "--db names another)", file=sys.stderr)
+            return 2
         for row in query(args.db, args.member, args.code, norm(args.since), norm(args.until), args.endpoint,
                          args.limit):
             print(json.dumps(row, ensure_ascii=False))

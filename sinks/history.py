@@ -62,22 +62,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
 def query(path: str | Path, member: str | None = None, code: str | None = None, since: str | None = None,
           until: str | None = None, endpoint: str | None = None, limit: int = 100) -> list[dict]:
     """Rows by member (customer ID or contact key), activity code and activity-date range, newest first."""
-    where, args = [], []
-    if member:
-        where.append("(customer_id = ? OR contact_key = ?)")
-        args += [member, member]
-    if code:
-        where.append("activity_code = ?")
-        args.append(code)
-    if since:
-        where.append("activity_date >= ?")
-        args.append(since)
-    if until:
-        where.append("activity_date < ?")
-        args.append(until)
-    if endpoint:
-        where.append("endpoint = ?")
-        args.append(endpoint)
+    filters = [("(customer_id = ? OR contact_key = ?)", member, 2), ("activity_code = ?", code, 1),
+               ("activity_date >= ?", since, 1), ("activity_date < ?", until, 1), ("endpoint = ?", endpoint, 1)]
+    where = [cond for cond, value, _ in filters if value]
+    args = [value for _, value, n in filters if value for _ in range(n)]
     sql = f"SELECT {', '.join(COLUMNS)} FROM activity_history"
     if where:
         sql += " WHERE " + " AND ".join(where)
