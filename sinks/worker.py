@@ -254,7 +254,6 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         if sink is not None:
             await sink.stop()
 
-    app.activity_sync = {"endpoint": endpoint, "state": state, "topics": topics}
     return app
 
 

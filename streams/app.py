@@ -137,7 +137,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app.service(config_table)
     enricher = Enricher(catalog, routing, settings.max_event_bytes)
     codec = make_codec(settings.schema_registry_url, topics.enriched)
-    app.activity_sync = {"settings": settings, "topics": topics, "routing": routing, "config": config_table}
 
     @app.agent(raw_topic, name="enrich_activities")
     async def enrich_activities(stream):

@@ -177,8 +177,6 @@ def subscription_from_dict(d: dict) -> Subscription:
 class ConfigFile:
     endpoints: list[Endpoint]
     subscriptions: list[Subscription]
-    catalog_extra: dict | None = None
-    customer_keys: dict | None = None
 
     def records(self) -> list[tuple[str, bytes]]:
         """The ``activity.config`` records for this file: endpoints first, then subscriptions."""
@@ -205,7 +203,7 @@ def parse_config(doc: dict, catalog: Catalog) -> ConfigFile:
             raise ConfigError(f"subscription {sub.activity_code} names unknown endpoint {sub.endpoint!r}")
         check_subscription(sub, catalog)
         subs.append(sub)
-    return ConfigFile(eps, subs, doc.get("catalog"), doc.get("customer_keys"))
+    return ConfigFile(eps, subs)
 
 
 def read_config_file(path: str | Path) -> dict:

@@ -89,7 +89,7 @@ async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> dict[st
     await admin.start()
     try:
         resp = await admin.create_topics(
-            [NewTopic(s.name, s.partitions, 1 if _single_node(kafka) else 3, topic_configs=s.config) for s in specs]
+            [NewTopic(s.name, s.partitions, 1 if _single_node() else 3, topic_configs=s.config) for s in specs]
         )
         out: dict[str, str] = {}
         for name, code, message in resp.topic_errors:
@@ -143,7 +143,7 @@ async def partition_ids(kafka: KafkaSettings, topic: str) -> list[int]:
         await admin.close()
 
 
-def _single_node(kafka: KafkaSettings) -> bool:
+def _single_node() -> bool:
     import os
 
     return os.environ.get("ACTIVITY_SYNC_REPLICATION_FACTOR", "1") == "1"
@@ -166,16 +166,5 @@ async def describe_topic_configs(kafka: KafkaSettings, names: list[str]) -> dict
                     raise RuntimeError(f"describe_configs {name}: error {error_code}")
                 out[name] = {e[0]: e[1] for e in entries}
         return out
-    finally:
-        await admin.close()
-
-
-async def partition_counts(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
-    await admin.start()
-    try:
-        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
     finally:
         await admin.close()
