@@ -10,13 +10,13 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,all]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 broker-fetch: install
-	$(PY) -m streams.broker fetch
+	$(PY) -m activity_sync.devtools.broker fetch
 
 ## The embedded default: local Kafka, topics, config, workers, fake CRM, the seed's activities.
 run: broker-fetch
@@ -31,16 +31,16 @@ test: broker-fetch
 
 ## Regenerate the providers' golden request files after a deliberate change to what they send.
 golden: install
-	UPDATE_GOLDEN=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_sink_contract.py -k golden
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_provider_*.py -k golden
 
 bench: broker-fetch
 	$(PY) -m bench $(BENCH_ARGS)
 
 broker-start: broker-fetch
-	$(PY) -m streams.broker start
+	$(PY) -m activity_sync.devtools.broker start
 
 broker-stop: install
-	$(PY) -m streams.broker stop
+	$(PY) -m activity_sync.devtools.broker stop
 
 clean:
 	rm -rf var .pytest_cache

@@ -9,6 +9,7 @@
     activity-sync sink --endpoint NAME   # one sink worker for an endpoint (start more to scale it)
     activity-sync replay [--endpoint NAME] [--since T] [--until T] [--key K ...] [--dry-run]
     activity-sync history [--member ID] [--code CODE] [--since T] [--until T]
+    activity-sync providers [--schema]   # providers and their settings (JSON Schema with --schema)
     activity-sync fake-crm [--port 8085]
 """
 
@@ -28,17 +29,71 @@ from streams.tools import (bundled, cmd_topics, produce_lines, publish_config, s
 from streams.topics import Topics
 
 
-def check_config_file(path) -> None:
-    """Everything a config can be refused for, before any of it is published: templates, names,
-    secrets in settings (streams.routing), and each provider's own settings (sinks.registry)."""
-    from sinks.registry import check_endpoint_settings
-    from streams.catalog import load_catalog
-    from streams.routing import parse_config, read_config_file
+class UsageError(Exception):
+    """Something the user gave cannot be used: one line on stderr, exit status 2, no traceback."""
 
-    doc = read_config_file(path)
-    cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
-    for ep in cfg.endpoints:
-        check_endpoint_settings(ep.name, ep.provider_type, ep.settings)
+
+def check_config_file(path) -> None:
+    """Everything a config can be refused for, before any of it is published: the file itself (YAML,
+    size, anchors, tags), templates, names (streams.routing), and each endpoint's provider and
+    settings (sinks.registry, the one parse path). Raises UsageError naming file, endpoint and field."""
+    from sinks.registry import SettingsError, parse_endpoint
+    from streams.catalog import load_catalog
+    from streams.routing import ConfigError, parse_config, read_config_file
+
+    try:
+        doc = read_config_file(path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+        for ep in cfg.endpoints:
+            parse_endpoint(ep)
+    except (ConfigError, SettingsError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
+                  "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ...")
+
+
+class Ports:
+    """Every port `run` opens. With ACTIVITY_SYNC_PORT_BASE all come from it (and must be free);
+    otherwise the usual ones, each replaced by a free port when taken (the addresses are printed)."""
+
+    def __init__(self, kafka: int | None, sinks: int) -> None:
+        from activity_sync.devtools.broker import free_port, port_taken
+
+        base = os.environ.get("ACTIVITY_SYNC_PORT_BASE")
+        if base:
+            if not base.isdigit() or not 1024 <= int(base) <= 65000:
+                raise UsageError(f"ACTIVITY_SYNC_PORT_BASE={base!r}: a port number from 1024 to 65000")
+            b = int(base)
+            wanted = {"kafka": b, "controller": b + 1, "fake CRM": b + 2, "stream metrics": b + 3}
+            wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
+            taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
+            if taken:
+                raise UsageError(f"ports taken: {', '.join(taken)} (ACTIVITY_SYNC_PORT_BASE={base}); choose another base")
+            self.ports = wanted
+            return
+        k = kafka or 9092
+        wanted = {"kafka": k, "controller": k + 1, "fake CRM": 8085, "stream metrics": 6066}
+        wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
+        self.ports = {}
+        for name, port in wanted.items():
+            if port_taken(port) or port in self.ports.values():
+                if name == "kafka" and kafka is not None:  # asked for by name: say so rather than move it
+                    raise UsageError(f"port {port} on 127.0.0.1 (Kafka, --port / ACTIVITY_SYNC_KAFKA_PORT) is taken")
+                new = free_port()
+                print(f"port {port} ({name}) is taken; using {new}", flush=True)
+                port = new
+            self.ports[name] = port
+
+    def __getitem__(self, name: str) -> int:
+        return self.ports[name]
+
+    def sink_metrics(self, i: int) -> int:
+        return self.ports[f"sink metrics {i}"]
 
 
 # --------------------------------------------------------------------------- embedded default
@@ -46,27 +101,32 @@ def check_config_file(path) -> None:
 class Embedded:
     """The whole pipeline on one machine: local broker, topics, config, workers, seed events."""
 
-    def __init__(self, config: str, var: Path, port: int, feed_seed: bool) -> None:
-        self.config = config
+    def __init__(self, config: str, var: Path, port: int | None, feed_seed: bool) -> None:
         self.var = var
-        self.port = port
         self.feed_seed = feed_seed
         self.broker = None
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        from sinks import embedded as sinks_embedded
+
+        self.reap_stale()
+        (self.var / "run.pid").write_text(str(os.getpid()))
+        self.doc = check_and_read(config)
+        self.ports = Ports(port, len(sinks_embedded.enabled_endpoints(self.doc)))
+        self.config = sinks_embedded.localise(self.doc, self.var, self.ports["fake CRM"])
 
     def env(self) -> dict:
         env = dict(os.environ)
-        env.setdefault("ACTIVITY_SYNC_CONFIG", str(Path(self.config).resolve()))
+        env["ACTIVITY_SYNC_CONFIG"] = str(Path(self.config).resolve())
+        env["ACTIVITY_SYNC_METRICS_PORT"] = str(self.ports["stream metrics"])
         return env
 
     def start_broker(self) -> str:
-        self.reap_stale()
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        from streams.broker import LocalKafka
+        from activity_sync.devtools.broker import LocalKafka
 
-        self.broker = LocalKafka(self.var / "kafka", self.port, self.port + 1)
-        print(f"starting Kafka on 127.0.0.1:{self.port} (data in {self.var / 'kafka'}) ...", flush=True)
+        self.broker = LocalKafka(self.var / "kafka", self.ports["kafka"], self.ports["controller"])
+        print(f"starting Kafka on {self.broker.bootstrap} (data in {self.var / 'kafka'}) ...", flush=True)
         self.broker.start()
         print(f"Kafka ready (pid {self.broker.proc.pid})", flush=True)
         with open(self.var / "pids", "a") as f:
@@ -76,8 +136,13 @@ class Embedded:
 
     def reap_stale(self) -> None:
         """Stop workers a previous run left behind (it was killed before it could stop them)."""
-        from streams.broker import _alive, _terminate
+        from activity_sync.devtools.broker import _alive, _terminate
 
+        owner = self.var / "run.pid"
+        if owner.exists() and owner.read_text().strip().isdigit() and _alive(int(owner.read_text())) \
+                and int(owner.read_text()) != os.getpid():
+            raise UsageError(f"another `activity-sync run` (pid {owner.read_text().strip()}) uses {self.var}; "
+                             "stop it, or give this one its own: --var DIR (ports move by themselves)")
         pids = self.var / "pids"
         if pids.exists():
             for line in pids.read_text().split():
@@ -115,6 +180,7 @@ class Embedded:
         (self.var / "pids").unlink(missing_ok=True)
         if self.broker is not None:
             self.broker.stop()
+        (self.var / "run.pid").unlink(missing_ok=True)
 
 
 async def run_embedded(args) -> int:
@@ -122,6 +188,7 @@ async def run_embedded(args) -> int:
     var.mkdir(parents=True, exist_ok=True)
     emb = Embedded(args.config, var, args.port, not args.no_seed)
     reporter = None
+    crm_url = f"http://127.0.0.1:{emb.ports['fake CRM']}"
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # both end in the finally below, which stops everything
@@ -129,9 +196,8 @@ async def run_embedded(args) -> int:
     try:
         bootstrap = emb.start_broker()
         settings = Settings.from_env(bootstrap)
-        check_config_file(args.config)
         await cmd_topics(settings, describe=False)
-        n = await publish_config(settings, args.config)
+        n = await publish_config(settings, emb.config)
         print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
         emb.start_workers()
         reporter = None
@@ -142,7 +208,7 @@ async def run_embedded(args) -> int:
             await produce_lines(settings, lines)
             print(f"produced the seed's {len(lines)} example activities to {Topics(settings.topic_prefix).raw}")
         if not args.exit:
-            reporter = asyncio.ensure_future(sinks_embedded.report_deliveries())
+            reporter = asyncio.ensure_future(sinks_embedded.report_deliveries(crm_url))
         print("\nactivity.enriched, decoded (Ctrl-C to stop; `.venv/bin/activity-sync tail --pretty` shows whole "
               "records):\n", flush=True)
         await tail(settings, "enriched", True, args.max, args.idle, pretty=True, brief=not args.full)
@@ -151,7 +217,7 @@ async def run_embedded(args) -> int:
         if args.exit:
             if emb.feed_seed:
                 print("waiting for the fake CRM to acknowledge them ...", flush=True)
-                await sinks_embedded.report_deliveries(expect=len(seed_lines()), timeout=60)
+                await sinks_embedded.report_deliveries(crm_url, expect=len(seed_lines()), timeout=60)
             return 0
         print("pipeline running; Ctrl-C to stop", flush=True)
         while all(p.poll() is None for _, p in emb.procs):
@@ -167,13 +233,43 @@ async def run_embedded(args) -> int:
         emb.stop()
 
 
+def check_and_read(path) -> dict:
+    from streams.routing import read_config_file
+
+    check_config_file(path)
+    return read_config_file(path)
+
+
+def show_providers(schema: bool) -> int:
+    from sinks.registry import describe
+
+    providers = describe()
+    if schema:
+        print(json.dumps({p["name"]: p.get("settings_schema") for p in providers}, indent=2))
+        return 0
+    for p in providers:
+        print(f"{p['name']}: {p['summary']} (provider_type {', '.join(p['provider_types'])})")
+        if "error" in p:
+            print(f"  unavailable: {p['error']}")
+            continue
+        props = p["settings_schema"]["properties"]
+        required = set(p["settings_schema"].get("required", []))
+        for name, f in props.items():
+            default = "required" if name in required else f"default {json.dumps(f.get('default'))}"
+            secret = " [where a secret is]" if f.get("x-secret-ref") else ""
+            print(f"  {name:18} {f.get('description', '')}{secret} ({default})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="activity-sync", description="Member activities from Kafka into AMS/CRM systems")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="the embedded default: local broker, workers, fake CRM, seed activities")
     r.add_argument("--config", default=str(bundled("embedded.yaml")))
     r.add_argument("--var", default="var", help="where broker data, worker logs and stores go")
-    r.add_argument("--port", type=int, default=int(os.environ.get("ACTIVITY_SYNC_KAFKA_PORT", "9092")))
+    r.add_argument("--port", type=int, default=int(os.environ["ACTIVITY_SYNC_KAFKA_PORT"])
+                   if os.environ.get("ACTIVITY_SYNC_KAFKA_PORT", "").isdigit() else None,
+                   help="Kafka's port (default 9092, or a free one if that is taken). " + PORT_BASE_HELP)
     r.add_argument("--no-seed", action="store_true", help="do not produce the seed's example activities")
     r.add_argument("--max", type=int, default=None, help="stop tailing after N enriched records")
     r.add_argument("--idle", type=float, default=None, help="stop tailing after S seconds without records")
@@ -212,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     hi.add_argument("--until", help="activity date before")
     hi.add_argument("--endpoint")
     hi.add_argument("--limit", type=int, default=100)
+    pv = sub.add_parser("providers", help="list the providers and their settings")
+    pv.add_argument("--schema", action="store_true", help="print each provider's settings as JSON Schema")
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.add_argument("--port", type=int, default=8085)
     args = ap.parse_args(argv)
@@ -233,12 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "fake-crm":
         sys.argv = ["fake-crm", "--port", str(args.port)]
-        from sinks.fake_crm import main as crm_main
+        from sinks.providers.webhook.fake import main as crm_main
 
         crm_main()
         return 0
     if args.cmd == "history":
-        from sinks.history import query
+        from sinks.providers.activity_history.sink import query
 
         def norm(t):
             return t if not t or "T" in t else t + "T00:00:00"
@@ -251,20 +349,23 @@ def main(argv: list[str] | None = None) -> int:
                          args.limit):
             print(json.dumps(row, ensure_ascii=False))
         return 0
+    if args.cmd == "providers":
+        return show_providers(args.schema)
     if args.cmd == "run":
         try:
             return asyncio.run(run_embedded(args))
         except KeyboardInterrupt:
             return 0
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     settings = Settings.from_env()
     if args.cmd == "topics":
         asyncio.run(cmd_topics(settings, args.describe))
     elif args.cmd == "load-config":
-        from streams.routing import ConfigError
-
         try:
             check_config_file(args.file)
-        except (ConfigError, ValueError) as exc:
+        except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if not args.check:
@@ -288,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                                             args.max_replays))
         for d in decisions:
             c = d.candidate
-            print(f"{d.action:17} {c.headers.get('error.endpoint')} {c.activity_key} "
-                  f"(dead letter {c.marker}, {c.headers.get('error.class')}: {c.headers.get('error.message', '')[:80]})"
+            print(f"{d.action:17} {c.info.endpoint} {c.activity_key} "
+                  f"(dead letter {c.marker}, {c.info.error_class}: {c.info.message[:80]})"
                   + (f" - {d.reason}" if d.reason else ""))
         todo = sum(1 for d in decisions if d.action == "replay")
         if args.dry_run:

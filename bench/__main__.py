@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import LocalKafka
+from activity_sync.devtools.broker import LocalKafka
 from streams.tools import publish_config, seed_lines
 from streams.settings import KafkaSettings, Settings
 from streams.topics import Topics, ensure_topics, partition_ids

@@ -13,7 +13,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.app import catalog_for
+from streams.routing import catalog_for
 from streams.avro import make_codec
 from streams.configtable import read_config_topic
 from streams.enrich import Enricher

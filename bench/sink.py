@@ -25,7 +25,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from streams.avro import SingleObjectCodec
-from streams.broker import free_port
+from activity_sync.devtools.broker import free_port
 from streams.catalog import load_catalog
 from streams.tools import publish_config, seed_lines
 from streams.enrich import Enricher

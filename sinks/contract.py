@@ -6,17 +6,24 @@ topics, dead letters, metrics) belongs to :mod:`sinks.runner`. Providers never i
 aiokafka.
 
     class MySink(Sink):
-        async def start(self, ctx): ...                        # build the client, check the settings
+        async def start(self, ctx): ...                        # build the client (ctx.settings is typed)
         async def write(self, batch) -> list[RecordFailure]:   # per-record failures as values
             ...                                                # whole-batch failures raise SinkError
         async def stop(self): ...
+
+HTTP providers extend :class:`sinks.http.HttpSink` instead, which owns the session, timeouts,
+status classification, Retry-After and the token cache. A provider's settings are a model in its
+package (:mod:`sinks.settings`); :mod:`sinks.registry` finds both by import path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from .settings import EndpointSettings
 
 
 class SinkError(Exception):
@@ -103,27 +110,28 @@ class RecordFailure:
 
 @dataclass
 class SinkContext:
-    """What the runner hands a sink at start: its endpoint's name and settings, and hooks."""
+    """What a sink gets at start: its endpoint's name and parsed settings, and a hook for metrics."""
 
     endpoint: str
-    settings: dict
+    settings: "EndpointSettings"
     observe_http: Callable[[int | str], None] = lambda status: None
-    secret: Callable[[str], str | None] = lambda name: None
+
+    def secret(self, name: str) -> str | None:
+        """The secret ``name`` from where ``settings.name_env`` / ``name_file`` says."""
+        return self.settings.secret(name)
 
 
 class Sink:
     """Base class of providers. Subclasses set ``provider`` and implement the three methods."""
 
     provider = "abstract"
-    #: largest batch the provider's API accepts; the runner never sends more.
-    max_batch_size = 1000
 
-    @classmethod
-    def check_settings(cls, settings: dict) -> None:
-        """Refuse settings this provider cannot work with (raise ValueError); called when a config is saved."""
+    @property
+    def max_batch_size(self) -> int:
+        """The largest batch the provider's API accepts (its settings class says); the runner never sends more."""
+        return self.ctx.settings.max_batch
 
     async def start(self, ctx: SinkContext) -> None:
-        self.check_settings(ctx.settings)
         self.ctx = ctx
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
@@ -134,40 +142,3 @@ class Sink:
 
     async def stop(self) -> None:
         pass
-
-
-def classify_http(status: int, message: str = "", retry_after: str | None = None) -> SinkError | None:
-    """The default HTTP classification: None for 2xx, else the error the status means.
-
-    429 throttled (Retry-After in seconds or an HTTP date); 408, 425 and 5xx retriable;
-    401 auth expired; any other 4xx fatal. A provider overrides this only for body-level codes.
-    """
-    if 200 <= status < 300:
-        return None
-    text = f"HTTP {status}" + (f": {message[:500]}" if message else "")
-    if status == 429:
-        return Throttled(text, status=status, retry_after=parse_retry_after(retry_after))
-    if status in (408, 425) or status >= 500:
-        return RetriableError(text, status=status, retry_after=parse_retry_after(retry_after))
-    if status == 401:
-        return AuthExpired(text, status=status)
-    return FatalError(text, status=status)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return max(0.0, (when - now).total_seconds())

@@ -25,6 +25,12 @@ WAITS = Counter("activity_sync_rate_limit_waits_total", "Waits before a request,
                 ["endpoint", "reason"])  # retry_after, rate_limit
 WAIT_SECONDS = Counter("activity_sync_rate_limit_wait_seconds_total", "Seconds waited before requests",
                        ["endpoint", "reason"])
+PAUSED = Gauge("activity_sync_endpoint_paused",
+               "1 while an endpoint's deliveries wait (disabled, or settings it cannot use)", ["endpoint"])
+NEXT_RUN = Gauge("activity_sync_bulk_next_run_timestamp_seconds",
+                 "When the next bulk run of an interval-scheduled endpoint starts", ["endpoint"])
+LAST_RUN_COUNT = Gauge("activity_sync_bulk_last_run_records", "Records the last bulk run delivered", ["endpoint"])
+LAST_RUN_SECONDS = Gauge("activity_sync_bulk_last_run_seconds", "How long the last bulk run took", ["endpoint"])
 
 
 class MetricsOutcome:

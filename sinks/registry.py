@@ -1,52 +1,108 @@
-"""Providers by name: an endpoint's ``settings.sink`` picks one (activity-history endpoints default to it)."""
+"""Providers by name, registered by import path, and the one path that parses an endpoint's settings.
+
+A provider's sink module is imported only when an endpoint uses it, so its optional dependency
+(a SOAP library, a PostgreSQL driver) is needed only there; its settings module imports nothing
+optional, so ``load-config``, ``activity-sync providers`` and the admin API can read every
+provider's settings without any of those libraries.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import importlib
+from dataclasses import dataclass
 
-from .contract import Sink, SinkContext
-from .history import ActivityHistorySink
-from .webhook import WebhookSink
+from pydantic import ValidationError
 
-PROVIDERS: dict[str, type[Sink]] = {
-    WebhookSink.provider: WebhookSink,
-    ActivityHistorySink.provider: ActivityHistorySink,
-}
+from .settings import EndpointSettings, describe_errors, find_inline_secrets
 
 
-def provider_for(provider_type: str, settings: dict) -> type[Sink]:
-    name = settings.get("sink") or ("activity-history" if provider_type == "activity-history" else None)
-    if not name:
-        raise ValueError("endpoint settings need `sink:` naming a provider: " + ", ".join(sorted(PROVIDERS)))
-    if name not in PROVIDERS:
-        raise ValueError(f"unknown sink provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
-    return PROVIDERS[name]
+class SettingsError(ValueError):
+    """An endpoint's provider or settings cannot be used; the message names endpoint and field."""
 
 
-def check_endpoint_settings(name: str, provider_type: str, settings: dict) -> None:
-    """Refuse an endpoint whose provider cannot work with its settings (ValueError naming the endpoint)."""
+class ProviderUnavailable(SettingsError):
+    """The provider's optional dependency is not installed."""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    summary: str
+    settings: str                       # "module:Class" of its EndpointSettings model
+    sink: str                           # "module:Class" of its Sink
+    fake: str | None = None             # "module:Class" of its fake server, if it has one
+    extra: str | None = None            # the pip extra that brings its dependencies
+    provider_types: tuple[str, ...] = ("membership",)
+
+
+PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in [
+    ProviderSpec("webhook", "JSON batch POST, HMAC-signed, an idempotency key per activity",
+                 "sinks.providers.webhook.settings:WebhookSettings", "sinks.providers.webhook.sink:WebhookSink",
+                 "sinks.providers.webhook.fake:FakeCRM"),
+    ProviderSpec("activity-history", "append-only SQLite store, queried with `activity-sync history`",
+                 "sinks.providers.activity_history.settings:HistorySettings",
+                 "sinks.providers.activity_history.sink:ActivityHistorySink", None, None, ("activity-history",)),
+]}
+
+
+def _load(path: str, spec: ProviderSpec):
+    module, _, attr = path.partition(":")
     try:
-        provider_for(provider_type, settings).check_settings(settings)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"endpoint {name}: {exc}") from None
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        hint = f" (pip install 'activity-sync[{spec.extra}]')" if spec.extra else ""
+        raise ProviderUnavailable(f"provider {spec.name} needs {exc.name or exc}{hint}") from None
 
 
-def secret_lookup(settings: dict):
-    """``ctx.secret("hmac_secret")`` reads ``settings.hmac_secret_env`` (a variable) or ``_file`` (a file)."""
-
-    def secret(name: str) -> str | None:
-        env = settings.get(f"{name}_env")
-        if env and os.environ.get(env):
-            return os.environ[env]
-        path = settings.get(f"{name}_file")
-        if path:
-            return Path(path).read_text().strip()
-        return None
-
-    return secret
+def spec(name: str) -> ProviderSpec:
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        raise SettingsError(f"unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}") from None
 
 
-def make_context(endpoint: str, settings: dict, observe_http=lambda s: None) -> SinkContext:
-    return SinkContext(endpoint=endpoint, settings=settings, observe_http=observe_http,
-                       secret=secret_lookup(settings))
+def settings_class(name: str) -> type[EndpointSettings]:
+    return _load(spec(name).settings, spec(name))
+
+
+def sink_class(name: str):
+    return _load(spec(name).sink, spec(name))
+
+
+def parse_settings(provider: str, raw: dict, provider_type: str = "membership") -> EndpointSettings:
+    """The one parse path: ``raw`` settings to the provider's typed model, or a SettingsError naming each field."""
+    s = spec(provider)
+    if provider_type not in s.provider_types:
+        raise SettingsError(f"provider {provider} is for provider_type {' or '.join(s.provider_types)}, "
+                            f"not {provider_type}")
+    if not isinstance(raw, dict):
+        raise SettingsError("settings must be a mapping")
+    problems = [f"{where}: looks like {what}" for where, what in find_inline_secrets(raw)]
+    try:
+        parsed = settings_class(provider).model_validate(raw)
+    except ValidationError as exc:
+        problems += [p for p in describe_errors(exc) if p.split(":")[0] not in {q.split(":")[0] for q in problems}]
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return parsed
+
+
+def parse_endpoint(ep) -> EndpointSettings:
+    """An endpoint's settings parsed by its provider's model; SettingsError names the endpoint."""
+    try:
+        return parse_settings(ep.provider, ep.settings, ep.provider_type)
+    except SettingsError as exc:
+        raise type(exc)(f"endpoint {ep.name}: {exc}") from None
+
+
+def describe() -> list[dict]:
+    """Every provider with its settings' JSON Schema (for `activity-sync providers` and the admin page)."""
+    out = []
+    for name, s in sorted(PROVIDERS.items()):
+        entry = {"name": name, "summary": s.summary, "provider_types": list(s.provider_types), "extra": s.extra}
+        try:
+            entry["settings_schema"] = settings_class(name).json_schema()
+        except ProviderUnavailable as exc:
+            entry["error"] = str(exc)
+        out.append(entry)
+    return out

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams import headers as H
 from streams.settings import Settings
-from streams.topics import MAX_EVENT_TOPIC_BYTES, RETRY_TIERS, Topics, partition_ids
+from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Candidate:
     offset: int
     key: bytes | None
     value: bytes
-    headers: dict[str, str]
+    info: H.DeadInfo
 
     @property
     def marker(self) -> str:
@@ -35,11 +36,11 @@ class Candidate:
 
     @property
     def activity_key(self) -> str:
-        return self.headers.get("activity_key", "")
+        return self.info.activity_key
 
     @property
     def replay_count(self) -> int:
-        return int(self.headers.get("replay.count") or 0)
+        return self.info.replay_count
 
 
 @dataclass
@@ -80,23 +81,23 @@ async def read_topic(settings: Settings, topic: str) -> list:
 
 
 async def plan(settings: Settings, endpoint: str | None, since: float | None, until: float | None,
-               keys: set[str] | None, max_replays: int) -> list[Decision]:
+               keys: set[str] | None, max_replays: int, tenant: str | None = None) -> list[Decision]:
     t = Topics(settings.topic_prefix)
     replayed = {m.key.decode() for m in await read_topic(settings, t.replays) if m.key and m.value is not None}
     newest: dict[tuple[str, str], Candidate] = {}
     for m in await read_topic(settings, t.dead):
-        h = {k: v.decode("utf-8", "replace") for k, v in (m.headers or [])}
-        if h.get("error.stage") != "deliver" or not h.get("error.endpoint"):
+        info = H.parse_dead(m.headers, m.timestamp)
+        if info.stage != "deliver" or not info.endpoint:
             continue
-        if endpoint and h["error.endpoint"] != endpoint:
+        if (endpoint and info.endpoint != endpoint) or (tenant and info.tenant != tenant):
             continue
-        when = int(h.get("error.timestamp") or m.timestamp or 0) / 1000
+        when = info.timestamp or 0
         if (since is not None and when < since) or (until is not None and when >= until):
             continue
-        c = Candidate(m.partition, m.offset, m.key, m.value, h)
+        c = Candidate(m.partition, m.offset, m.key, m.value, info)
         if keys and c.activity_key not in keys:
             continue
-        newest[(h["error.endpoint"], c.activity_key)] = c  # read in offset order per partition
+        newest[(info.endpoint, c.activity_key)] = c  # read in offset order per partition
     decisions = []
     for c in sorted(newest.values(), key=lambda c: (c.partition, c.offset)):
         if c.marker in replayed:
@@ -110,7 +111,6 @@ async def plan(settings: Settings, endpoint: str | None, since: float | None, un
 
 async def execute(settings: Settings, decisions: list[Decision]) -> int:
     t = Topics(settings.topic_prefix)
-    first_tier = t.retry(RETRY_TIERS[0][0])
     producer = AIOKafkaProducer(acks="all", max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
                                 **settings.kafka.aiokafka_kwargs())
     await producer.start()
@@ -120,25 +120,14 @@ async def execute(settings: Settings, decisions: list[Decision]) -> int:
             if d.action != "replay":
                 continue
             c = d.candidate
-            now_ms = str(int(time.time() * 1000)).encode()
-            headers = [
-                ("retry.endpoint", c.headers["error.endpoint"].encode()),
-                ("retry.attempts", b"0"),
-                ("retry.first_failure_ms", now_ms),  # a fresh two-week window
-                ("retry.due_ms", now_ms),
-                ("retry.tier", RETRY_TIERS[0][0].encode()),
-                ("retry.last_error_class", c.headers.get("error.class", "").encode()),
-                ("retry.last_error", c.headers.get("error.message", "").encode()),
-                ("replay.count", str(c.replay_count + 1).encode()),
-                ("replay.from", f"{t.dead}:{c.marker}".encode()),
-                ("activity_key", c.activity_key.encode()),
-                ("origin.topic", t.dead.encode()),
-                ("origin.partition", str(c.partition).encode()),
-                ("origin.offset", str(c.offset).encode()),
-            ]
-            await producer.send_and_wait(first_tier, key=c.key, value=c.value, headers=headers)
+            now = time.time()
+            headers = H.retry(c.info.endpoint, c.info.tenant, c.activity_key, (t.dead, c.partition, c.offset),
+                              attempts=0, first_failure=now,  # a fresh two-week window
+                              due=now, tier=H.FIRST_TIER, error_class=c.info.error_class, error=c.info.message,
+                              replay_count=c.replay_count + 1, replay_from=f"{t.dead}:{c.marker}")
+            await producer.send_and_wait(t.retry(H.FIRST_TIER), key=c.key, value=c.value, headers=headers)
             await producer.send_and_wait(t.replays, key=c.marker.encode(), value=json.dumps(
-                {"endpoint": c.headers["error.endpoint"], "activity_key": c.activity_key,
+                {"endpoint": c.info.endpoint, "tenant": c.info.tenant, "activity_key": c.activity_key,
                  "replay_count": c.replay_count + 1, "at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
             n += 1
     finally:

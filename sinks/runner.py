@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from streams import headers as H
+
 from .contract import AuthExpired, Delivery, RetriableError, Sink, SinkError
 
 log = logging.getLogger("activity_sync.sinks")
-
-TWO_WEEKS_S = 14 * 24 * 3600
 
 
 class Clock:
@@ -80,8 +80,8 @@ def clock_from_env() -> Clock:
 class RetryPolicy:
     """Retry tiers by delay, the two-week window, and the in-process retries before the first tier."""
 
-    tiers: tuple[tuple[str, float], ...] = (("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 21600))
-    window_s: float = TWO_WEEKS_S
+    tiers: tuple[tuple[str, float], ...] = H.RETRY_TIERS
+    window_s: float = H.TWO_WEEKS_S
     inline_attempts: int = 2       # extra in-process tries of a whole-batch transient failure
     inline_backoff_s: float = 0.5  # doubled each try
     max_inline_wait_s: float = 30  # a longer Retry-After sends the batch to a retry tier instead
@@ -99,20 +99,24 @@ class RetryPolicy:
         return name, delay
 
     @classmethod
-    def from_env(cls, settings: dict | None = None) -> "RetryPolicy":
-        settings = settings or {}
+    def from_settings(cls, settings=None) -> "RetryPolicy":
+        """An endpoint's settings first, then ``ACTIVITY_SYNC_RETRY_DELAYS`` / ``_RETRY_WINDOW_S`` /
+        ``_INLINE_RETRIES`` (four delays separated by commas or spaces), then the defaults."""
         names = [n for n, _ in cls.tiers]
-        delays = settings.get("retry_delays_s") or os.environ.get("ACTIVITY_SYNC_RETRY_DELAYS")
         p = cls()
+        delays = getattr(settings, "retry_delays_s", None)
+        if delays is None and os.environ.get("ACTIVITY_SYNC_RETRY_DELAYS"):
+            delays = [float(x) for x in os.environ["ACTIVITY_SYNC_RETRY_DELAYS"].replace(",", " ").split()]
         if delays:
-            values = [float(x) for x in (delays.split(",") if isinstance(delays, str) else delays)]
-            if len(values) != len(names):
+            if len(delays) != len(names):
                 raise ValueError(f"retry delays need {len(names)} values (tiers {', '.join(names)})")
-            p = replace(p, tiers=tuple(zip(names, values)))
-        window = settings.get("retry_window_s") or os.environ.get("ACTIVITY_SYNC_RETRY_WINDOW_S")
+            p = replace(p, tiers=tuple(zip(names, (float(d) for d in delays))))
+        window = getattr(settings, "retry_window_s", None) or os.environ.get("ACTIVITY_SYNC_RETRY_WINDOW_S")
         if window:
             p = replace(p, window_s=float(window))
-        inline = settings.get("inline_retries", os.environ.get("ACTIVITY_SYNC_INLINE_RETRIES"))
+        inline = getattr(settings, "inline_retries", None)
+        if inline is None:
+            inline = os.environ.get("ACTIVITY_SYNC_INLINE_RETRIES")
         if inline is not None:
             p = replace(p, inline_attempts=int(inline))
         return p
@@ -271,12 +275,16 @@ class DeliveryRunner:
                 status=error.status), attempts, first)
             return
         tier, delay = self.policy.tier_for(attempts, error.retry_after)
-        headers = retry_headers(p, self.endpoint, attempts, first, now + delay, tier, error)
+        headers = H.retry(self.endpoint, p.delivery.tenant_code, p.delivery.activity_key, p.origin,
+                          attempts=attempts, first_failure=first, due=now + delay, tier=tier,
+                          error_class=type(error).__name__, error=str(error), replay_count=p.replay_count)
         await self.publisher.retry(tier, p.key, p.value, headers)
         self.outcome.retried(p, tier)
 
     async def dead(self, p: Pending, error: BaseException, attempts: int, first: float) -> None:
-        await self.publisher.dead(p.key, p.value, dead_headers(p, self.endpoint, attempts, first, error))
+        await self.publisher.dead(p.key, p.value, H.dead_letter(
+            "deliver", p.origin, error, attempts=attempts, first_failure=first, endpoint=self.endpoint,
+            tenant=p.delivery.tenant_code, activity_key=p.delivery.activity_key, replay_count=p.replay_count))
         self.outcome.dead(p, type(error).__name__)
         log.warning("endpoint %s: %s dead-lettered after %d attempt(s): %s: %s", self.endpoint,
                     p.delivery.activity_key, attempts, type(error).__name__, str(error)[:300])
@@ -293,55 +301,9 @@ class DeliveryRunner:
         return False
 
 
-def _ms(t: float) -> bytes:
-    return str(int(t * 1000)).encode()
-
-
-def retry_headers(p: Pending, endpoint: str, attempts: int, first: float, due: float, tier: str,
-                  error: SinkError) -> list[tuple[str, bytes]]:
-    return [
-        ("retry.endpoint", endpoint.encode()),
-        ("retry.attempts", str(attempts).encode()),
-        ("retry.first_failure_ms", _ms(first)),
-        ("retry.due_ms", _ms(due)),
-        ("retry.tier", tier.encode()),
-        ("retry.last_error_class", type(error).__name__.encode()),
-        ("retry.last_error", str(error)[:2000].encode("utf-8", "replace")),
-        ("replay.count", str(p.replay_count).encode()),
-        ("activity_key", p.delivery.activity_key.encode()),
-        ("origin.topic", p.origin[0].encode()),
-        ("origin.partition", str(p.origin[1]).encode()),
-        ("origin.offset", str(p.origin[2]).encode()),
-    ]
-
-
-def dead_headers(p: Pending, endpoint: str, attempts: int, first: float, error: BaseException):
-    status = getattr(error, "status", None)
-    return [
-        ("error.stage", b"deliver"),
-        ("error.endpoint", endpoint.encode()),
-        ("error.topic", p.origin[0].encode()),
-        ("error.partition", str(p.origin[1]).encode()),
-        ("error.offset", str(p.origin[2]).encode()),
-        ("error.class", type(error).__name__.encode()),
-        ("error.message", str(error)[:2000].encode("utf-8", "replace")),
-        ("error.status", str(status or "").encode()),
-        ("error.attempts", str(attempts).encode()),
-        ("error.first_failure_ms", _ms(first)),
-        ("error.timestamp", _ms(time.time())),
-        ("replay.count", str(p.replay_count).encode()),
-        ("activity_key", p.delivery.activity_key.encode()),
-    ]
-
-
-def pending_from_retry(delivery: Delivery, key, value, headers: dict[str, bytes]) -> tuple[Pending, float, str]:
+def pending_from_retry(delivery: Delivery, key, value, headers) -> tuple[Pending, float, str]:
     """Rebuild a :class:`Pending` from a retry record; answer it, its due time and its last error."""
-    h = {k: v.decode("utf-8", "replace") for k, v in headers.items()}
-    p = Pending(delivery, key, value,
-                (h.get("origin.topic", "?"), int(h.get("origin.partition", -1)), int(h.get("origin.offset", -1))),
-                attempts=int(h.get("retry.attempts", 0)),
-                first_failure=int(h["retry.first_failure_ms"]) / 1000 if h.get("retry.first_failure_ms") else None,
-                replay_count=int(h.get("replay.count", 0)))
-    due = int(h.get("retry.due_ms", 0)) / 1000
-    last = f"{h.get('retry.last_error_class', '?')}: {h.get('retry.last_error', '')}"
-    return p, due, last
+    info = H.parse_retry(headers)
+    p = Pending(delivery, key, value, info.origin, attempts=info.attempts, first_failure=info.first_failure,
+                replay_count=info.replay_count)
+    return p, info.due, info.last_error

@@ -18,6 +18,8 @@ LATENCY = Histogram("activity_sync_enrich_latency_seconds",
                     "From the raw event's Kafka timestamp to its enrichment",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 BATCH_SECONDS = Histogram("activity_sync_enrich_batch_seconds", "Processing time of one batch of raw events")
+UNROUTED = Counter("activity_sync_unrouted_activities_total",
+                   "Enriched activities that no enabled endpoint of their tenant subscribes to", ["tenant"])
 CONFIG_RECORDS = Counter("activity_sync_config_records_total", "activity.config records applied", ["outcome"])
 
 _MAX_CODE_LABELS = 200
@@ -30,6 +32,16 @@ def unknown_code(code: str) -> None:
         _seen_codes.add(code)
         log.warning("unknown activity code %r: enriched as Uncategorized (add it to the catalog)", code)
     UNKNOWN.labels(code if code in _seen_codes else "_other").inc()
+
+
+_seen_tenants: set[str] = set()
+
+
+def unrouted(tenant: str) -> None:
+    """Count an activity routed nowhere, by tenant (label values capped like unknown codes)."""
+    if tenant not in _seen_tenants and len(_seen_tenants) < _MAX_CODE_LABELS:
+        _seen_tenants.add(tenant)
+    UNROUTED.labels(tenant if tenant in _seen_tenants else "_other").inc()
 
 
 def serve(host: str, port: int) -> None:

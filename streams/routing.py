@@ -30,6 +30,7 @@ class ConfigError(ValueError):
 class Endpoint:
     name: str
     provider_type: str = "membership"
+    provider: str = "webhook"
     enabled: bool = True
     settings: dict = field(default_factory=dict)
 
@@ -64,6 +65,8 @@ class Route:
 def check_endpoint(ep: Endpoint) -> Endpoint:
     if not isinstance(ep.name, str) or not _NAME.fullmatch(ep.name):
         raise ConfigError(f"endpoint name {ep.name!r}: letters, digits, '_', '.', '-' (at most 100)")
+    if not isinstance(ep.provider, str) or not _NAME.fullmatch(ep.provider):
+        raise ConfigError(f"endpoint {ep.name}: provider must name a provider (activity-sync providers lists them)")
     if ep.provider_type not in PROVIDER_TYPES:
         raise ConfigError(f"endpoint {ep.name}: provider_type must be one of {', '.join(PROVIDER_TYPES)}, "
                           f"not {ep.provider_type!r}")
@@ -109,6 +112,8 @@ class Routing:
         self.subscriptions: dict[str, Subscription] = {}
         self._templates: dict[str, Template] = {}
         self._index: dict[str, tuple[Route, ...]] = {}
+        self.refused: dict[str, str] = {}  # config key -> why its latest record was refused
+        self.version = 0                   # bumped by every change
 
     def routes(self, code: str) -> tuple[Route, ...]:
         return self._index.get(code, ())
@@ -131,19 +136,29 @@ class Routing:
         self._rebuild()
 
     def apply_record(self, key: str, value: bytes | None) -> None:
-        """Apply one ``activity.config`` record (``None`` value: tombstone)."""
-        if value is None:
-            self.delete(key)
-            return
-        data = json.loads(value)
-        if key.startswith("endpoint:"):
-            self.put_endpoint(endpoint_from_dict(data))
-        elif key.startswith("subscription:"):
-            self.put_subscription(subscription_from_dict(data))
-        else:
-            raise ConfigError(f"unknown config record key {key!r}")
+        """Apply one ``activity.config`` record (``None`` value: tombstone).
+
+        A record that cannot be applied raises, and the key's reason is kept in ``refused`` (the
+        previous state stays in force) so a worker can say why in one line.
+        """
+        try:
+            self.refused.pop(key, None)
+            if value is None:
+                self.delete(key)
+                return
+            data = json.loads(value)
+            if key.startswith("endpoint:"):
+                self.put_endpoint(endpoint_from_dict(data))
+            elif key.startswith("subscription:"):
+                self.put_subscription(subscription_from_dict(data))
+            else:
+                raise ConfigError(f"unknown config record key {key!r}")
+        except Exception as exc:
+            self.refused[key] = f"{type(exc).__name__}: {exc}"
+            raise
 
     def _rebuild(self) -> None:
+        self.version += 1
         index: dict[str, list[Route]] = {}
         for key, sub in sorted(self.subscriptions.items()):
             ep = self.endpoints.get(sub.endpoint)
@@ -155,11 +170,29 @@ class Routing:
 
 
 def endpoint_from_dict(d: dict) -> Endpoint:
-    try:
-        return Endpoint(name=d["name"], provider_type=d.get("provider_type", "membership"),
-                        enabled=bool(d.get("enabled", True)), settings=dict(d.get("settings") or {}))
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"endpoint {d!r}: {exc}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"an endpoint must be a mapping, not {type(d).__name__}")
+    if "name" not in d:
+        raise ConfigError("endpoint: name is required")
+    settings = d.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"endpoint {d['name']}: settings must be a mapping")
+    settings = dict(settings)
+    ptype = d.get("provider_type", "membership")
+    provider = d.get("provider")
+    if provider is None and "sink" in settings:  # written before the provider had a field of its own
+        provider = settings.pop("sink")
+    if provider is None:
+        if ptype != "activity-history":
+            raise ConfigError(f"endpoint {d['name']}: provider is required (activity-sync providers lists them)")
+        provider = "activity-history"
+    enabled = d.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"endpoint {d['name']}: enabled must be true or false")
+    unknown = set(d) - {"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"}
+    if unknown:
+        raise ConfigError(f"endpoint {d['name']}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    return Endpoint(name=d["name"], provider_type=ptype, provider=provider, enabled=enabled, settings=settings)
 
 
 def subscription_from_dict(d: dict) -> Subscription:
@@ -206,5 +239,72 @@ def parse_config(doc: dict, catalog: Catalog) -> ConfigFile:
     return ConfigFile(eps, subs)
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML without anchors, aliases or explicit tags: a config is plain data, and an alias
+    bomb ("billion laughs") must not pass a check and then exhaust a worker's memory."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML anchors (&{anchor}) are not allowed")
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and not (isinstance(event, yaml.ScalarEvent) and event.implicit[0]):
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML tags ({tag}) are not allowed")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for k, _ in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                if k.value in keys:
+                    raise ConfigError(f"line {k.start_mark.line + 1}: duplicate key {k.value!r}")
+                keys.add(k.value)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> dict:
+    """A config document from YAML text: a mapping of plain data, or ConfigError saying why not."""
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}".replace("\n", " ")) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"must be a mapping with endpoints: and subscriptions:, not {type(doc).__name__}")
+    return doc
+
+
 def read_config_file(path: str | Path) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    """Read and parse a config file; ConfigError names the file and what is wrong with it."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    try:
+        return load_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def catalog_for(settings) -> Catalog:
+    """The catalog with a config file's additions (``catalog:``, ``customer_keys:``), if one is named."""
+    from .catalog import load_catalog
+
+    if settings.config_path:
+        doc = read_config_file(settings.config_path)
+        return load_catalog(doc.get("catalog"), doc.get("customer_keys"))
+    return load_catalog()

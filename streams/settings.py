@@ -94,10 +94,6 @@ class Settings:
     # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
     session_timeout_s: float = 10.0
 
-    def faust_group_settings(self) -> dict:
-        return {"broker_session_timeout": self.session_timeout_s,
-                "broker_heartbeat_interval": max(1.0, self.session_timeout_s / 3)}
-
     @classmethod
     def from_env(cls, default_bootstrap: str | None = None) -> "Settings":
         e = os.environ

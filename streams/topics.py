@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .headers import RETRY_TIERS, TWO_WEEKS_MS
 from .settings import KafkaSettings
 
-TWO_WEEKS_MS = 14 * 24 * 3600 * 1000  # 1209600000: the write-back queue's two weeks
 MAX_EVENT_TOPIC_BYTES = 16 * 1024 * 1024
-
-# Retry tiers by delay: a record due in a minute never waits behind one due in six hours.
-RETRY_TIERS: tuple[tuple[str, int], ...] = (("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 21600))
 
 
 @dataclass(frozen=True)

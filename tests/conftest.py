@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import LocalKafka
+from activity_sync.devtools.broker import LocalKafka
 from streams.settings import KafkaSettings, Settings
 from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, ensure_topics, partition_ids
 

@@ -12,11 +12,12 @@ import urllib.request
 import pytest
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from conftest import ROOT, consume, produce, publish_config_file, seed_events, worker_env
 
-from sinks.fake_crm import FakeCRM
+from sinks.providers.webhook.fake import FakeCRM
 from streams.avro import SingleObjectCodec
-from streams.broker import free_port
+from activity_sync.devtools.broker import free_port
 from streams.catalog import load_catalog
 from streams.enrich import Enricher
 from streams.routing import Routing, parse_config
@@ -37,8 +38,12 @@ async def crm():
 def config_doc(endpoints: dict[str, dict]) -> dict:
     eps, subs = [], []
     for name, settings in endpoints.items():
-        ptype = "activity-history" if settings.get("sink") == "activity-history" else "membership"
-        eps.append({"name": name, "provider_type": ptype, "settings": settings})
+        settings = dict(settings)
+        enabled = settings.pop("enabled", True)
+        provider = settings.pop("sink")
+        ptype = "activity-history" if provider == "activity-history" else "membership"
+        eps.append({"name": name, "provider_type": ptype, "provider": provider, "enabled": enabled,
+                    "settings": settings})
         for code in CODES:
             subs.append({"activity_code": code, "endpoint": name, "writeback_codes": [f"W1-{code}", f"W2-{name}"],
                          "description": f"{{ActivityCode}} for {name}: {{ParentName}}"})
@@ -126,7 +131,7 @@ async def test_seed_activities_arrive_once_with_everything(settings, pipeline, c
     assert create["link_url"].startswith("https://community.example.org/") and create["details_format"] == "xml"
     assert got["6ba8a94f-0d7a-419f-b5bf-b60fcdc567e1"]["customer_id"] == "0037yHT1MAAW"
     # the Activity History endpoint got them too, queryable by member
-    from sinks.history import query
+    from sinks.providers.activity_history.sink import query
 
     await wait_for(lambda: (tmp_path / "h.db").exists() and len(query(tmp_path / "h.db")) >= 5, 30, "history rows")
     assert [r["activity_code"] for r in query(tmp_path / "h.db", member="clindqvist")] == ["CommunityMemberJoin"]
@@ -236,15 +241,21 @@ async def test_two_workers_share_one_endpoint(settings, pipeline, crm):
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
     await admin.start()
 
-    async def members() -> int:
-        desc = await admin.describe_consumer_groups([group])
-        return len(desc[0].groups[0][5]) if desc and desc[0].groups else 0
+    async def members() -> list:
+        try:
+            desc = await admin.describe_consumer_groups([group])
+        except GroupCoordinatorNotAvailableError:  # the group is not there yet
+            return []
+        return list(desc[0].groups[0][5]) if desc and desc[0].groups else []
 
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and await members() < 2:
+        while time.monotonic() < deadline and len(await members()) < 2:
             await asyncio.sleep(0.5)
-        assert await members() == 2, a.output()[-1500:] + b.output()[-1500:]
+        joined = await members()
+        assert len(joined) == 2, a.output()[-1500:] + b.output()[-1500:]
+        client_ids = sorted(m[1] for m in joined)
+        assert all(c.startswith("activity-sync-sink-crm-") for c in client_ids) and len(set(client_ids)) == 2
     finally:
         await admin.close()
     await produce(settings, Topics(settings.topic_prefix).enriched, pipeline.enriched(1000))
@@ -319,9 +330,72 @@ async def test_a_retry_is_never_sent_before_it_is_due(settings, pipeline, crm):
     assert [r["status"] for r in crm.requests] == [503, 503, 200]
 
 
-async def test_a_sink_that_cannot_start_exits_with_the_reason(settings, pipeline):
-    await pipeline.configure({"crm": {"sink": "webhook", "hmac_secret_env": "X"}})  # no url
+async def test_settings_a_sink_cannot_use_pause_it_with_the_reason_then_a_fix_delivers(settings, pipeline, crm):
+    await pipeline.configure({"crm": {"sink": "webhook", "url": crm.url, "hmac_secret_env": "NOT_SET_ANYWHERE"}})
     worker = pipeline.sink_worker("crm")
-    await asyncio.to_thread(worker.p.wait, 60)
-    assert worker.p.returncode == 70
-    assert "endpoint crm: cannot start its sink: ValueError: webhook needs settings.url" in worker.output()
+    await produce(settings, Topics(settings.topic_prefix).enriched, pipeline.enriched(20))
+    await wait_for(lambda: "cannot start" in worker.output(), 60, "the reason in the log")
+    await asyncio.sleep(2)
+    assert worker.p.poll() is None, "the worker exited: under a supervisor that is a crash loop"
+    assert worker.output().count("cannot start") == 1 and "NOT_SET_ANYWHERE" in worker.output()
+    assert crm.stats()["stored"] == 0
+    await pipeline.configure({"crm": webhook(crm)})
+    await wait_for(lambda: crm.stats()["stored"] >= 20, 60, "delivery after the fix")
+    assert sorted(crm.stored) == [f"act-{i:06d}" for i in range(20)]
+
+
+async def test_endpoint_changes_reach_a_running_worker(settings, pipeline, crm):
+    """URL and batch size changes, disable (records wait), enable, delete: live, nothing lost or doubled."""
+    other = await FakeCRM(secret=SECRET.encode()).start()
+    try:
+        t = Topics(settings.topic_prefix)
+        await pipeline.configure({"crm": webhook(crm, batch_size=50)})
+        worker = pipeline.sink_worker("crm")
+        await produce(settings, t.enriched, pipeline.enriched(200)[:100])
+        await wait_for(lambda: crm.stats()["stored"] >= 100, 60, "the first 100 at the first CRM")
+        await pipeline.configure({"crm": webhook(other, batch_size=7)})
+        await asyncio.sleep(1.5)  # the config table follows activity.config
+        records = pipeline.enriched(200)
+        await produce(settings, t.enriched, records[100:150])
+        await wait_for(lambda: other.stats()["stored"] >= 50, 60, "the next 50 at the new URL")
+        assert max(r["records"] for r in other.requests) <= 7
+        await pipeline.configure({"crm": webhook(other, batch_size=7, enabled=False)})
+        await asyncio.sleep(1.5)
+        await produce(settings, t.enriched, records[150:])  # addressed to crm before it was disabled
+        await asyncio.sleep(4)
+        assert other.stats()["stored"] == 50 and crm.stats()["stored"] == 100
+        await pipeline.configure({"crm": webhook(other, batch_size=7)})
+        await wait_for(lambda: other.stats()["stored"] >= 100, 60, "the held 50 after enabling")
+        await asyncio.sleep(1)
+        assert sorted(crm.stored) == [f"act-{i:06d}" for i in range(100)]
+        assert sorted(other.stored) == [f"act-{i:06d}" for i in range(100, 200)]
+        assert crm.duplicates == 0 and other.duplicates == 0
+        dead = await consume(settings, t.dead, lambda m: True, timeout=5)
+        assert dead == []
+        await produce(settings, t.config, [(b"endpoint:crm", None)])
+        await asyncio.to_thread(worker.p.wait, 60)
+        assert "deleted from activity.config: this worker stops" in worker.output()
+    finally:
+        await other.stop()
+
+
+async def test_interval_schedule_delivers_in_bulk_runs(settings, pipeline, crm):
+    await pipeline.configure({"crm": webhook(crm, schedule={"every": "6s"}, linger_ms=20)})
+    metrics_port = free_port()
+    pipeline.sink_worker("crm", ACTIVITY_SYNC_METRICS_PORT=metrics_port)
+    t = Topics(settings.topic_prefix)
+    records = pipeline.enriched(400)
+    await produce(settings, t.enriched, records[:300])
+    await wait_for(lambda: crm.stats()["stored"] >= 300, 60, "the first run")
+    first_run = crm.requests[0]["at"]
+    await asyncio.sleep(2)
+    await produce(settings, t.enriched, records[300:])
+    await wait_for(lambda: crm.stats()["stored"] >= 400, 60, "the second run")
+    second = [r for r in crm.requests if r["at"] > first_run + 1]
+    assert second and second[0]["at"] >= first_run + 6 - 0.1, "the second run came before its interval"
+    # everything since the last run, in one go: the batch held while waiting, then the rest in the largest batches
+    assert sum(r["records"] for r in second) == 100 and len(second) <= 2
+    assert sorted(crm.stored) == [f"act-{i:06d}" for i in range(400)] and crm.duplicates == 0
+    body = metrics_text(metrics_port)
+    assert 'activity_sync_bulk_last_run_records{endpoint="crm"} 100.0' in body
+    assert 'activity_sync_bulk_next_run_timestamp_seconds{endpoint="crm"}' in body

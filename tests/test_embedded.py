@@ -10,7 +10,7 @@ import time
 
 from conftest import seed_events
 
-from streams.broker import free_port
+from activity_sync.devtools.broker import free_port
 
 
 def running(pids: list[int]) -> list[int]:
@@ -26,9 +26,19 @@ def running(pids: list[int]) -> list[int]:
     return alive
 
 
+def free_base() -> int:
+    from activity_sync.devtools.broker import port_taken
+
+    while True:
+        base = free_port()
+        if base < 60000 and not any(port_taken(base + i) for i in range(8)):
+            return base
+
+
 def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env["ACTIVITY_SYNC_KAFKA_PORT"] = str(free_port())
+    base = free_base()
+    env["ACTIVITY_SYNC_PORT_BASE"] = str(base)  # every port moves with it
     var = tmp_path / "var"
     proc = subprocess.run([sys.executable, "-m", "activity_sync.cli", "run", "--var", str(var), "--max", "5",
                            "--exit"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -39,6 +49,8 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
     assert "-> crm (membership) [COMMUNITY/DISC_POST]: Avery Quill posted a new message titled " \
            '"Annual Conference" in the Demo Community community' in out
     assert "[fake CRM] 5 activities stored, 0 duplicates ignored, 0 rejected" in out
+    assert f"starting Kafka on 127.0.0.1:{base} " in out and f"fake CRM: http://127.0.0.1:{base + 2}/" in out
+    assert f"sink crm (webhook): metrics http://127.0.0.1:{base + 4}/metrics" in out
     # the history endpoint wrote its store (relative to the working directory, as configured)
     assert (tmp_path / "var" / "activity-history.db").exists()
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]

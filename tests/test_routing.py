@@ -14,13 +14,18 @@ def test_fixture_and_bundled_configs_are_valid():
 
 
 @pytest.mark.parametrize("doc, fragment", [
-    ({"endpoints": [{"name": "a", "provider_type": "crm"}]}, "provider_type must be one of"),
-    ({"endpoints": [{"name": "a", "settings": {"client_secret": "hunter2"}}]}, "looks like a secret"),
-    ({"endpoints": [{"name": "a"}], "subscriptions": [{"activity_code": "LibraryEntryView", "endpoint": "b",
-                                                        "description": "x"}]}, "unknown endpoint"),
-    ({"endpoints": [{"name": "a"}], "subscriptions": [{"activity_code": "LibraryEntryView", "endpoint": "a",
-                                                        "description": "{Subject}"}]}, r"\{Subject\}"),
-    ({"endpoints": [{"name": "a"}, {"name": "a"}]}, "unique"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "provider_type": "crm"}]}, "provider_type must be one of"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "settings": {"client_secret": "hunter2"}}]},
+     "looks like a secret"),
+    ({"endpoints": [{"name": "a", "provider": "webhook"}], "subscriptions": [
+        {"activity_code": "LibraryEntryView", "endpoint": "b", "description": "x"}]}, "unknown endpoint"),
+    ({"endpoints": [{"name": "a", "provider": "webhook"}], "subscriptions": [
+        {"activity_code": "LibraryEntryView", "endpoint": "a", "description": "{Subject}"}]}, r"\{Subject\}"),
+    ({"endpoints": [{"name": "a", "provider": "webhook"}, {"name": "a", "provider": "webhook"}]}, "unique"),
+    ({"endpoints": [{"name": "a"}]}, "endpoint a: provider is required"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "enabled": "yes"}]}, "enabled must be true or false"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "sink": "webhook"}]}, r"unknown field\(s\) sink"),
+    ({"endpoints": ["a"]}, "must be a mapping"),
 ])
 def test_bad_config_refused_with_reason(doc, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -28,8 +33,47 @@ def test_bad_config_refused_with_reason(doc, fragment):
 
 
 def test_secret_references_are_allowed():
-    parse_config({"endpoints": [{"name": "a", "settings": {"client_secret_env": "X", "api_key_file": "/f"}}]},
-                 load_catalog())
+    parse_config({"endpoints": [{"name": "a", "provider": "webhook",
+                                 "settings": {"client_secret_env": "X", "api_key_file": "/f"}}]}, load_catalog())
+
+
+def test_a_config_of_an_older_version_names_its_provider_in_settings_sink():
+    cfg = parse_config({"endpoints": [{"name": "a", "settings": {"sink": "webhook", "url": "http://x"}},
+                                      {"name": "h", "provider_type": "activity-history"}]}, load_catalog())
+    assert [(e.provider, e.settings) for e in cfg.endpoints] == [("webhook", {"url": "http://x"}),
+                                                                ("activity-history", {})]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a: &x [1, 2]\nb: *x\n", "anchors"),
+    ("endpoints: !!python/object:os.system []\n", "tags"),
+    ("endpoints: !!str x\n", "tags"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("endpoints: [\n", "not valid YAML"),
+    ("a: 1\na: 2\n", "duplicate key 'a'"),
+])
+def test_config_files_must_be_plain_yaml_data(tmp_path, text, fragment):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=fragment) as err:
+        read_config_file(p)
+    assert str(p) in str(err.value)
+
+
+def test_a_billion_laughs_is_refused_before_it_expands(tmp_path):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="anchors"):
+        read_config_file(p)
+
+
+def test_oversized_config_files_are_refused(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("x: '" + "a" * (5 * 1024 * 1024) + "'\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        read_config_file(p)
 
 
 def test_tombstones_and_updates_change_routes():

@@ -14,7 +14,7 @@ import fastavro
 import pytest
 from conftest import FIXTURES, ROOT, consume, produce, publish_config_file, seed_events, worker_env
 
-from streams.broker import BrokerError, LocalKafka, free_port
+from activity_sync.devtools.broker import BrokerError, LocalKafka, free_port
 from streams.topics import TWO_WEEKS_MS, Topics, describe_topic_configs
 
 SCHEMA = fastavro.parse_schema(json.loads((ROOT / "schemas" / "activity_enriched.avsc").read_text()))
@@ -194,7 +194,7 @@ async def test_confluent_wire_format_with_a_schema_registry(settings, stream_wor
     import struct
 
     from streams.avro import decode_any
-    from streams.fake_registry import FakeSchemaRegistry
+    from activity_sync.devtools.fake_registry import FakeSchemaRegistry
 
     registry = await FakeSchemaRegistry().start()
     try:
@@ -219,7 +219,7 @@ def test_broker_says_when_java_or_maven_is_missing(tmp_path, monkeypatch):
     with pytest.raises(BrokerError, match="java not found on PATH"):
         LocalKafka(tmp_path / "k").start()
     monkeypatch.setenv("ACTIVITY_SYNC_CACHE", str(tmp_path / "cache"))  # nothing resolved yet
-    from streams.broker import resolve_jars
+    from activity_sync.devtools.broker import resolve_jars
 
     with pytest.raises(BrokerError, match="mvn not found on PATH"):
         resolve_jars()

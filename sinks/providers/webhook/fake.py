@@ -13,18 +13,13 @@ sink follows:
   record it cannot take (no customer ID, an unknown customer) gets status 400 and the rest are
   stored; more than ``max_batch`` activities answer 413; a body that is not JSON answers 400.
 
-It can be told to fail, throttle or slow down, over HTTP (``POST /_control``) or in-process:
-
-    {"fail": {"status": 503, "count": 5}}       # the next 5 requests answer 503
-    {"fail": {"status": 503, "seconds": 3}}     # every request for 3 s answers 503
-    {"throttle": {"retry_after": 2, "count": 1}}
-    {"latency_ms": 20}
-    {"reject_customers": ["c-123"]}             # those records answer 400 "unknown customer"
+Faults (fail, throttle, latency, reject a customer's records) come from the shared base,
+:class:`sinks.fakes.FaultyFake`; a rejected record answers 400 "unknown customer".
 
 ``GET /`` shows what it stored (for a person), ``GET /activities`` the same as JSON,
 ``GET /_stats`` counters, ``POST /_reset`` forgets everything.
 
-    python -m sinks.fake_crm [--port 8085] [--secret-env ACTIVITY_SYNC_WEBHOOK_SECRET]
+    python -m sinks.providers.webhook.fake [--port 8085] [--secret-env ACTIVITY_SYNC_WEBHOOK_SECRET]
 """
 
 from __future__ import annotations
@@ -39,85 +34,53 @@ from collections import deque
 
 from aiohttp import web
 
-from streams.fakeserver import FakeServer
+from sinks.fakes import FaultyFake
 
-from .webhook import SIGNATURE_HEADER, verify
+from .sink import SIGNATURE_HEADER, verify
 
 
-class FakeCRM(FakeServer):
+class FakeCRM(FaultyFake):
     path = "/activities"
 
     def __init__(self, secret: bytes | None = None, max_batch: int = 1000) -> None:
         self.secret = secret
         self.max_batch = max_batch
-        self.reset()
+        super().__init__()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
+        super().reset()
         self.stored: dict[str, dict] = {}
         self.order: list[str] = []
-        self.requests: list[dict] = []  # {"at", "status", "n"}
         self.bodies: deque[bytes] = deque(maxlen=20)  # the last request bodies, as received
         self.duplicates = 0
-        self.early = 0
         self.rejected = 0
-        self._fail_status = 503
-        self._fail_count = 0
-        self._fail_until = 0.0
-        self._throttle_count = 0
-        self._throttle_retry_after = 1.0
-        self._throttled_until = 0.0
-        self.latency = 0.0
-        self.reject_customers: set[str] = set()
-
-    def control(self, spec: dict) -> None:
-        if "fail" in spec:
-            f = spec["fail"] or {}
-            self._fail_status = int(f.get("status", 503))
-            self._fail_count = int(f.get("count", 0))
-            self._fail_until = time.time() + float(f.get("seconds", 0)) if f.get("seconds") else 0.0
-        if "throttle" in spec:
-            t = spec["throttle"] or {}
-            self._throttle_retry_after = float(t.get("retry_after", 1))
-            self._throttle_count = int(t.get("count", 1))
-        if "latency_ms" in spec:
-            self.latency = float(spec["latency_ms"]) / 1000
-        if "reject_customers" in spec:
-            self.reject_customers = set(spec["reject_customers"] or [])
 
     def received(self) -> list[dict]:
         return [self.stored[k] for k in self.order]
 
+    def stored_keys(self) -> list[str]:
+        return list(self.order)
+
     def stats(self) -> dict:
-        return {"stored": len(self.stored), "requests": len(self.requests), "duplicates": self.duplicates,
-                "early_requests": self.early, "rejected": self.rejected,
-                "statuses": {str(s): sum(1 for r in self.requests if r["status"] == s)
-                             for s in sorted({r["status"] for r in self.requests})}}
+        return {**super().stats(), "stored": len(self.stored), "duplicates": self.duplicates,
+                "rejected": self.rejected}
 
     # ------------------------------------------------------------------ HTTP
     async def handle_activities(self, request: web.Request) -> web.Response:
         now = time.time()
-        if now < self._throttled_until:
-            self.early += 1
         body = await request.read()
         self.bodies.append(body)
-        status, response = await self._handle(request, body, now)
-        self.requests.append({"at": now, "status": status.status, "n": response})
-        return status
+        response, n = await self._handle(request, body, now)
+        self.log(response.status, n)
+        return response
 
     async def _handle(self, request: web.Request, body: bytes, now: float):
-        if self.latency:
-            await asyncio.sleep(self.latency)
         if self.secret is not None and not verify(self.secret, body, request.headers.get(SIGNATURE_HEADER)):
             return web.json_response({"error": "invalid or missing signature"}, status=401), 0
-        if self._throttle_count > 0:
-            self._throttle_count -= 1
-            self._throttled_until = time.time() + self._throttle_retry_after
-            return web.json_response({"error": "rate limit exceeded"}, status=429,
-                                     headers={"Retry-After": f"{self._throttle_retry_after:g}"}), 0
-        if self._fail_count > 0 or time.time() < self._fail_until:
-            self._fail_count = max(0, self._fail_count - 1)
-            return web.json_response({"error": "service unavailable"}, status=self._fail_status), 0
+        fault = await self.faults()
+        if fault is not None:
+            return fault, 0
         if not request.content_type.endswith("json"):
             return web.json_response({"error": "Content-Type must be application/json"}, status=415), 0
         try:
@@ -156,17 +119,6 @@ class FakeCRM(FakeServer):
     async def handle_list(self, request: web.Request) -> web.Response:
         return web.json_response(self.received())
 
-    async def handle_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
-
-    async def handle_control(self, request: web.Request) -> web.Response:
-        self.control(await request.json())
-        return web.json_response({"ok": True})
-
-    async def handle_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"ok": True})
-
     async def handle_index(self, request: web.Request) -> web.Response:
         rows = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(r.get(c) or ''))}</td>" for c in
@@ -187,15 +139,13 @@ class FakeCRM(FakeServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/activities", self.handle_activities)
         app.router.add_get("/activities", self.handle_list)
-        app.router.add_get("/_stats", self.handle_stats)
-        app.router.add_post("/_control", self.handle_control)
-        app.router.add_post("/_reset", self.handle_reset)
         app.router.add_get("/", self.handle_index)
+        self.control_routes(app)
         return app
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m sinks.fake_crm", description="A fake CRM webhook receiver")
+    ap = argparse.ArgumentParser(prog="python -m sinks.providers.webhook.fake", description="A fake CRM webhook receiver")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8085)
     ap.add_argument("--secret-env", default="ACTIVITY_SYNC_WEBHOOK_SECRET",

@@ -7,9 +7,9 @@ says why (no Java, no Maven, port taken, the broker's own last log lines).
 
 Command line (used by the Makefile)::
 
-    python -m streams.broker fetch                 # resolve the jars only
-    python -m streams.broker start [--port 9092]   # start in the background, wait until ready
-    python -m streams.broker stop | status
+    python -m activity_sync.devtools.broker fetch                 # resolve the jars only
+    python -m activity_sync.devtools.broker start [--port 9092]   # start in the background, wait until ready
+    python -m activity_sync.devtools.broker stop | status
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def _terminate(pid: int, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m streams.broker", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m activity_sync.devtools.broker", description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["fetch", "start", "stop", "status"])
     ap.add_argument("--data-dir", default=os.environ.get("ACTIVITY_SYNC_KAFKA_DIR", "var/kafka"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("ACTIVITY_SYNC_KAFKA_PORT", "9092")))

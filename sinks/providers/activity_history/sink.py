@@ -6,7 +6,8 @@ sink workers of the endpoint can share one file, and ``activity-sync history`` c
 they write). Rows are only ever inserted; a redelivered activity (same endpoint and ActivityKey)
 is ignored, so at-least-once delivery shows no duplicate.
 
-Settings: ``path`` (the database file; default ``var/activity-history.db``).
+Settings: :class:`~sinks.providers.activity_history.settings.HistorySettings` (``path``, the
+database file; default ``var/activity-history.db``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .contract import Delivery, RecordFailure, RetriableError, Sink, SinkContext
+from sinks.contract import Delivery, RecordFailure, RetriableError, Sink, SinkContext
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity_history (
@@ -79,11 +80,10 @@ def query(path: str | Path, member: str | None = None, code: str | None = None, 
 
 class ActivityHistorySink(Sink):
     provider = "activity-history"
-    max_batch_size = 5000
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
-        self.path = ctx.settings.get("path", "var/activity-history.db")
+        self.path = ctx.settings.path
         self.conn = await asyncio.to_thread(connect, self.path)
 
     def _insert(self, batch: Sequence[Delivery]) -> None:

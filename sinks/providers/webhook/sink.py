@@ -18,29 +18,25 @@ activity (``{"idempotency_key", "status", "error"}``, ``status`` an HTTP status 
 so a receiver can refuse one record (400) and accept the rest. A receiver must treat a repeated
 ``idempotency_key`` as already done (answer 200): the pipeline delivers at least once, and that
 key is what keeps a redelivery from becoming a duplicate. Whole-request statuses are classified
-by :func:`sinks.contract.classify_http` (429 + Retry-After, 5xx and 408 retriable, other 4xx fatal).
+by :func:`sinks.http.classify_http` (429 + Retry-After, 5xx and 408 retriable, other 4xx fatal).
 
 The signature follows the common webhook convention (GitHub's ``X-Hub-Signature-256``: HMAC-SHA256
 of the raw body, hex, ``sha256=`` prefix); the receiver compares it in constant time.
 
-Settings: ``url`` (required), ``hmac_secret_env`` / ``hmac_secret_file`` (where the secret is),
-``batch_size`` (default 200, at most 1000), ``linger_ms``, ``timeout_s`` (default 10),
-``details_format`` (``xml`` or ``json``), ``headers`` (extra, non-secret).
+Settings: :class:`~sinks.providers.webhook.settings.WebhookSettings` (``url``, where the HMAC
+secret is, ``details_format``, extra headers and where secret headers are; batch at most 1000).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import time
 from typing import Sequence
 
-import aiohttp
-
-from .contract import (Delivery, FatalError, MappingError, RecordFailure, RetriableError, Sink, SinkContext,
-                       classify_http)
+from sinks.contract import Delivery, MappingError, RecordFailure, RetriableError
+from sinks.http import HttpSink, classify_http
 
 SIGNATURE_HEADER = "X-Activity-Sync-Signature-256"
 TIMESTAMP_HEADER = "X-Activity-Sync-Timestamp"
@@ -73,32 +69,14 @@ def activity_json(d: Delivery, details_format: str) -> dict:
     }
 
 
-class WebhookSink(Sink):
+class WebhookSink(HttpSink):
     provider = "webhook"
-    max_batch_size = 1000
 
-    @classmethod
-    def check_settings(cls, settings: dict) -> None:
-        url = settings.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError("webhook needs settings.url, an http:// or https:// URL")
-        if settings.get("details_format", "xml") not in ("xml", "json"):
-            raise ValueError("webhook settings.details_format must be xml or json")
-        if not 1 <= int(settings.get("batch_size", 200)) <= cls.max_batch_size:
-            raise ValueError(f"webhook settings.batch_size must be 1 to {cls.max_batch_size}")
-        if float(settings.get("timeout_s", 10)) <= 0:
-            raise ValueError("webhook settings.timeout_s must be positive")
-
-    async def start(self, ctx: SinkContext) -> None:
-        await super().start(ctx)
-        s = ctx.settings
-        self.url = s["url"]
-        self.details_format = s.get("details_format", "xml")
-        self.timeout = aiohttp.ClientTimeout(total=float(s.get("timeout_s", 10)))
-        self.extra_headers = {str(k): str(v) for k, v in (s.get("headers") or {}).items()}
-        secret = ctx.secret("hmac_secret")
+    async def setup(self) -> None:
+        s = self.ctx.settings
+        self.headers = {**s.headers, **s.secret_headers()}
+        secret = s.secret("hmac_secret")
         self.secret = secret.encode() if secret else None
-        self.session = aiohttp.ClientSession(timeout=self.timeout)
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
         if not batch:
@@ -110,28 +88,19 @@ class WebhookSink(Sink):
                 failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member "
                                                               "external key this endpoint can write to")))
                 continue
-            items.append(activity_json(d, self.details_format))
+            items.append(activity_json(d, self.ctx.settings.details_format))
             index.append(i)
         if not items:
             return failures
         now = int(time.time())
         body = json.dumps({"endpoint": self.ctx.endpoint, "sent_at": now, "activities": items},
                           ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {**self.extra_headers, "Content-Type": "application/json", TIMESTAMP_HEADER: str(now),
+        headers = {**self.headers, "Content-Type": "application/json", TIMESTAMP_HEADER: str(now),
                    "Idempotency-Key": hashlib.sha256("\n".join(x["idempotency_key"] for x in items).encode()).hexdigest()}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        try:
-            async with self.session.post(self.url, data=body, headers=headers) as resp:
-                text = await resp.text()
-                self.ctx.observe_http(resp.status)
-                error = classify_http(resp.status, text, resp.headers.get("Retry-After"))
-                if error is not None:
-                    raise error
-                results = _results(text)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            self.ctx.observe_http("error")
-            raise RetriableError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+        resp = await self.request("POST", self.ctx.settings.url, data=body, headers=headers)
+        results = _results(resp.text)
         if results is not None:
             by_key = {r.get("idempotency_key"): r for r in results if isinstance(r, dict)}
             for pos, item in zip(index, items):
@@ -143,11 +112,6 @@ class WebhookSink(Sink):
                 if err is not None:
                     failures.append(RecordFailure(pos, err))
         return failures
-
-    async def stop(self) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            await session.close()
 
 
 def _results(text: str) -> list | None:
@@ -162,4 +126,4 @@ def _results(text: str) -> list | None:
     return None
 
 
-__all__ = ["WebhookSink", "sign", "verify", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "FatalError"]
+__all__ = ["WebhookSink", "sign", "verify", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]

@@ -1,0 +1,332 @@
+"""One endpoint's delivery: everything a sink worker's agents do, as a class testable without Kafka.
+
+The agents hand it batches of messages (anything with ``key``, ``value``, ``headers``, ``topic``,
+``partition``, ``offset``): :meth:`EndpointDelivery.deliver` for ``activity.enriched``,
+:meth:`EndpointDelivery.retry` for a retry tier. It decodes what is addressed to its endpoint
+(the ``endpoints`` header lets it skip the rest undecoded), hands deliveries to the
+:class:`~sinks.runner.DeliveryRunner`, and returns once every retry and dead letter it produced
+is acknowledged, so the agent may then acknowledge the batch.
+
+Between batches it follows ``activity.config`` (read into a :class:`~streams.routing.Routing` by
+the worker's config table):
+
+- settings changed (URL, batch size, rate limit, credential reference …): the sink is stopped and
+  started again with the new settings before the next batch; a Retry-After still running carries over;
+- endpoint disabled: deliveries pause (the batch in hand and everything after it wait in Kafka,
+  unacknowledged; nothing is dead-lettered) until it is enabled again;
+- settings this version cannot use (refused by the provider's settings model, an unknown
+  provider, a secret that cannot be read): one log line with the reason, and a pause as above;
+- endpoint deleted: one log line, and ``on_deleted`` (the worker stops itself).
+
+With ``schedule: {every: 30m}`` it delivers in runs: everything that has arrived, in the
+provider's largest batches, then waits for the next run holding one batch at most (the rest stays
+in Kafka: the worker's stream buffer is bounded, and offsets are committed only after delivery).
+Retry tiers are not held back by the schedule: a retry is sent when it is due, as in real-time mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from streams import headers as H
+from streams.routing import Endpoint, Routing
+
+from . import metrics
+from .contract import Delivery, Sink, SinkContext
+from .registry import SettingsError, parse_endpoint, sink_class
+from .runner import Clock, DeliveryRunner, Pending, RetryPolicy, pending_from_retry
+
+log = logging.getLogger("activity_sync.sinks")
+
+
+class Publisher(Protocol):
+    async def retry(self, tier: str, key, value, headers) -> None: ...
+
+    async def dead(self, key, value, headers) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class TenantMismatch(Exception):
+    """A record addressed to this endpoint belongs to a tenant the endpoint does not serve."""
+
+
+@dataclass
+class _Active:
+    endpoint: Endpoint
+    sink: Sink
+    runner: DeliveryRunner
+
+
+class EndpointDelivery:
+    def __init__(self, endpoint: str, routing: Routing, publisher: Publisher, decode: Callable[[bytes], dict],
+                 clock: Clock | None = None, on_deleted: Callable[[], Awaitable[None] | None] = lambda: None,
+                 poll_s: float = 0.5) -> None:
+        self.endpoint = endpoint
+        self.routing = routing
+        self.publisher = publisher
+        self.decode = decode
+        self.clock = clock or Clock()
+        self.on_deleted = on_deleted
+        self.poll_s = poll_s
+        self.active: _Active | None = None
+        self.paused: str | None = "starting"      # why deliveries wait, or None
+        self._said: str | None = None
+        self._seen = False                        # the endpoint was in the config at some point
+        self._version = -1
+        self._lock = asyncio.Lock()
+        # schedule state (interval mode)
+        self.next_run = 0.0
+        self.run_open = False
+        self.run_started = 0.0
+        self.run_count = 0
+        self.last_batch_done = 0.0
+        self._first_of_run = False
+
+    # ------------------------------------------------------------------ config
+    def _say(self, message: str, level=logging.WARNING) -> None:
+        if message != self._said:  # one line per state, not one per poll
+            self._said = message
+            log.log(level, "endpoint %s: %s", self.endpoint, message)
+
+    async def refresh(self) -> DeliveryRunner | None:
+        """Apply config changes; the runner to deliver with, or None while deliveries are paused."""
+        async with self._lock:
+            if self.routing.version == self._version and self.active is not None and not self.paused:
+                return self.active.runner
+            self._version = self.routing.version
+            ep = self.routing.endpoints.get(self.endpoint)
+            if ep is None:
+                why = self.routing.refused.get(f"endpoint:{self.endpoint}")
+                if why:
+                    return await self._pause(f"its latest activity.config record cannot be used ({why}); "
+                                             "deliveries wait in Kafka until it is fixed")
+                if self._seen:
+                    self.paused = "deleted"
+                    if self._said != "deleted":
+                        self._say("deleted from activity.config: this worker stops", logging.WARNING)
+                        self._said = "deleted"
+                        await self._stop_sink()
+                        res = self.on_deleted()
+                        if asyncio.iscoroutine(res):
+                            await res
+                    return None
+                return await self._pause("not in activity.config yet; waiting for it")
+            self._seen = True
+            if not ep.enabled:
+                return await self._pause("disabled: deliveries wait in Kafka until it is enabled")
+            if self.active is not None and self.active.endpoint == ep:
+                self._resume()
+                return self.active.runner
+            try:
+                settings = parse_endpoint(ep)
+            except SettingsError as exc:
+                return await self._pause(f"settings cannot be used ({exc}); deliveries wait in Kafka")
+            previous = self.active
+            await self._stop_sink()
+            try:
+                sink = sink_class(ep.provider)()
+                await sink.start(SinkContext(self.endpoint, settings,
+                                             lambda st: metrics.HTTP.labels(self.endpoint, str(st)).inc()))
+            except (SettingsError, LookupError, ValueError, OSError) as exc:
+                await _quietly_stop(locals().get("sink"))
+                return await self._pause(f"provider {ep.provider} cannot start ({exc}); deliveries wait in Kafka")
+            runner = DeliveryRunner(self.endpoint, sink, self.publisher, RetryPolicy.from_settings(settings),
+                                    self.clock, batch_size=settings.batch_size, rate_per_s=settings.rate_limit_per_s,
+                                    write_timeout_s=settings.timeout_s * 3 + 5,
+                                    outcome=metrics.MetricsOutcome(self.endpoint))
+            if previous is not None:
+                runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
+            self.active = _Active(ep, sink, runner)
+            self._resume()
+            self._say(f"provider {ep.provider}, batch {runner.batch_size}, "
+                      f"{'every %gs' % settings.interval_s if settings.interval_s else 'real-time'}"
+                      + (" (settings changed)" if previous is not None else ""), logging.INFO)
+            return runner
+
+    async def watch(self) -> None:
+        """Called every second or so, between batches or not: stop the worker once its endpoint is deleted
+        (an idle worker gets no batch that would tell it)."""
+        if self._seen and self.endpoint not in self.routing.endpoints \
+                and f"endpoint:{self.endpoint}" not in self.routing.refused:
+            await self.refresh()
+
+    async def _pause(self, why: str) -> None:
+        self.paused = why
+        metrics.PAUSED.labels(self.endpoint).set(1)
+        self._say(why)
+        return None
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.paused = None
+            metrics.PAUSED.labels(self.endpoint).set(0)
+
+    async def _stop_sink(self) -> None:
+        if self.active is not None:
+            await _quietly_stop(self.active.sink)
+            self.active = None
+
+    async def runner(self) -> DeliveryRunner:
+        """Wait until deliveries may go (config known, endpoint enabled, settings usable)."""
+        while True:
+            r = await self.refresh()
+            if r is not None:
+                return r
+            await asyncio.sleep(self.poll_s)
+
+    @property
+    def settings(self):
+        return self.active.runner.sink.ctx.settings if self.active else None
+
+    def batch_settings(self) -> tuple[int, float]:
+        """How many to take at once and how long to wait for them, for the agents."""
+        ep = self.routing.endpoints.get(self.endpoint)
+        try:
+            s = parse_endpoint(ep) if ep is not None else None
+        except SettingsError:
+            s = None
+        if s is None:
+            return 200, 0.05
+        # Take up to the provider's limit; the runner cuts requests to batch_size (so a changed batch_size
+        # applies at once), and an interval run goes in the largest batches the API takes.
+        return s.max_batch, s.linger_ms / 1000
+
+    async def stop(self) -> None:
+        await self._stop_sink()
+
+    # ------------------------------------------------------------------ decoding
+    def _entry(self, record: dict) -> dict | None:
+        for e in record["deliveries"]:
+            if e["endpoint"] == self.endpoint:
+                return e
+        return None
+
+    def _pending(self, msg, record: dict, entry: dict) -> Pending:
+        ea = record.get("enriched_at")
+        return Pending(Delivery.from_record(record, entry), msg.key, msg.value, (msg.topic, msg.partition, msg.offset),
+                       enriched_at=ea.timestamp() if hasattr(ea, "timestamp") else None)
+
+    async def _undeliverable(self, msg, exc: Exception) -> None:
+        log.error("endpoint %s: record %s[%s]@%s cannot be delivered: %s: %s", self.endpoint, msg.topic,
+                  msg.partition, msg.offset, type(exc).__name__, exc)
+        await self.publisher.dead(msg.key, msg.value, H.dead_letter(
+            "deliver", (msg.topic, msg.partition, msg.offset), exc, endpoint=self.endpoint))
+        metrics.DELIVERIES.labels(self.endpoint, "dead").inc()
+        metrics.DEAD_REASONS.labels(self.endpoint, type(exc).__name__).inc()
+
+    # ------------------------------------------------------------------ batches
+    async def deliver(self, messages) -> None:
+        """A batch from ``activity.enriched``: deliver what is addressed to this endpoint."""
+        runner = await self.runner()
+        runner = await self._await_run(runner)
+        items: list[Pending] = []
+        for msg in messages:
+            if H.addressed_to(msg.headers, self.endpoint) is False:
+                continue  # not for this endpoint: skip without decoding
+            try:
+                record = self.decode(msg.value)
+                entry = self._entry(record)
+                if entry is not None:
+                    items.append(self._pending(msg, record, entry))
+            except Exception as exc:  # undecodable: dead-letter, never drop
+                await self._undeliverable(msg, exc)
+        if items:
+            await runner.deliver(items)
+        await self.publisher.flush()
+        self._after_run_batch(len(messages))
+
+    async def retry(self, messages) -> None:
+        """A batch from a retry tier: deliver each of this endpoint's records when it is due."""
+        runner = await self.runner()
+        due_now: list[Pending] = []
+        for msg in messages:
+            try:
+                info = H.parse_retry(msg.headers)
+                if info.endpoint != self.endpoint:
+                    continue  # another endpoint's retry
+                record = self.decode(msg.value)
+                entry = self._entry(record)
+                if entry is None:
+                    raise ValueError(f"retry record has no delivery entry for {self.endpoint}")
+                p, due, last = pending_from_retry(Delivery.from_record(record, entry), msg.key, msg.value,
+                                                  msg.headers)
+            except Exception as exc:
+                await self._undeliverable(msg, exc)
+                continue
+            if await runner.expire_or_keep(p, last):
+                continue
+            if due > self.clock.now():
+                if due_now:  # what is due goes now, not after the wait
+                    await runner.deliver(due_now)
+                    due_now = []
+                await self.clock.sleep_until(due)
+                runner = await self.runner()  # the config may have changed while it waited
+                if await runner.expire_or_keep(p, last):
+                    continue
+            due_now.append(p)
+        if due_now:
+            await runner.deliver(due_now)
+        await self.publisher.flush()
+
+    # ------------------------------------------------------------------ schedule
+    async def _await_run(self, runner: DeliveryRunner) -> DeliveryRunner:
+        """In interval mode, hold the batch until a run is open; real-time mode passes straight through."""
+        interval = self.settings.interval_s if self.settings else None
+        if not interval:
+            self.run_open = False
+            return runner
+        now = self.clock.now()
+        if self.run_open and now - self.last_batch_done > self._idle_gap():
+            self._close_run()  # the run drained a while ago: this batch belongs to the next one
+        if self.run_open:
+            return runner
+        metrics.NEXT_RUN.labels(self.endpoint).set(self.next_run)
+        while self.clock.now() < self.next_run:
+            await asyncio.sleep(min(self.poll_s, max(0.0, self.next_run - self.clock.now())))
+            runner = await self.runner()
+            interval = self.settings.interval_s
+            if not interval:  # switched to real-time while waiting
+                return runner
+            self.next_run = min(self.next_run, self.run_started + interval) if self.run_started else self.next_run
+        self.run_open, self.run_started, self.run_count = True, self.clock.now(), 0
+        self._first_of_run = True
+        log.info("endpoint %s: bulk run started", self.endpoint)
+        return runner
+
+    def _idle_gap(self) -> float:
+        s = self.settings
+        return 2 * (s.linger_ms / 1000 if s else 0.05) + 1.0
+
+    def _after_run_batch(self, n: int) -> None:
+        if not self.run_open:
+            return
+        self.run_count += n
+        self.last_batch_done = self.clock.now()
+        size, _ = self.batch_settings()
+        first, self._first_of_run = self._first_of_run, False
+        if n < size and not first:
+            self._close_run()
+
+    def _close_run(self) -> None:
+        interval = self.settings.interval_s if self.settings else None
+        duration = max(0.0, self.last_batch_done - self.run_started)
+        metrics.LAST_RUN_COUNT.labels(self.endpoint).set(self.run_count)
+        metrics.LAST_RUN_SECONDS.labels(self.endpoint).set(duration)
+        self.next_run = self.run_started + (interval or 0)
+        metrics.NEXT_RUN.labels(self.endpoint).set(self.next_run)
+        log.info("endpoint %s: bulk run delivered %d record(s) in %.1fs; next run in %.0fs", self.endpoint,
+                 self.run_count, duration, max(0.0, self.next_run - self.clock.now()))
+        self.run_open = False
+
+
+async def _quietly_stop(sink) -> None:
+    if sink is None:
+        return
+    try:
+        await sink.stop()
+    except Exception as exc:  # noqa: BLE001 - stopping must not take the worker down
+        log.warning("stopping a sink failed: %s: %s", type(exc).__name__, exc)

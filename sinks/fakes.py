@@ -1,0 +1,169 @@
+"""The base of the project's fake external APIs: a loopback aiohttp server, and fault injection.
+
+Every provider's fake (in ``sinks/providers/<name>/fake.py``) extends :class:`FaultyFake`, so
+tests, the demo and benchmarks drive faults the same way for every vendor, in-process
+(``fake.control({...})``) or over HTTP (``POST /_control``):
+
+    {"fail": {"status": 503, "count": 5}}           # the next 5 write requests answer 503
+    {"fail": {"status": 503, "seconds": 3}}         # every write request for 3 s answers 503
+    {"throttle": {"retry_after": 2, "count": 1}}    # 429 + Retry-After (a vendor may answer otherwise)
+    {"latency_ms": 20}                              # every write request waits this long
+    {"slow": {"ms": 1500, "count": 1}}              # only the next request is this slow (a timeout)
+    {"reject_customers": ["c-123"]}                 # those records fail as the vendor fails one record
+    {"expire_tokens": true}                         # every token issued so far is refused from now on
+
+Counters every fake keeps: ``requests`` (each write request: time, status, record count),
+``early`` (write requests that arrived while a Retry-After the fake sent was still running),
+``token_requests``. How a fault looks on the wire (the status, the error body, whether a
+Retry-After is sent) is the vendor's: a subclass overrides :meth:`FaultyFake.fault_response`
+and :meth:`FaultyFake.throttle_response`.
+
+Production code never imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from aiohttp import web
+
+
+class FakeServer:
+    """Subclasses build their routes in ``app()``; ``start`` serves them on a free port by default."""
+
+    path = "/"
+    _runner: web.AppRunner | None = None
+    port: int | None = None
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0):
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}{self.path}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class FaultyFake(FakeServer):
+    """A fake vendor API with the shared fault injection, request log and token bookkeeping."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[dict] = []
+        self.early = 0
+        self.token_requests = 0
+        self.tokens: set[str] = set()
+        self.reject_customers: set[str] = set()
+        self.latency = 0.0
+        self._fail_status = 503
+        self._fail_count = 0
+        self._fail_until = 0.0
+        self._throttle_count = 0
+        self._throttle_retry_after = 1.0
+        self._throttled_until = 0.0
+        self._slow_count = 0
+        self._slow_s = 0.0
+
+    # ------------------------------------------------------------------ control
+    def control(self, spec: dict) -> None:
+        if "fail" in spec:
+            f = spec["fail"] or {}
+            self._fail_status = int(f.get("status", 503))
+            self._fail_count = int(f.get("count", 0))
+            self._fail_until = time.time() + float(f.get("seconds", 0)) if f.get("seconds") else 0.0
+        if "throttle" in spec:
+            t = spec["throttle"] or {}
+            self._throttle_retry_after = float(t.get("retry_after", 1))
+            self._throttle_count = int(t.get("count", 1))
+        if "latency_ms" in spec:
+            self.latency = float(spec["latency_ms"]) / 1000
+        if "slow" in spec:
+            self._slow_s = float(spec["slow"].get("ms", 1000)) / 1000
+            self._slow_count = int(spec["slow"].get("count", 1))
+        if "reject_customers" in spec:
+            self.reject_customers = set(spec["reject_customers"] or [])
+        if spec.get("expire_tokens"):
+            self.tokens.clear()
+
+    # ------------------------------------------------------------------ tokens
+    def issue_token(self) -> str:
+        self.token_requests += 1
+        token = secrets.token_urlsafe(24)
+        self.tokens.add(token)
+        return token
+
+    def token_valid(self, token: str | None) -> bool:
+        return bool(token) and token in self.tokens
+
+    # ------------------------------------------------------------------ faults
+    def fault_response(self, status: int) -> web.Response:
+        """How this vendor answers a failing request (override for the vendor's error body)."""
+        return web.json_response({"error": "service unavailable"}, status=status)
+
+    def throttle_response(self, retry_after: float) -> web.Response:
+        """How this vendor answers over its limit (override: not every vendor sends 429 + Retry-After)."""
+        return web.json_response({"error": "rate limit exceeded"}, status=429,
+                                 headers={"Retry-After": f"{retry_after:g}"})
+
+    async def faults(self) -> web.Response | None:
+        """Call first in a write handler: the injected fault's answer, or None to go on."""
+        if time.time() < self._throttled_until:
+            self.early += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self._slow_count > 0:
+            self._slow_count -= 1
+            await asyncio.sleep(self._slow_s)
+        if self._throttle_count > 0:
+            self._throttle_count -= 1
+            self._throttled_until = time.time() + self._throttle_retry_after
+            return self.throttle_response(self._throttle_retry_after)
+        if self._fail_count > 0 or time.time() < self._fail_until:
+            self._fail_count = max(0, self._fail_count - 1)
+            return self.fault_response(self._fail_status)
+        return None
+
+    def log(self, status: int, records: int = 0) -> None:
+        self.requests.append({"at": time.time(), "status": status, "records": records})
+
+    def stats(self) -> dict:
+        return {"requests": len(self.requests), "early_requests": self.early, "token_requests": self.token_requests,
+                "statuses": {str(s): sum(1 for r in self.requests if r["status"] == s)
+                             for s in sorted({r["status"] for r in self.requests})}}
+
+    # ------------------------------------------------------------------ HTTP control routes
+    async def handle_control(self, request: web.Request) -> web.Response:
+        self.control(await request.json())
+        return web.json_response({"ok": True})
+
+    async def handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    def control_routes(self, app: web.Application) -> None:
+        app.router.add_post("/_control", self.handle_control)
+        app.router.add_post("/_reset", self.handle_reset)
+        app.router.add_get("/_stats", self.handle_stats)

@@ -1,0 +1,151 @@
+"""The shared base of HTTP providers: everything about talking HTTP that is not one vendor's.
+
+:class:`HttpSink` owns the ``aiohttp`` session (opened at start, closed at stop), the request
+timeout, turning connection errors and timeouts into :class:`RetriableError`, classifying the
+status (:func:`classify_http`; a provider overrides :meth:`HttpSink.classify` only for its
+body-level codes), ``Retry-After``, counting every answer for metrics, and a token cache:
+a provider with a token implements :meth:`HttpSink.authenticate`; :meth:`HttpSink.token` hands
+out the cached one (renewed shortly before a known expiry), and the runner's one retry after
+:class:`AuthExpired` calls :meth:`HttpSink.reauthenticate`, which drops it and asks again.
+
+    class MySink(HttpSink):
+        provider = "my-crm"
+        async def authenticate(self) -> Token: ...          # optional
+        async def write(self, batch):
+            resp = await self.request("POST", url, json=..., headers=await self.auth_headers())
+            ... per-record results from resp.json() ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from .contract import AuthExpired, FatalError, RetriableError, Sink, SinkContext, SinkError, Throttled
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def classify_http(status: int, message: str = "", retry_after: str | None = None) -> SinkError | None:
+    """The default HTTP classification: None for 2xx, else the error the status means.
+
+    429 throttled (Retry-After in seconds or an HTTP date); 408, 425 and 5xx retriable;
+    401 auth expired; any other 4xx fatal. A provider overrides this only for body-level codes.
+    """
+    if 200 <= status < 300:
+        return None
+    text = f"HTTP {status}" + (f": {message[:500]}" if message else "")
+    if status == 429:
+        return Throttled(text, status=status, retry_after=parse_retry_after(retry_after))
+    if status in (408, 425) or status >= 500:
+        return RetriableError(text, status=status, retry_after=parse_retry_after(retry_after))
+    if status == 401:
+        return AuthExpired(text, status=status)
+    return FatalError(text, status=status)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Any  # multidict of the response headers
+    text: str
+
+    def json(self, default=None):
+        try:
+            return json.loads(self.text) if self.text else default
+        except ValueError:
+            return default
+
+
+@dataclass
+class Token:
+    """An access token; ``expires_at`` (monotonic seconds) None when the API does not say."""
+
+    value: str = field(repr=False)
+    expires_at: float | None = None
+    extra: dict = field(default_factory=dict, repr=False)  # e.g. Salesforce's instance_url
+
+
+class HttpSink(Sink):
+    """Base of HTTP providers: session, timeouts, classification, Retry-After, metrics, token cache."""
+
+    #: renew a token this long before its known expiry
+    renew_before_s = 60.0
+
+    async def start(self, ctx: SinkContext) -> None:
+        await super().start(ctx)
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ctx.settings.timeout_s))
+        self._token: Token | None = None
+        self._token_lock = asyncio.Lock()
+        self.token_requests = 0
+        await self.setup()
+
+    async def setup(self) -> None:
+        """Provider start-up after the session exists (read secrets, build URLs)."""
+
+    async def stop(self) -> None:
+        session = getattr(self, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+
+    # ------------------------------------------------------------------ tokens
+    async def authenticate(self) -> Token | None:
+        """Get a new token from the API (providers with tokens override this)."""
+        return None
+
+    async def token(self) -> Token | None:
+        async with self._token_lock:
+            t = self._token
+            if t is None or (t.expires_at is not None and time.monotonic() >= t.expires_at - self.renew_before_s):
+                self.token_requests += 1
+                self._token = await self.authenticate()
+            return self._token
+
+    async def reauthenticate(self) -> None:
+        """After an :class:`AuthExpired`: forget the token and get a new one (the runner then retries once)."""
+        async with self._token_lock:
+            self._token = None
+        await self.token()
+
+    # ------------------------------------------------------------------ requests
+    def classify(self, resp: HttpResponse) -> SinkError | None:
+        """The error an answer means (None: success). Override for a vendor's body-level codes."""
+        return classify_http(resp.status, resp.text, resp.headers.get("Retry-After"))
+
+    async def request(self, method: str, url: str, *, classify: bool = True, **kwargs) -> HttpResponse:
+        """One request; raises the :class:`SinkError` its answer means (unless ``classify=False``)."""
+        try:
+            async with self.session.request(method, url, **kwargs) as r:
+                resp = HttpResponse(r.status, r.headers, await r.text())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self.ctx.observe_http("error")
+            name = type(exc).__name__
+            raise RetriableError(f"{name}: {exc}" if str(exc) else name) from None
+        self.ctx.observe_http(resp.status)
+        if classify:
+            error = self.classify(resp)
+            if error is not None:
+                raise error
+        return resp

@@ -1,0 +1,1 @@
+"""The Activity History provider: an append-only SQLite store an operator queries."""

@@ -1,0 +1,1 @@
+"""The generic HTTP webhook provider: a signed JSON batch POST (see sink.py for the wire contract)."""

@@ -1,0 +1,222 @@
+"""Endpoint settings declared as data: one typed model per provider, parsed by one path.
+
+A provider declares its settings as a pydantic model that extends :class:`EndpointSettings` (the
+settings every endpoint has: batching, timeouts, rate limit, retries, schedule). Each field has
+its type, default, bounds and help text; a field that names where a secret is (``…_env``: an
+environment variable, ``…_file``: a file) is declared with :func:`secret_ref`. The same model
+serves ``load-config``, the sink workers, ``activity-sync providers --schema`` (JSON Schema for
+forms) and the admin API, through :func:`parse` in :mod:`sinks.registry`.
+
+Secrets are never values here. :func:`find_inline_secrets` refuses anything that looks like a
+credential outside a secret reference: a key named like a secret, a URL with ``user:pass@`` or a
+``token=``/``key=`` query parameter, an ``Authorization``-style header, a value of the form
+``Bearer …``/``Basic …``, a JWT, a PEM private key, a well-known API-key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streams.headers import TWO_WEEKS_S
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+def secret_ref(kind: Literal["env", "file"], what: str) -> Any:
+    """A field naming where a secret is: an environment variable (``env``) or a file (``file``)."""
+    help_ = (f"name of the environment variable holding {what}" if kind == "env"
+             else f"path of a file holding {what}")
+    return Field(default=None, description=help_, json_schema_extra={"x-secret-ref": kind},
+                 pattern=ENV_NAME if kind == "env" else None, max_length=4096)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """``30m``, ``90s``, ``1h``, ``1.5h``, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30m, 90s or 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a duration such as 30m, 90s or 1h")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not 1 <= seconds <= 7 * 86400:
+        raise ValueError("an interval from 1s to 7d")
+    return seconds
+
+
+class Interval(BaseModel):
+    """Bulk at an interval: everything that arrived since the last run, in the largest batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    every: Annotated[float, Field(description="time between runs: 30m, 1h, 90s …")]
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _duration(cls, v):
+        return parse_duration(v)
+
+
+class EndpointSettings(BaseModel):
+    """Settings every endpoint has, whatever its provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    #: the largest batch the provider's API accepts (a class constant, not a setting)
+    max_batch: ClassVar[int] = 1000
+
+    batch_size: int = Field(200, ge=1, description="activities per request (at most the provider's limit)")
+    linger_ms: int = Field(50, ge=0, le=60_000, description="how long to wait to fill a batch, in milliseconds")
+    timeout_s: float = Field(10, gt=0, le=600, description="seconds one request may take before it is retried")
+    rate_limit_per_s: float = Field(0, ge=0, le=100_000, description="requests per second at most; 0: no limit")
+    retry_delays_s: tuple[float, float, float, float] | None = Field(
+        None, description="seconds before a retry from each of the four retry tiers (default 60, 600, 3600, 21600)")
+    retry_window_s: float | None = Field(None, gt=0, le=TWO_WEEKS_S,
+                                         description="seconds after the first failure before a delivery is "
+                                                     "dead-lettered (default and most: two weeks)")
+    inline_retries: int | None = Field(None, ge=0, le=10,
+                                       description="in-process tries of a failed batch before it goes to a retry tier")
+    schedule: Literal["realtime"] | Interval = Field(
+        "realtime", description="realtime (default), or {every: 30m}: deliver in bulk at an interval")
+
+    @field_validator("retry_delays_s", mode="before")
+    @classmethod
+    def _delays(cls, v):
+        if isinstance(v, (list, tuple)):
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in v):
+                raise ValueError("four positive numbers of seconds")
+        elif v is not None:
+            raise ValueError("a list of four numbers of seconds, e.g. [60, 600, 3600, 21600]")
+        return v
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, v):
+        if isinstance(v, str) and v.strip().startswith("every"):
+            return {"every": v.strip()[5:].strip(" :")}
+        if isinstance(v, str) and v != "realtime":
+            raise ValueError(f"{v!r}: realtime, or an interval such as {{every: 30m}}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _within_provider_limit(cls, v):
+        if v > cls.max_batch:
+            raise ValueError(f"{v} is over this provider's limit of {cls.max_batch} a request")
+        return v
+
+    @classmethod
+    def json_schema(cls) -> dict:
+        schema = cls.model_json_schema()
+        schema["properties"]["batch_size"]["maximum"] = cls.max_batch
+        return schema
+
+    @property
+    def interval_s(self) -> float | None:
+        return self.schedule.every if isinstance(self.schedule, Interval) else None
+
+    def secret(self, name: str) -> str | None:
+        """The secret ``name`` from where ``name_env`` / ``name_file`` says (None if neither is set)."""
+        env = getattr(self, f"{name}_env", None)
+        if env:
+            value = os.environ.get(env)
+            if value is None:
+                raise LookupError(f"environment variable {env} (settings.{name}_env) is not set")
+            return value
+        path = getattr(self, f"{name}_file", None)
+        if path:
+            try:
+                return Path(path).read_text().strip()
+            except OSError as exc:
+                raise LookupError(f"cannot read settings.{name}_file {path}: {exc.strerror}") from None
+        return None
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items()
+                if isinstance(f.json_schema_extra, dict) and "x-secret-ref" in f.json_schema_extra]
+
+    def public(self) -> dict:
+        """The settings as they may be shown (there are no secrets in them, only where secrets are)."""
+        return self.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------- inline secrets
+
+SECRET_KEY = re.compile(r"(secret|passw(or)?d|passwd|api[_-]?key|token|credential|private[_-]?key)", re.I)
+SECRET_HEADER = re.compile(r"^(authorization|proxy-authorization|cookie|x-api-key|api-key|apikey|"
+                           r".*(token|secret|passw|api[_-]?key|auth).*)$", re.I)
+SECRET_VALUE = [
+    (re.compile(r"^\s*(bearer|basic|digest|token|apikey|sharedaccesssignature)\s+\S{6,}", re.I),
+     "an Authorization value"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."), "a JWT"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\b(sk_live_|sk_test_|rk_live_|xox[abpr]-|ghp_|gho_|github_pat_|AKIA[0-9A-Z]{12}|AIza[0-9A-Za-z_-]{20})"),
+     "an API key"),
+]
+URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.I)
+URL_SECRET_PARAM = re.compile(r"[?&](access_token|token|api[_-]?key|key|secret|password|sig|signature|"
+                              r"client_secret|auth)=[^&]+", re.I)
+
+
+def find_inline_secrets(settings: dict, path: str = "settings") -> list[tuple[str, str]]:
+    """``(field path, what it looks like)`` for every credential found outside a secret reference."""
+    found = _find(settings, path)
+    return [f for i, f in enumerate(found) if f[0] not in {g[0] for g in found[:i]}]
+
+
+def _find(settings: dict, path: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for k, v in settings.items():
+        where = f"{path}.{k}"
+        is_ref = isinstance(k, str) and re.search(r"_(env|file)$", k)
+        if isinstance(k, str) and SECRET_KEY.search(k) and not is_ref:
+            found.append((where, f"a secret setting; name where it is instead ({k}_env or {k}_file)"))
+            continue
+        if isinstance(v, dict):
+            if k == "headers":
+                for hk in v:
+                    if isinstance(hk, str) and SECRET_HEADER.match(hk):
+                        found.append((f"{where}.{hk}", "a header that carries a credential; put such headers "
+                                                       "in headers_env or headers_file"))
+            found += _find(v, where)
+        elif isinstance(v, (list, tuple)):
+            for i, item in enumerate(v):
+                if isinstance(item, dict):
+                    found += _find(item, f"{where}[{i}]")
+                elif isinstance(item, str):
+                    found += _secret_value(f"{where}[{i}]", item)
+        elif isinstance(v, str) and not is_ref:
+            found += _secret_value(where, v)
+    return found
+
+
+def _secret_value(where: str, v: str) -> list[tuple[str, str]]:
+    if URL_USERINFO.match(v):
+        return [(where, "a URL with a user name and password in it; use the provider's credential settings")]
+    if URL_SECRET_PARAM.search(v):
+        return [(where, "a URL with a credential in its query string")]
+    for rx, what in SECRET_VALUE:
+        if rx.search(v):
+            return [(where, f"{what}; name where it is instead (an …_env or …_file setting)")]
+    return []
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per field: ``settings.batch_size: Input should be a valid integer``."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(x) for x in e["loc"] if not (isinstance(x, str) and x in ("Interval", "literal['realtime']")))
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(f"settings.{loc}: {msg}" if loc else f"settings: {msg}")
+    return out

@@ -1,0 +1,136 @@
+"""The delivery runner's logic and the default HTTP classification, without Kafka or a network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from sinks.contract import AuthExpired, FatalError, RetriableError, Throttled
+from sinks.http import classify_http, parse_retry_after
+from sinks.runner import Clock, DeliveryRunner, Pending, RetryPolicy
+from sinks.testing import Recorder, sample_deliveries
+
+
+def deliveries(n):
+    return sample_deliveries(n)
+
+
+@pytest.mark.parametrize("status, cls", [(200, None), (204, None), (400, FatalError), (404, FatalError),
+                                         (401, AuthExpired), (408, RetriableError), (429, Throttled),
+                                         (500, RetriableError), (503, RetriableError)])
+def test_default_http_classifier(status, cls):
+    err = classify_http(status, "x", "3")
+    assert (err is None) if cls is None else type(err) is cls
+
+
+def test_retry_after_http_date():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30
+    assert parse_retry_after("12") == 12 and parse_retry_after("soon") is None
+
+
+class FakeClock(Clock):
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep_until(self, when, step=1.0):
+        self.t = max(self.t, when)
+
+
+class ScriptedSink:
+    provider = "scripted"
+    max_batch_size = 3
+
+    def __init__(self, script):
+        self.script, self.calls = list(script), []
+
+    async def write(self, batch):
+        self.calls.append([d.activity_key for d in batch])
+        step = self.script.pop(0) if self.script else []
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def reauthenticate(self):
+        self.calls.append("reauth")
+
+
+def pendings(n):
+    return [Pending(d, b"k", b"v", ("t", 0, i)) for i, d in enumerate(deliveries(n))]
+
+
+async def test_runner_chunks_to_provider_limit_and_routes_transient_to_tiers():
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([RetriableError("503", status=503)] * 3)
+    runner = DeliveryRunner("crm", sink, pub, RetryPolicy(inline_attempts=2, inline_backoff_s=0), clock)
+    await runner.deliver(pendings(4))
+    assert sink.calls[:3] == [["act-000000", "act-000001", "act-000002"]] * 3 and sink.calls[3] == ["act-000003"]
+    assert [t for t, _ in pub.retries] == ["1m", "1m", "1m"] and pub.deads == []
+    h = pub.retries[0][1]
+    assert h["retry.attempts"] == b"1" and int(h["retry.due_ms"]) == int((clock.t + 60) * 1000)
+    assert h["retry.last_error_class"] == b"RetriableError"
+
+
+async def test_runner_tiers_grow_and_expire_after_two_weeks():
+    pub, clock = Recorder(), FakeClock()
+    runner = DeliveryRunner("crm", ScriptedSink([]), pub, RetryPolicy(), clock)
+    p = pendings(1)[0]
+    p.attempts, p.first_failure = 3, clock.t - 3600
+    await runner.route(p, RetriableError("boom"))
+    assert pub.retries[-1][0] == "6h"
+    p.first_failure = clock.t - 14 * 86400
+    await runner.route(p, RetriableError("boom"))
+    assert pub.deads[-1]["error.class"] == b"WindowExpired" and b"boom" in pub.deads[-1]["error.message"]
+
+
+async def test_runner_honours_retry_after_before_the_next_request():
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([Throttled("429", status=429, retry_after=5), []])
+    runner = DeliveryRunner("crm", sink, pub, RetryPolicy(), clock)
+    start = clock.t
+    await runner.deliver(pendings(1))
+    assert len(sink.calls) == 2 and clock.t >= start + 5 and not pub.retries
+
+
+async def test_runner_long_retry_after_goes_to_a_tier_that_waits_long_enough():
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([Throttled("429", status=429, retry_after=900)])
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(), clock).deliver(pendings(1))
+    tier, h = pub.retries[0]
+    assert tier == "1h" and int(h["retry.due_ms"]) >= int((clock.t + 900) * 1000)
+
+
+async def test_runner_permanent_failures_go_dead_and_reauth_happens_once():
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([AuthExpired("401"), AuthExpired("401")])
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(), clock).deliver(pendings(1))
+    assert sink.calls.count("reauth") == 1 and pub.retries[0][1]["retry.last_error_class"] == b"AuthExpired"
+    sink = ScriptedSink([FatalError("HTTP 422: bad", status=422)])
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(), clock).deliver(pendings(1))
+    assert pub.deads[-1]["error.status"] == b"422" and pub.deads[-1]["error.stage"] == b"deliver"
+
+
+async def test_runner_survives_a_provider_bug():
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([KeyError("oops")])
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(), clock).deliver(pendings(2))
+    assert len(pub.retries) == 2 and b"KeyError" in pub.retries[0][1]["retry.last_error"]
+
+
+async def test_runner_rate_limit_spaces_requests():
+    pub = Recorder()
+    sink = ScriptedSink([[]] * 4)
+    runner = DeliveryRunner("crm", sink, pub, RetryPolicy(), Clock(), batch_size=1, rate_per_s=20)
+    t0 = time.monotonic()
+    await runner.deliver(pendings(4))
+    assert len(sink.calls) == 4 and time.monotonic() - t0 >= 3 / 20 * 0.9
+
+
+def test_retry_delays_from_the_environment_take_commas_or_spaces(monkeypatch):
+    monkeypatch.setenv("ACTIVITY_SYNC_RETRY_DELAYS", "2 4, 8 16")
+    assert [d for _, d in RetryPolicy.from_settings().tiers] == [2, 4, 8, 16]
