@@ -290,11 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")
     tl.add_argument("--pretty", action="store_true")
     tl.add_argument("--summary", action="store_true", help="a few readable lines per enriched record")
+    tl.add_argument("--tenant", help="only this tenant's records (TenantCode)")
     sub.add_parser("worker", help="run one stream worker")
     sk = sub.add_parser("sink", help="run one sink worker for an endpoint")
     sk.add_argument("--endpoint", required=True)
     rp = sub.add_parser("replay", help="put dead letters of the delivery stage back into delivery")
-    rp.add_argument("--endpoint")
+    rp.add_argument("--endpoint", help="only this endpoint's dead letters")
+    rp.add_argument("--tenant", help="only this tenant's dead letters (TenantCode)")
     rp.add_argument("--since", help="dead-lettered at or after (ISO 8601, or a date)")
     rp.add_argument("--until", help="dead-lettered before")
     rp.add_argument("--key", action="append", help="an ActivityKey (repeat for more)")
@@ -307,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     hi.add_argument("--since", help="activity date at or after (ISO 8601)")
     hi.add_argument("--until", help="activity date before")
     hi.add_argument("--endpoint")
+    hi.add_argument("--tenant", help="tenant (TenantCode)")
     hi.add_argument("--limit", type=int, default=100)
     pv = sub.add_parser("providers", help="list the providers and their settings")
     pv.add_argument("--schema", action="store_true", help="print each provider's settings as JSON Schema")
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                   "--db names another)", file=sys.stderr)
             return 2
         for row in query(args.db, args.member, args.code, norm(args.since), norm(args.until), args.endpoint,
-                         args.limit):
+                         args.limit, args.tenant):
             print(json.dumps(row, ensure_ascii=False))
         return 0
     if args.cmd == "providers":
@@ -386,10 +389,10 @@ def main(argv: list[str] | None = None) -> int:
 
         decisions = asyncio.run(replay.plan(settings, args.endpoint, replay.parse_time(args.since),
                                             replay.parse_time(args.until), set(args.key or []) or None,
-                                            args.max_replays))
+                                            args.max_replays, args.tenant))
         for d in decisions:
             c = d.candidate
-            print(f"{d.action:17} {c.info.endpoint} {c.activity_key} "
+            print(f"{d.action:17} {c.info.endpoint} {c.info.tenant or '-'} {c.activity_key} "
                   f"(dead letter {c.marker}, {c.info.error_class}: {c.info.message[:80]})"
                   + (f" - {d.reason}" if d.reason else ""))
         todo = sum(1 for d in decisions if d.action == "replay")
@@ -400,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "tail":
         try:
             asyncio.run(tail(settings, args.topic, args.from_beginning, args.max, args.idle, args.pretty,
-                             brief=args.summary))
+                             brief=args.summary, tenant=args.tenant))
         except KeyboardInterrupt:
             pass
     return 0

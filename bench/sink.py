@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def config(url: str, details_format: str = "xml") -> dict:
     codes = sorted({json.loads(x)["ActivityCode"] for x in seed_lines()})
-    return {"endpoints": [{"name": "crm", "provider_type": "membership",
-                           "settings": {"sink": "webhook", "url": url, "batch_size": 200, "linger_ms": 5,
+    return {"endpoints": [{"name": "crm", "provider_type": "membership", "provider": "webhook", "tenant": "*",
+                           "settings": {"url": url, "batch_size": 200, "linger_ms": 5,
                                         "timeout_s": 10, "details_format": details_format,
                                         "hmac_secret_env": "BENCH_WEBHOOK_SECRET"}}],
             "subscriptions": [{"activity_code": c, "endpoint": "crm", "writeback_codes": ["A", "B"],
@@ -84,7 +84,7 @@ async def setup(kafka: KafkaSettings, log_dir: str, prefix: str, details_format:
     await ensure_topics(kafka, Topics(prefix).specs(6))
     settings = Settings(kafka=kafka, topic_prefix=prefix, partitions=6, config_path=str(path))
     await publish_config(settings, path)
-    procs.start(f"{prefix}fake-crm", ["-m", "sinks.fake_crm", "--port", str(port), "--latency-ms", "20",
+    procs.start(f"{prefix}fake-crm", ["-m", "sinks.providers.webhook.fake", "--port", str(port), "--latency-ms", "20",
                                       "--secret-env", "BENCH_WEBHOOK_SECRET"], env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -51,7 +51,11 @@ class Publisher(Protocol):
 
 
 class TenantMismatch(Exception):
-    """A record addressed to this endpoint belongs to a tenant the endpoint does not serve."""
+    """A record addressed to this endpoint belongs to a tenant the endpoint does not serve.
+
+    Routing never addresses one (the stream stage filters by tenant); this is the sink's own check
+    that one organisation's activity is never written into another's CRM, whatever went wrong
+    upstream (a record written by another tool, an endpoint's tenant changed while records waited)."""
 
 
 @dataclass
@@ -78,6 +82,7 @@ class EndpointDelivery:
         self._seen = False                        # the endpoint was in the config at some point
         self._version = -1
         self._lock = asyncio.Lock()
+        self._inflight = 0                        # writes under way (the main agent and the retry agents share a sink)
         # schedule state (interval mode)
         self.next_run = 0.0
         self.run_open = False
@@ -126,6 +131,8 @@ class EndpointDelivery:
             except SettingsError as exc:
                 return await self._pause(f"settings cannot be used ({exc}); deliveries wait in Kafka")
             previous = self.active
+            while self._inflight:  # another agent's write is under way with this sink: let it finish
+                await asyncio.sleep(0.02)
             await self._stop_sink()
             try:
                 sink = sink_class(ep.provider)()
@@ -178,6 +185,18 @@ class EndpointDelivery:
                 return r
             await asyncio.sleep(self.poll_s)
 
+    async def _write(self, items: list[Pending]) -> None:
+        """Hand ``items`` to the current runner; a settings change waits until this write is done."""
+        while True:
+            runner = await self.runner()
+            if self.active is not None and self.active.runner is runner:
+                break  # nothing awaited between this check and the count below
+        self._inflight += 1
+        try:
+            await runner.deliver(items)
+        finally:
+            self._inflight -= 1
+
     @property
     def settings(self):
         return self.active.runner.sink.ctx.settings if self.active else None
@@ -210,11 +229,20 @@ class EndpointDelivery:
         return Pending(Delivery.from_record(record, entry), msg.key, msg.value, (msg.topic, msg.partition, msg.offset),
                        enriched_at=ea.timestamp() if hasattr(ea, "timestamp") else None)
 
-    async def _undeliverable(self, msg, exc: Exception) -> None:
+    def _check_tenant(self, record: dict) -> None:
+        ep = self.active.endpoint if self.active else self.routing.endpoints.get(self.endpoint)
+        if ep is None or not ep.serves(record["tenant_code"]):
+            raise TenantMismatch(f"activity {record['activity_key']} of tenant {record['tenant_code']!r} reached "
+                                 f"endpoint {self.endpoint}, which serves {', '.join(ep.tenants) if ep else 'nobody'}; "
+                                 "not written")
+
+    async def _undeliverable(self, msg, exc: Exception, record: dict | None = None) -> None:
         log.error("endpoint %s: record %s[%s]@%s cannot be delivered: %s: %s", self.endpoint, msg.topic,
                   msg.partition, msg.offset, type(exc).__name__, exc)
         await self.publisher.dead(msg.key, msg.value, H.dead_letter(
-            "deliver", (msg.topic, msg.partition, msg.offset), exc, endpoint=self.endpoint))
+            "deliver", (msg.topic, msg.partition, msg.offset), exc, endpoint=self.endpoint,
+            tenant=record["tenant_code"] if record else None,
+            activity_key=record["activity_key"] if record else None))
         metrics.DELIVERIES.labels(self.endpoint, "dead").inc()
         metrics.DEAD_REASONS.labels(self.endpoint, type(exc).__name__).inc()
 
@@ -227,15 +255,17 @@ class EndpointDelivery:
         for msg in messages:
             if H.addressed_to(msg.headers, self.endpoint) is False:
                 continue  # not for this endpoint: skip without decoding
+            record = None
             try:
                 record = self.decode(msg.value)
                 entry = self._entry(record)
                 if entry is not None:
+                    self._check_tenant(record)
                     items.append(self._pending(msg, record, entry))
-            except Exception as exc:  # undecodable: dead-letter, never drop
-                await self._undeliverable(msg, exc)
+            except Exception as exc:  # undecodable, or another tenant's: dead-letter, never drop
+                await self._undeliverable(msg, exc, record)
         if items:
-            await runner.deliver(items)
+            await self._write(items)
         await self.publisher.flush()
         self._after_run_batch(len(messages))
 
@@ -244,6 +274,7 @@ class EndpointDelivery:
         runner = await self.runner()
         due_now: list[Pending] = []
         for msg in messages:
+            record = None
             try:
                 info = H.parse_retry(msg.headers)
                 if info.endpoint != self.endpoint:
@@ -252,16 +283,17 @@ class EndpointDelivery:
                 entry = self._entry(record)
                 if entry is None:
                     raise ValueError(f"retry record has no delivery entry for {self.endpoint}")
+                self._check_tenant(record)
                 p, due, last = pending_from_retry(Delivery.from_record(record, entry), msg.key, msg.value,
                                                   msg.headers)
             except Exception as exc:
-                await self._undeliverable(msg, exc)
+                await self._undeliverable(msg, exc, record)
                 continue
             if await runner.expire_or_keep(p, last):
                 continue
             if due > self.clock.now():
                 if due_now:  # what is due goes now, not after the wait
-                    await runner.deliver(due_now)
+                    await self._write(due_now)
                     due_now = []
                 await self.clock.sleep_until(due)
                 runner = await self.runner()  # the config may have changed while it waited
@@ -269,7 +301,7 @@ class EndpointDelivery:
                     continue
             due_now.append(p)
         if due_now:
-            await runner.deliver(due_now)
+            await self._write(due_now)
         await self.publisher.flush()
 
     # ------------------------------------------------------------------ schedule

@@ -59,7 +59,7 @@ def sample_deliveries(n: int, endpoint: str = "crm", customer=lambda i: f"cust-{
     seeds = [json.loads(x) for x in seed_lines()]
     cat = load_catalog()
     routing = Routing(cat)
-    routing.put_endpoint(Endpoint(endpoint))
+    routing.put_endpoint(Endpoint(endpoint, tenants=("*",)))
     for code in {e["ActivityCode"] for e in seeds}:
         routing.put_subscription(Subscription(code, endpoint, "{ActivityCode} for the member", True, "W1", "W2"))
     enricher = Enricher(cat, routing)

@@ -67,7 +67,7 @@ class Enricher:
         deliveries = [
             {"endpoint": r.endpoint, "provider_type": r.provider_type, "description": r.template.render(event),
              "writeback_code1": r.writeback_code1, "writeback_code2": r.writeback_code2}
-            for r in self.routing.routes(code)
+            for r in self.routing.routes(code, event["TenantCode"])
         ]
         record = {
             "activity_key": event["ActivityKey"],

@@ -26,6 +26,9 @@ class ConfigError(ValueError):
     pass
 
 
+ALL_TENANTS = "*"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -33,9 +36,14 @@ class Endpoint:
     provider: str = "webhook"
     enabled: bool = True
     settings: dict = field(default_factory=dict)
+    #: the tenants (TenantCode) whose activities it receives; ("*",) for every tenant. Empty: none.
+    tenants: tuple[str, ...] = ()
 
     def key(self) -> str:
         return f"endpoint:{self.name}"
+
+    def serves(self, tenant: str) -> bool:
+        return ALL_TENANTS in self.tenants or tenant in self.tenants
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class Route:
     template: Template
     writeback_code1: str | None
     writeback_code2: str | None
+    tenants: frozenset[str] | None  # None: every tenant
 
 
 def check_endpoint(ep: Endpoint) -> Endpoint:
@@ -115,8 +124,12 @@ class Routing:
         self.refused: dict[str, str] = {}  # config key -> why its latest record was refused
         self.version = 0                   # bumped by every change
 
-    def routes(self, code: str) -> tuple[Route, ...]:
-        return self._index.get(code, ())
+    def routes(self, code: str, tenant: str | None = None) -> tuple[Route, ...]:
+        """The routes of an activity code; with ``tenant``, only those of endpoints serving that tenant."""
+        routes = self._index.get(code, ())
+        if tenant is None:
+            return routes
+        return tuple(r for r in routes if r.tenants is None or tenant in r.tenants)
 
     def put_endpoint(self, ep: Endpoint) -> None:
         self.endpoints[ep.name] = check_endpoint(ep)
@@ -165,7 +178,8 @@ class Routing:
             if not sub.enabled or ep is None or not ep.enabled:
                 continue
             index.setdefault(sub.activity_code, []).append(
-                Route(ep.name, ep.provider_type, self._templates[key], sub.writeback_code1, sub.writeback_code2))
+                Route(ep.name, ep.provider_type, self._templates[key], sub.writeback_code1, sub.writeback_code2,
+                      None if ALL_TENANTS in ep.tenants else frozenset(ep.tenants)))
         self._index = {k: tuple(v) for k, v in index.items()}
 
 
@@ -192,7 +206,24 @@ def endpoint_from_dict(d: dict) -> Endpoint:
     unknown = set(d) - {"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"}
     if unknown:
         raise ConfigError(f"endpoint {d['name']}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-    return Endpoint(name=d["name"], provider_type=ptype, provider=provider, enabled=enabled, settings=settings)
+    return Endpoint(name=d["name"], provider_type=ptype, provider=provider, enabled=enabled, settings=settings,
+                    tenants=parse_tenants(d))
+
+
+def parse_tenants(d: dict) -> tuple[str, ...]:
+    """``tenant: HUG``, ``tenant: [HUG, ACME]`` or ``tenant: "*"`` (every tenant); required, no silent default."""
+    value = d.get("tenants", d.get("tenant"))
+    if value is None:
+        raise ConfigError(f'endpoint {d["name"]}: tenant is required: the TenantCode whose activities it receives, '
+                          f'a list of them, or "*" for every tenant (a single-organisation deployment)')
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ConfigError(f"endpoint {d['name']}: tenant must be a tenant code, a non-empty list of them, or \"*\"")
+    if any(len(v) > 100 for v in values):
+        raise ConfigError(f"endpoint {d['name']}: a tenant code is at most 100 characters")
+    if ALL_TENANTS in values and len(values) > 1:
+        raise ConfigError(f'endpoint {d["name"]}: tenant "*" (every tenant) stands alone, not in a list')
+    return tuple(dict.fromkeys(v.strip() for v in values))
 
 
 def subscription_from_dict(d: dict) -> Subscription:

@@ -135,8 +135,28 @@ def summary(rec: dict) -> str:
     return "\n".join(lines)
 
 
+def tenant_of(msg, rec: dict) -> str | None:
+    """The tenant a message belongs to: its ``tenant`` / ``error.tenant`` / ``retry.tenant`` header, else
+    the decoded record's ``tenant_code``, else a raw event's ``TenantCode``."""
+    from . import headers as H
+
+    h = H.text(msg.headers)
+    for name in (H.TENANT, H.ERROR_TENANT, H.RETRY_TENANT):
+        if h.get(name):
+            return h[name]
+    v = rec.get("value")
+    if isinstance(v, dict):
+        return v.get("tenant_code")
+    try:
+        ev = json.loads(msg.value or b"")
+        return ev.get("TenantCode") if isinstance(ev, dict) else None
+    except ValueError:
+        return None
+
+
 async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_records: int | None,
-               idle: float | None, pretty: bool, out=sys.stdout, brief: bool = False) -> int:
+               idle: float | None, pretty: bool, out=sys.stdout, brief: bool = False,
+               tenant: str | None = None) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topics = Topics(settings.topic_prefix)
@@ -168,6 +188,8 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
             for msgs in batch.values():
                 for m in msgs:
                     rec = format_message(m, kind, settings.schema_registry_url)
+                    if tenant is not None and tenant_of(m, rec) != tenant:
+                        continue
                     if brief:
                         out.write(summary(rec) + "\n\n")
                     else:

@@ -18,7 +18,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "activity_enr
 def records():
     cat = load_catalog()
     r = Routing(cat)
-    r.put_endpoint(Endpoint("crm"))
+    r.put_endpoint(Endpoint("crm", tenants=("*",)))
     r.put_subscription(Subscription("DiscussionMessageCreate", "crm", "{AuthorDisplayName}", True, "A", None))
     e = Enricher(cat, r)
     return [e.enrich(json.dumps(ev).encode(), None, "activity.raw", 0, i, 1).record for i, ev in enumerate(seed_events())]

@@ -42,8 +42,9 @@ def config_doc(endpoints: dict[str, dict]) -> dict:
         enabled = settings.pop("enabled", True)
         provider = settings.pop("sink")
         ptype = "activity-history" if provider == "activity-history" else "membership"
+        tenant = settings.pop("tenant", "*")
         eps.append({"name": name, "provider_type": ptype, "provider": provider, "enabled": enabled,
-                    "settings": settings})
+                    "tenant": tenant, "settings": settings})
         for code in CODES:
             subs.append({"activity_code": code, "endpoint": name, "writeback_codes": [f"W1-{code}", f"W2-{name}"],
                          "description": f"{{ActivityCode}} for {name}: {{ParentName}}"})

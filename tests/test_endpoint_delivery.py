@@ -20,7 +20,7 @@ from streams.tools import seed_lines
 
 
 def endpoint_record(url: str, **kw) -> bytes:
-    d = {"name": "crm", "provider": "webhook", "enabled": kw.pop("enabled", True),
+    d = {"name": "crm", "provider": "webhook", "enabled": kw.pop("enabled", True), "tenant": kw.pop("tenant", "DEMO"),
          "settings": {"url": url, "linger_ms": 5, **kw}}
     return json.dumps(d).encode()
 
@@ -122,3 +122,14 @@ async def test_interval_schedule_delivers_in_runs(world):
     assert len(w.a.stored) == 10
     assert second[0]["at"] >= first[0] + 2 - 0.05, "the next run started before its interval"
     assert w.d.endpoint and w.d.settings.interval_s == 2
+
+
+async def test_another_tenants_record_is_dead_lettered_never_written(world):
+    w = world
+    batch = messages(w.routing, 0, 3)  # tenant DEMO, addressed to crm
+    w.routing.apply_record("endpoint:crm", endpoint_record(w.a.url, tenant="ACME"))  # crm now serves ACME only
+    await w.d.deliver(batch)
+    assert w.a.stored == {} and len(w.d.publisher.deads) == 3
+    h = {k: v.decode() for k, v in w.d.publisher.deads[0].items()}
+    assert h["error.class"] == "TenantMismatch" and h["error.tenant"] == "DEMO" and h["error.endpoint"] == "crm"
+    assert "of tenant 'DEMO' reached endpoint crm, which serves ACME" in h["error.message"]

@@ -14,17 +14,20 @@ def test_fixture_and_bundled_configs_are_valid():
 
 
 @pytest.mark.parametrize("doc, fragment", [
-    ({"endpoints": [{"name": "a", "provider": "webhook", "provider_type": "crm"}]}, "provider_type must be one of"),
-    ({"endpoints": [{"name": "a", "provider": "webhook", "settings": {"client_secret": "hunter2"}}]},
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*", "provider_type": "crm"}]}, "provider_type must be one of"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*", "settings": {"client_secret": "hunter2"}}]},
      "looks like a secret"),
-    ({"endpoints": [{"name": "a", "provider": "webhook"}], "subscriptions": [
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*"}], "subscriptions": [
         {"activity_code": "LibraryEntryView", "endpoint": "b", "description": "x"}]}, "unknown endpoint"),
-    ({"endpoints": [{"name": "a", "provider": "webhook"}], "subscriptions": [
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*"}], "subscriptions": [
         {"activity_code": "LibraryEntryView", "endpoint": "a", "description": "{Subject}"}]}, r"\{Subject\}"),
-    ({"endpoints": [{"name": "a", "provider": "webhook"}, {"name": "a", "provider": "webhook"}]}, "unique"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*"}, {"name": "a", "provider": "webhook", "tenant": "*"}]}, "unique"),
     ({"endpoints": [{"name": "a"}]}, "endpoint a: provider is required"),
-    ({"endpoints": [{"name": "a", "provider": "webhook", "enabled": "yes"}]}, "enabled must be true or false"),
-    ({"endpoints": [{"name": "a", "provider": "webhook", "sink": "webhook"}]}, r"unknown field\(s\) sink"),
+    ({"endpoints": [{"name": "a", "provider": "webhook"}]}, "endpoint a: tenant is required"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": []}]}, "endpoint a: tenant must be"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": ["*", "HUG"]}]}, "stands alone"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*", "enabled": "yes"}]}, "enabled must be true or false"),
+    ({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*", "sink": "webhook"}]}, r"unknown field\(s\) sink"),
     ({"endpoints": ["a"]}, "must be a mapping"),
 ])
 def test_bad_config_refused_with_reason(doc, fragment):
@@ -33,13 +36,14 @@ def test_bad_config_refused_with_reason(doc, fragment):
 
 
 def test_secret_references_are_allowed():
-    parse_config({"endpoints": [{"name": "a", "provider": "webhook",
+    parse_config({"endpoints": [{"name": "a", "provider": "webhook", "tenant": "*",
                                  "settings": {"client_secret_env": "X", "api_key_file": "/f"}}]}, load_catalog())
 
 
 def test_a_config_of_an_older_version_names_its_provider_in_settings_sink():
-    cfg = parse_config({"endpoints": [{"name": "a", "settings": {"sink": "webhook", "url": "http://x"}},
-                                      {"name": "h", "provider_type": "activity-history"}]}, load_catalog())
+    cfg = parse_config({"endpoints": [{"name": "a", "tenant": "*", "settings": {"sink": "webhook", "url": "http://x"}},
+                                      {"name": "h", "tenant": "*", "provider_type": "activity-history"}]},
+                       load_catalog())
     assert [(e.provider, e.settings) for e in cfg.endpoints] == [("webhook", {"url": "http://x"}),
                                                                 ("activity-history", {})]
 
@@ -86,3 +90,19 @@ def test_tombstones_and_updates_change_routes():
     assert [x.endpoint for x in r.routes("DiscussionMessageCreate")] == ["crm"]
     r.apply_record("subscription:DiscussionMessageCreate:crm", None)
     assert r.routes("DiscussionMessageCreate") == ()
+
+
+def test_routes_only_to_endpoints_of_the_activitys_tenant():
+    cfg = parse_config({"endpoints": [{"name": "hug", "provider": "webhook", "tenant": "HUG"},
+                                      {"name": "two", "provider": "webhook", "tenant": ["ACME", "HUG"]},
+                                      {"name": "acme", "provider": "webhook", "tenant": "ACME"},
+                                      {"name": "all", "provider": "webhook", "tenant": "*"}],
+                        "subscriptions": [{"activity_code": "LibraryEntryView", "endpoint": e, "description": "x"}
+                                          for e in ("hug", "two", "acme", "all")]}, load_catalog())
+    r = Routing(load_catalog())
+    for k, v in cfg.records():
+        r.apply_record(k, v)
+    assert [x.endpoint for x in r.routes("LibraryEntryView", "HUG")] == ["all", "hug", "two"]
+    assert [x.endpoint for x in r.routes("LibraryEntryView", "ACME")] == ["acme", "all", "two"]
+    assert [x.endpoint for x in r.routes("LibraryEntryView", "OTHER")] == ["all"]
+    assert r.endpoints["two"].tenants == ("ACME", "HUG")

@@ -71,13 +71,13 @@ def run_cli(*args, env=None):
 
 def test_load_config_refuses_with_file_endpoint_and_field_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"endpoints": [{"name": "crm", "provider": "webhook",
+    bad.write_text(yaml.safe_dump({"endpoints": [{"name": "crm", "provider": "webhook", "tenant": "DEMO",
                                                   "settings": webhook(batch_size="lots")}]}))
     out = run_cli("load-config", "--check", str(bad))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{bad}: endpoint crm: settings.batch_size: Input should be a valid integer" in out.stderr
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text('endpoints:\n  - name: crm\n    provider: webhook\n    settings:\n'
+    bomb.write_text('endpoints:\n  - name: crm\n    provider: webhook\n    tenant: DEMO\n    settings:\n'
                     '      url: https://x.org\n      headers: &h {a: b}\n      more: *h\n')
     out = run_cli("load-config", "--check", str(bomb))
     assert out.returncode == 2 and "anchors (&h) are not allowed" in out.stderr and "Traceback" not in out.stderr
@@ -92,3 +92,11 @@ def test_providers_lists_settings_and_prints_json_schema():
     assert wh["required"] == ["url"] and wh["properties"]["batch_size"]["maximum"] == 1000
     assert wh["properties"]["hmac_secret_env"]["x-secret-ref"] == "env"
     assert wh["additionalProperties"] is False
+
+
+def test_load_config_refuses_an_endpoint_without_a_tenant(tmp_path):
+    bad = tmp_path / "no-tenant.yaml"
+    bad.write_text(yaml.safe_dump({"endpoints": [{"name": "crm", "provider": "webhook", "settings": webhook()}]}))
+    out = run_cli("load-config", "--check", str(bad))
+    assert out.returncode == 2 and f"{bad}: endpoint crm: tenant is required" in out.stderr
+    assert '"*" for every tenant' in out.stderr and "Traceback" not in out.stderr

@@ -61,10 +61,13 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 def query(path: str | Path, member: str | None = None, code: str | None = None, since: str | None = None,
-          until: str | None = None, endpoint: str | None = None, limit: int = 100) -> list[dict]:
-    """Rows by member (customer ID or contact key), activity code and activity-date range, newest first."""
+          until: str | None = None, endpoint: str | None = None, limit: int = 100,
+          tenant: str | None = None) -> list[dict]:
+    """Rows by member (customer ID or contact key), activity code, activity-date range, endpoint and
+    tenant, newest first."""
     filters = [("(customer_id = ? OR contact_key = ?)", member, 2), ("activity_code = ?", code, 1),
-               ("activity_date >= ?", since, 1), ("activity_date < ?", until, 1), ("endpoint = ?", endpoint, 1)]
+               ("activity_date >= ?", since, 1), ("activity_date < ?", until, 1), ("endpoint = ?", endpoint, 1),
+               ("tenant_code = ?", tenant, 1)]
     where = [cond for cond, value, _ in filters if value]
     args = [value for _, value, n in filters if value for _ in range(n)]
     sql = f"SELECT {', '.join(COLUMNS)} FROM activity_history"
