@@ -55,6 +55,11 @@ class FatalError(SinkError):
     """A 4xx that retrying cannot fix: the record goes to the dead-letter topic."""
 
 
+class PayloadTooLarge(FatalError):
+    """413: the request was too big for the API. The runner splits the batch and tries the halves;
+    a single record that is still too large is dead-lettered."""
+
+
 class MappingError(FatalError):
     """The activity cannot be turned into a request for this provider (e.g. no customer ID)."""
 
@@ -139,6 +144,16 @@ class Sink:
 
     async def reauthenticate(self) -> None:
         """Called once after :class:`AuthExpired`; providers without tokens need nothing."""
+
+    def pacing_s(self) -> float:
+        """Seconds the API wants between requests right now (0: none). The runner's gate waits at
+        least this long between writes, e.g. Salesforce as its daily API allocation runs low."""
+        return 0.0
+
+    def request_cost(self, n: int) -> int:
+        """How many requests a write of ``n`` records counts for against the endpoint's request
+        budget (``rate_window``): 1 for one HTTP request; a Dataverse ``$batch`` counts each part."""
+        return 1
 
     async def stop(self) -> None:
         pass

@@ -37,7 +37,7 @@ from streams.routing import Endpoint, Routing
 from . import metrics
 from .contract import Delivery, Sink, SinkContext
 from .registry import SettingsError, parse_endpoint, sink_class
-from .runner import Clock, DeliveryRunner, Pending, RetryPolicy, pending_from_retry
+from .runner import Clock, DeliveryRunner, Pending, RequestWindow, RetryPolicy, pending_from_retry
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -144,9 +144,13 @@ class EndpointDelivery:
             runner = DeliveryRunner(self.endpoint, sink, self.publisher, RetryPolicy.from_settings(settings),
                                     self.clock, batch_size=settings.batch_size, rate_per_s=settings.rate_limit_per_s,
                                     write_timeout_s=settings.timeout_s * 3 + 5,
+                                    window=RequestWindow(settings.rate_window.requests, settings.rate_window.seconds)
+                                    if settings.rate_window else None,
                                     outcome=metrics.MetricsOutcome(self.endpoint))
             if previous is not None:
                 runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
+                if runner.window is not None and previous.runner.window is not None:
+                    runner.window._log, runner.window._used = previous.runner.window._log, previous.runner.window._used
             self.active = _Active(ep, sink, runner)
             self._resume()
             self._say(f"provider {ep.provider}, batch {runner.batch_size}, "

@@ -24,33 +24,62 @@ Production code never imports this module.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import ssl
+import tempfile
 import time
 
 from aiohttp import web
 
 
+def test_tls(ca_file: str | os.PathLike | None = None) -> tuple[ssl.SSLContext, str]:
+    """A certificate authority made now (``trustme``) and a certificate it signed for 127.0.0.1 and
+    localhost: the server's SSL context, and the path of the CA's PEM (the client trusts it with
+    ``ca_file``/``verify``). For fakes of APIs that are HTTPS-only for their clients."""
+    import trustme
+
+    ca = trustme.CA(organization_name="activity-sync test CA")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    if ca_file is None:
+        fd, ca_file = tempfile.mkstemp(prefix="activity-sync-test-ca-", suffix=".pem")
+        os.close(fd)
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server, str(ca_file)
+
+
 class FakeServer:
-    """Subclasses build their routes in ``app()``; ``start`` serves them on a free port by default."""
+    """Subclasses build their routes in ``app()``; ``start`` serves them on a free port by default.
+
+    ``start(tls=True)`` serves HTTPS with a certificate from a CA made at start; ``ca_file`` is
+    then the CA's PEM for clients to trust (written where ``ca_file=`` says, else a temp file).
+    """
 
     path = "/"
     _runner: web.AppRunner | None = None
     port: int | None = None
+    scheme = "http"
+    ca_file: str | None = None
 
     def app(self) -> web.Application:
         raise NotImplementedError
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0):
+    async def start(self, host: str = "127.0.0.1", port: int = 0, tls: bool = False, ca_file=None):
+        context = None
+        if tls:
+            context, self.ca_file = test_tls(ca_file)
+            self.scheme = "https"
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:

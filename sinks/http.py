@@ -28,7 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from .contract import AuthExpired, FatalError, RetriableError, Sink, SinkContext, SinkError, Throttled
+from .contract import (AuthExpired, FatalError, PayloadTooLarge, RetriableError, Sink, SinkContext, SinkError,
+                       Throttled)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -63,6 +64,8 @@ def classify_http(status: int, message: str = "", retry_after: str | None = None
         return RetriableError(text, status=status, retry_after=parse_retry_after(retry_after))
     if status == 401:
         return AuthExpired(text, status=status)
+    if status == 413:
+        return PayloadTooLarge(text, status=status)
     return FatalError(text, status=status)
 
 
@@ -96,11 +99,27 @@ class HttpSink(Sink):
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ctx.settings.timeout_s))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ctx.settings.timeout_s),
+                                             connector=aiohttp.TCPConnector(ssl=self.ssl_context()))
         self._token: Token | None = None
         self._token_lock = asyncio.Lock()
         self.token_requests = 0
         await self.setup()
+
+    def ssl_context(self):
+        """TLS verification: the system's CAs, plus ``settings.ca_file`` when the endpoint names one
+        (a private CA, a TLS-inspecting proxy, or the test CA of a fake)."""
+        ca = getattr(self.ctx.settings, "ca_file", None)
+        if not ca:
+            return True
+        import ssl
+
+        try:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=ca)
+            return context
+        except (OSError, ssl.SSLError) as exc:
+            raise LookupError(f"settings.ca_file {ca}: {exc}") from None
 
     async def setup(self) -> None:
         """Provider start-up after the session exists (read secrets, build URLs)."""

@@ -55,3 +55,6 @@ class MetricsOutcome:
     def waited(self, reason: str, seconds: float) -> None:
         WAITS.labels(self.endpoint, reason).inc()
         WAIT_SECONDS.labels(self.endpoint, reason).inc(seconds)
+
+API_USAGE = Gauge("activity_sync_sink_api_usage", "The CRM's own API allocation as it reports it "
+                  "(Salesforce Sforce-Limit-Info): requests used and the limit", ["endpoint", "kind"])

@@ -39,6 +39,16 @@ PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in [
     ProviderSpec("webhook", "JSON batch POST, HMAC-signed, an idempotency key per activity",
                  "sinks.providers.webhook.settings:WebhookSettings", "sinks.providers.webhook.sink:WebhookSink",
                  "sinks.providers.webhook.fake:FakeCRM"),
+    ProviderSpec("salesforce", "Salesforce (Fonteva, Nimble AMS): idempotent upsert through sObject Collections, "
+                               "200 a call, OAuth client credentials or JWT bearer",
+                 "sinks.providers.salesforce.settings:SalesforceSettings",
+                 "sinks.providers.salesforce.sink:SalesforceSink",
+                 "sinks.providers.salesforce.fake:FakeSalesforce", "salesforce"),
+    ProviderSpec("dynamics", "Microsoft Dynamics 365 / Dataverse (Cobalt): upsert by alternate key, "
+                             "UpsertMultiple or $batch, Entra ID client credentials (msal)",
+                 "sinks.providers.dynamics.settings:DynamicsSettings",
+                 "sinks.providers.dynamics.sink:DynamicsSink",
+                 "sinks.providers.dynamics.fake:FakeDataverse", "dynamics"),
     ProviderSpec("activity-history", "append-only SQLite store, queried with `activity-sync history`",
                  "sinks.providers.activity_history.settings:HistorySettings",
                  "sinks.providers.activity_history.sink:ActivityHistorySink", None, None, ("activity-history",)),

@@ -20,13 +20,14 @@ import logging
 import os
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
 from streams import headers as H
 
-from .contract import AuthExpired, Delivery, RetriableError, Sink, SinkError
+from .contract import AuthExpired, Delivery, PayloadTooLarge, RetriableError, Sink, SinkError
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -168,6 +169,46 @@ class WindowExpired(SinkError):
     """Still failing two weeks after the first failure: dead-lettered with the last error."""
 
 
+class RequestWindow:
+    """A request budget over a sliding window (``requests`` per ``seconds``), kept client-side.
+
+    A request is counted from when its answer arrived, which is never earlier than when the server
+    counted it; so however the network delays requests, the server's window never sees more than
+    the budget from this process.
+    """
+
+    def __init__(self, requests: int, seconds: float) -> None:
+        self.requests, self.seconds = int(requests), float(seconds)
+        self._log: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _prune(self, now: float) -> None:
+        while self._log and self._log[0][0] <= now - self.seconds:
+            self._used -= self._log.popleft()[1]
+
+    def wait_s(self, cost: int, now: float) -> float:
+        """How long until a request of ``cost`` fits in the window."""
+        self._prune(now)
+        cost = min(cost, self.requests)
+        excess = self._used + cost - self.requests
+        if excess <= 0:
+            return 0.0
+        for t, c in self._log:
+            excess -= c
+            if excess <= 0:
+                return max(0.0, t + self.seconds - now)
+        return self.seconds
+
+    def spent(self, cost: int, now: float) -> None:
+        self._log.append((now, cost))
+        self._used += cost
+
+    @property
+    def used(self) -> int:
+        self._prune(time.monotonic())
+        return self._used
+
+
 @dataclass
 class DeliveryRunner:
     endpoint: str
@@ -180,11 +221,14 @@ class DeliveryRunner:
     write_timeout_s: float = 60.0
     outcome: Outcome = field(default_factory=NoOutcome)
     not_before: float = 0.0            # no request before this (Retry-After), clock time
+    window: RequestWindow | None = None  # a request budget over a sliding window (rate_window)
     _next_slot: float = 0.0
+    _last_request: float = 0.0
 
     # ------------------------------------------------------------------ gate
-    async def gate(self) -> None:
-        """Wait for Retry-After and the rate limit; count and time the waits."""
+    async def gate(self, cost: int = 1) -> None:
+        """Wait for Retry-After, the rate limit, the API's pacing and the request budget; count and
+        time the waits."""
         now = self.clock.now()
         if self.not_before > now:
             self.outcome.waited("retry_after", self.not_before - now)
@@ -195,6 +239,16 @@ class DeliveryRunner:
                 self.outcome.waited("rate_limit", self._next_slot - mono)
                 await asyncio.sleep(self._next_slot - mono)
             self._next_slot = max(self._next_slot, mono) + 1.0 / self.rate_per_s
+        pacing = self.sink.pacing_s()
+        if pacing > 0:
+            wait = self._last_request + pacing - time.monotonic()
+            if wait > 0:
+                self.outcome.waited("api_pacing", wait)
+                await asyncio.sleep(wait)
+        if self.window is not None:
+            while (wait := self.window.wait_s(cost, time.monotonic())) > 0:
+                self.outcome.waited("request_budget", wait)
+                await asyncio.sleep(wait)
 
     def honour(self, error: SinkError) -> None:
         if error.retry_after:
@@ -210,10 +264,16 @@ class DeliveryRunner:
         tries = 0
         reauthenticated = False
         while True:
-            await self.gate()
+            cost = self.sink.request_cost(len(chunk))
+            await self.gate(cost)
             try:
-                failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),
-                                                  self.write_timeout_s)
+                try:
+                    failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),
+                                                      self.write_timeout_s)
+                finally:
+                    self._last_request = time.monotonic()
+                    if self.window is not None:
+                        self.window.spent(cost, self._last_request)
             except AuthExpired as exc:
                 if not reauthenticated:
                     reauthenticated = True
@@ -222,6 +282,14 @@ class DeliveryRunner:
                         continue
                     except Exception as auth_exc:  # noqa: BLE001 - becomes the batch's error
                         exc = RetriableError(f"re-authentication failed: {auth_exc}")
+                await self._route_all(chunk, exc)
+                return
+            except PayloadTooLarge as exc:
+                if len(chunk) > 1:  # too big for the API: try the halves
+                    half = len(chunk) // 2
+                    await self._deliver_chunk(chunk[:half])
+                    await self._deliver_chunk(chunk[half:])
+                    return
                 await self._route_all(chunk, exc)
                 return
             except SinkError as exc:

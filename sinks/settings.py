@@ -67,6 +67,14 @@ class Interval(BaseModel):
         return parse_duration(v)
 
 
+class RateWindow(BaseModel):
+    """A request budget over a sliding window, kept client-side (e.g. Dataverse: 6,000 per 300 s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    requests: int = Field(ge=1, le=10_000_000, description="requests at most in any window")
+    seconds: float = Field(gt=0, le=86_400, description="the window's length in seconds")
+
+
 class EndpointSettings(BaseModel):
     """Settings every endpoint has, whatever its provider."""
 
@@ -79,6 +87,9 @@ class EndpointSettings(BaseModel):
     linger_ms: int = Field(50, ge=0, le=60_000, description="how long to wait to fill a batch, in milliseconds")
     timeout_s: float = Field(10, gt=0, le=600, description="seconds one request may take before it is retried")
     rate_limit_per_s: float = Field(0, ge=0, le=100_000, description="requests per second at most; 0: no limit")
+    rate_window: RateWindow | None = Field(
+        None, description="a request budget over a sliding window, e.g. {requests: 6000, seconds: 300}; "
+                          "kept per sink worker process")
     retry_delays_s: tuple[float, float, float, float] | None = Field(
         None, description="seconds before a retry from each of the four retry tiers (default 60, 600, 3600, 21600)")
     retry_window_s: float | None = Field(None, gt=0, le=TWO_WEEKS_S,
@@ -149,6 +160,14 @@ class EndpointSettings(BaseModel):
     def public(self) -> dict:
         """The settings as they may be shown (there are no secrets in them, only where secrets are)."""
         return self.model_dump(mode="json")
+
+
+class HttpSettings(EndpointSettings):
+    """Settings every HTTP provider has."""
+
+    ca_file: str | None = Field(None, max_length=4096,
+                                description="a PEM file of extra CA certificates to trust (a private CA, a "
+                                            "TLS-inspecting proxy, a fake's test CA); the system's CAs stay trusted")
 
 
 # ----------------------------------------------------------------------------- inline secrets

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from sinks.contract import AuthExpired, FatalError, RetriableError, Throttled
+from sinks.contract import AuthExpired, FatalError, PayloadTooLarge, RetriableError, Sink, Throttled
 from sinks.http import classify_http, parse_retry_after
-from sinks.runner import Clock, DeliveryRunner, Pending, RetryPolicy
+from sinks.runner import Clock, DeliveryRunner, Pending, RequestWindow, RetryPolicy
 from sinks.testing import Recorder, sample_deliveries
 
 
@@ -18,7 +18,7 @@ def deliveries(n):
 
 
 @pytest.mark.parametrize("status, cls", [(200, None), (204, None), (400, FatalError), (404, FatalError),
-                                         (401, AuthExpired), (408, RetriableError), (429, Throttled),
+                                         (401, AuthExpired), (413, PayloadTooLarge), (408, RetriableError), (429, Throttled),
                                          (500, RetriableError), (503, RetriableError)])
 def test_default_http_classifier(status, cls):
     err = classify_http(status, "x", "3")
@@ -42,7 +42,7 @@ class FakeClock(Clock):
         self.t = max(self.t, when)
 
 
-class ScriptedSink:
+class ScriptedSink(Sink):
     provider = "scripted"
     max_batch_size = 3
 
@@ -134,3 +134,37 @@ async def test_runner_rate_limit_spaces_requests():
 def test_retry_delays_from_the_environment_take_commas_or_spaces(monkeypatch):
     monkeypatch.setenv("ACTIVITY_SYNC_RETRY_DELAYS", "2 4, 8 16")
     assert [d for _, d in RetryPolicy.from_settings().tiers] == [2, 4, 8, 16]
+
+
+async def test_payload_too_large_splits_the_batch_down_to_the_record_that_is_too_big():
+    """413: the runner halves the batch until the API takes it; one record still too big is dead-lettered."""
+    class Sized(ScriptedSink):
+        max_batch_size = 8
+
+        async def write(self, batch):
+            keys = [d.activity_key for d in batch]
+            self.calls.append(keys)
+            if len(batch) > 2 or "act-000005" in keys:  # over 2 records, or that one record, is too large
+                raise PayloadTooLarge("HTTP 413", status=413)
+            return []
+
+    sink, pub, clock = Sized([]), Recorder(), FakeClock()
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(), clock, batch_size=8).deliver(pendings(8))
+    k = [f"act-{i:06d}" for i in range(8)]
+    assert sink.calls == [k, k[:4], k[:2], k[2:4], k[4:], k[4:6], k[4:5], k[5:6], k[6:]]
+    assert len(pub.deads) == 1 and pub.deads[0]["activity_key"] == b"act-000005" and pub.retries == []
+
+
+async def test_request_window_never_lets_more_than_the_budget_through():
+    w = RequestWindow(10, 1.0)
+    t = 100.0
+    sent = []
+    for _ in range(35):
+        wait = w.wait_s(2, t)
+        t += wait
+        w.spent(2, t)
+        sent.append(t)
+        t += 0.01
+    for i, start in enumerate(sent):  # any one-second window holds at most 5 requests of cost 2
+        assert sum(1 for x in sent if start <= x < start + 1.0) <= 5
+    assert w.wait_s(20, t) > 0 and w.wait_s(1, t + 1.0) == 0

@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from sinks.settings import EndpointSettings, secret_ref
+from sinks.settings import HttpSettings, secret_ref
 
 
-class WebhookSettings(EndpointSettings):
+class WebhookSettings(HttpSettings):
     max_batch: ClassVar[int] = 1000
 
     url: str = Field(description="where the batches are POSTed: an http:// or https:// URL", max_length=2048)

@@ -1,0 +1,56 @@
+"""Field mapping as configuration: what an AMS/CRM field is filled from.
+
+A provider whose target is a table with named fields (a Salesforce sObject, a Dataverse table)
+declares ``fields: {TargetField: source}`` and ``constants: {TargetField: value}`` in its
+settings, with documented defaults. A source is one of :data:`SOURCES`; ``load-config`` refuses
+any other name, with the list.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .contract import Delivery
+
+
+def details_text(d: Delivery, limit: int | None = None) -> str:
+    """The activity's details as readable ``Name: value`` lines (what a CRM user reads)."""
+    text = "\n".join(f"{k}: {v}" for k, v in d.details if v not in (None, ""))
+    return text[:limit] if limit else text
+
+
+SOURCES: dict[str, tuple[str, Callable[[Delivery], object]]] = {
+    "activity_key": ("the ActivityKey (also the external/alternate key)", lambda d: d.activity_key),
+    "customer_id": ("the member's AMS/CRM customer ID", lambda d: d.customer_id),
+    "contact_key": ("the member's community contact key", lambda d: d.contact_key),
+    "activity_code": ("the activity code, e.g. DiscussionMessageCreate", lambda d: d.activity_code),
+    "category": ("the activity's category", lambda d: d.category),
+    "tenant_code": ("the community site (TenantCode)", lambda d: d.tenant_code),
+    "activity_date": ("the activity's UTC date, YYYY-MM-DD", lambda d: d.activity_date_iso[:10]),
+    "activity_datetime": ("the activity's UTC date and time, ISO 8601 with Z",
+                          lambda d: d.activity_date_iso[:19] + "Z"),
+    "description": ("the rendered description", lambda d: d.description),
+    "subject": ("the rendered description cut to 255 characters", lambda d: d.description[:255]),
+    "details": ("the details as readable 'Name: value' lines", details_text),
+    "details_json": ("the details as JSON", lambda d: d.details_json),
+    "details_xml": ("the details as XML", lambda d: d.details_xml),
+    "link_url": ("the link to the activity", lambda d: d.link_url),
+    "writeback_code1": ("the subscription's first write-back code", lambda d: d.writeback_code1),
+    "writeback_code2": ("the subscription's second write-back code", lambda d: d.writeback_code2),
+}
+
+
+def check_fields(fields: dict[str, str]) -> dict[str, str]:
+    """A pydantic validator's body: every source must be known."""
+    bad = {t: s for t, s in fields.items() if s not in SOURCES}
+    if bad:
+        t, s = next(iter(bad.items()))
+        raise ValueError(f"{t}: unknown source {s!r}; sources: {', '.join(SOURCES)}")
+    return fields
+
+
+def apply(fields: dict[str, str], constants: dict[str, object], d: Delivery) -> dict[str, object]:
+    """The target record's fields for one delivery (None values are sent as null)."""
+    out = {target: SOURCES[source][1](d) for target, source in fields.items()}
+    out.update(constants)
+    return out

@@ -1,0 +1,1 @@
+"""Salesforce (and Fonteva, Nimble AMS): idempotent upsert through sObject Collections."""

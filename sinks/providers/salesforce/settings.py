@@ -1,0 +1,122 @@
+"""Settings of the Salesforce provider, with the Fonteva and Nimble AMS presets.
+
+A preset fills every setting the endpoint leaves out; what the endpoint sets wins. Presets:
+
+- ``task`` (the default): a ``Task`` per activity, on the member's Contact (``WhoId``).
+- ``fonteva``: Fonteva is a Salesforce managed package whose members are Contacts; activities
+  are Tasks on the Contact, as with ``task``.
+- ``nimble_ams``: Nimble AMS; a custom object (``Community_Activity__c`` by default) with
+  who, date/time, type and description fields, delivered every 30 minutes, 200 a call, as the
+  seed vendor's own activity sync into Nimble AMS does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sinks.mapping import check_fields
+from sinks.settings import HttpSettings, secret_ref
+
+TASK_FIELDS = {
+    "WhoId": "customer_id",
+    "ActivityDate": "activity_date",
+    "Subject": "subject",
+    "Description": "details",
+    "Type": "writeback_code1",
+    "Writeback_Code_2__c": "writeback_code2",
+    "Activity_Link__c": "link_url",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "task": {"sobject": "Task", "external_id_field": "Activity_Key__c", "fields": TASK_FIELDS,
+             "constants": {"Status": "Completed"}},
+    "fonteva": {"sobject": "Task", "external_id_field": "Activity_Key__c", "fields": TASK_FIELDS,
+                "constants": {"Status": "Completed"}},
+    "nimble_ams": {"sobject": "Community_Activity__c", "external_id_field": "Activity_Key__c",
+                   "fields": {"WhoId__c": "customer_id", "ActivityDate__c": "activity_datetime",
+                              "Type__c": "writeback_code1", "Description__c": "description"},
+                   "constants": {}, "schedule": {"every": "30m"}, "batch_size": 200},
+}
+
+API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+
+
+class SalesforceSettings(HttpSettings):
+    max_batch: ClassVar[int] = 200  # sObject Collections take at most 200 records a call
+
+    preset: Literal["task", "fonteva", "nimble_ams"] = Field(
+        "task", description="defaults for object, fields and schedule: task, fonteva or nimble_ams")
+    login_url: str = Field(description="the org's My Domain URL (https://acme.my.salesforce.com); the token "
+                                       "endpoint is {login_url}/services/oauth2/token", max_length=2048)
+    api_version: str = Field("62.0", pattern=r"^\d{2,3}\.\d$", description="REST API version (46.0 or later)")
+    auth: Literal["client_credentials", "jwt_bearer"] = Field(
+        "client_credentials", description="OAuth 2.0 flow: client_credentials or jwt_bearer")
+    client_id: str = Field(description="the connected app's consumer key", min_length=1, max_length=512)
+    client_secret_env: str | None = secret_ref("env", "the connected app's consumer secret (client_credentials)")
+    client_secret_file: str | None = secret_ref("file", "the connected app's consumer secret (client_credentials)")
+    client_auth: Literal["body", "basic"] = Field(
+        "body", description="how client_credentials sends id and secret: in the form body or HTTP Basic")
+    private_key_env: str | None = secret_ref("env", "the PEM private key that signs the JWT (jwt_bearer)")
+    private_key_file: str | None = secret_ref("file", "the PEM private key that signs the JWT (jwt_bearer)")
+    username: str | None = Field(None, max_length=255, description="the integration user (jwt_bearer's sub)")
+    audience: str = Field("https://login.salesforce.com", max_length=2048,
+                          description="jwt_bearer's aud: https://login.salesforce.com, or "
+                                      "https://test.salesforce.com for a sandbox")
+    sobject: str = Field("Task", description="the object each activity becomes")
+    external_id_field: str = Field("Activity_Key__c",
+                                   description="an External ID field of the object, holding the ActivityKey")
+    fields: dict[str, str] = Field(default_factory=lambda: dict(TASK_FIELDS),
+                                   description="object field: source (activity_key, customer_id, activity_date, "
+                                               "activity_datetime, subject, description, details, link_url, "
+                                               "writeback_code1, writeback_code2, …)")
+    constants: dict[str, str | int | float | bool | None] = Field(
+        default_factory=lambda: {"Status": "Completed"}, description="object field: a fixed value")
+    limit_backoff_s: float = Field(300, gt=0, le=86_400,
+                                   description="seconds to hold the endpoint back after 403 REQUEST_LIMIT_EXCEEDED "
+                                               "(Salesforce sends no Retry-After)")
+    slow_down_at: float = Field(0.8, gt=0, le=1, description="share of the org's daily API allocation (from "
+                                                             "Sforce-Limit-Info) from which requests are spread "
+                                                             "over the rest of the day")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, dict):
+            preset = PRESETS.get(data.get("preset", "task"), {})
+            data = {**preset, **data}
+        return data
+
+    @field_validator("login_url", "audience")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("an https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("sobject", "external_id_field")
+    @classmethod
+    def _api_name(cls, v: str) -> str:
+        if not API_NAME.match(v):
+            raise ValueError(f"{v!r} is not a Salesforce API name")
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: dict) -> dict:
+        for name in v:
+            if not API_NAME.match(name):
+                raise ValueError(f"{name!r} is not a Salesforce field API name")
+        return check_fields(v)
+
+    @model_validator(mode="after")
+    def _auth(self):
+        if self.auth == "client_credentials" and not (self.client_secret_env or self.client_secret_file):
+            raise ValueError("client_credentials needs client_secret_env or client_secret_file")
+        if self.auth == "jwt_bearer" and not ((self.private_key_env or self.private_key_file) and self.username):
+            raise ValueError("jwt_bearer needs private_key_file (or private_key_env) and username")
+        if self.external_id_field in self.fields:
+            raise ValueError(f"fields.{self.external_id_field}: the external ID field always holds the ActivityKey")
+        return self

@@ -1,0 +1,255 @@
+"""The Salesforce provider: the shared contract against its fake org, what is its own, and
+simple-salesforce (a maintained client nobody here wrote) against the same fake over TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sinks.contract import Delivery, FatalError, MappingError, RetriableError, Throttled
+from sinks.metrics import API_USAGE
+from sinks.providers.salesforce.fake import FakeSalesforce
+from sinks.providers.salesforce.sink import parse_limit_info
+from sinks.registry import SettingsError, parse_settings
+from sinks.testing import ProviderContract, Recorder, sample_deliveries
+
+SECRET = "sf-consumer-secret-for-tests-51b2"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def rsa_pair() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+class TestSalesforceContract(ProviderContract):
+    provider = "salesforce"
+    secrets = (SECRET,)
+
+    async def start_fake(self):
+        return await FakeSalesforce("test-consumer-key", SECRET).start()
+
+    def settings(self, fake, tmp_path) -> dict:
+        return {"login_url": fake.base_url, "client_id": "test-consumer-key",
+                "client_secret_env": "TEST_SF_SECRET", "timeout_s": 2, "limit_backoff_s": 1}
+
+    def environ(self) -> dict:
+        return {"TEST_SF_SECRET": SECRET}
+
+    def stored_keys(self, fake, tmp_path) -> list[str]:
+        return fake.stored_keys()
+
+    # ------------------------------------------------------------------ Salesforce's own
+    async def test_task_fields_as_documented_and_redelivery_updates(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path)
+        batch = sample_deliveries(2, customer=lambda i: f"003000000000{i:03d}AAA")
+        try:
+            assert await sink.write(batch) == []
+            assert await sink.write(batch) == []
+        finally:
+            await sink.stop()
+        assert fake.updates == 2 and len(fake.records) == 2
+        task = fake.records[("Task", batch[0].activity_key)]
+        d = batch[0]
+        assert task["WhoId"] == d.customer_id and task["ActivityDate"] == d.activity_date_iso[:10]
+        assert task["Subject"] == d.description[:255] and task["Type"] == d.writeback_code1
+        assert task["Writeback_Code_2__c"] == d.writeback_code2 and task["Activity_Link__c"] == d.link_url
+        assert task["Status"] == "Completed" and "Body: " in task["Description"]
+        body = fake.bodies[0]
+        assert body["allOrNone"] is False and all("Id" not in r for r in body["records"])
+
+    async def test_per_record_errors_use_status_code_and_are_classified(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path, fields={"WhoId": "customer_id", "Subject": "details_xml"})
+        batch = sample_deliveries(3)
+        fake.control({"lock_rows": 1})
+        try:
+            failures = await sink.write(batch)
+        finally:
+            await sink.stop()
+        by = {f.index: f.error for f in failures}
+        assert isinstance(by[0], RetriableError) and "UNABLE_TO_LOCK_ROW" in str(by[0])
+        assert isinstance(by[1], FatalError) and "STRING_TOO_LONG" in str(by[1]) and "Subject" in str(by[1])
+
+    async def test_required_field_missing_on_the_nimble_object(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path, preset="nimble_ams", schedule="realtime",
+                               fields={"Type__c": "writeback_code1"})
+        try:
+            failures = await sink.write(sample_deliveries(2))
+        finally:
+            await sink.stop()
+        assert [f.index for f in failures] == [0, 1]
+        assert all("REQUIRED_FIELD_MISSING" in str(f.error) and "WhoId__c" in str(f.error) for f in failures)
+
+    async def test_over_the_allocation_is_403_request_limit_exceeded_held_back_by_the_setting(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path, limit_backoff_s=42)
+        fake.control({"api_limit": 10, "api_used": 10})
+        try:
+            with pytest.raises(Throttled) as err:
+                await sink.write(sample_deliveries(1))
+        finally:
+            await sink.stop()
+        assert err.value.status == 403 and err.value.retry_after == 42 and "REQUEST_LIMIT_EXCEEDED" in str(err.value)
+
+    async def test_usage_is_exported_and_the_endpoint_slows_down_near_the_allocation(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path, limit_backoff_s=0.4, slow_down_at=0.8)
+        fake.control({"api_limit": 100_000, "api_used": 10})
+        batch = sample_deliveries(6)
+        try:
+            await sink.write(batch[:1])
+            assert sink.pacing_s() == 0
+            assert API_USAGE.labels("crm", "used")._value.get() == 11
+            assert API_USAGE.labels("crm", "limit")._value.get() == 100_000
+            fake.control({"api_used": 99_000})  # 99%: 1,000 requests left for the day
+            await sink.write(batch[1:2])
+            assert sink.pacing_s() == pytest.approx(0.4)  # 86.4 s a request, capped by limit_backoff_s
+            t0 = time.monotonic()
+            await self.runner(sink, batch_size=1).deliver(self.pending(batch[2:5]))
+            took = time.monotonic() - t0
+        finally:
+            await sink.stop()
+        assert took >= 0.8, took  # three requests, two waits of 0.4 s between them
+        assert len(fake.stored_keys()) == 5
+
+    async def test_jwt_bearer_flow(self, fake, tmp_path, monkeypatch):
+        private, public = rsa_pair()
+        key = tmp_path / "sf-key.pem"
+        key.write_bytes(private)
+        fake.public_key_pem, fake.username = public, "integration@example.org"
+        sink = await self.sink(fake, tmp_path, auth="jwt_bearer", client_secret_env=None, private_key_file=str(key),
+                               username="integration@example.org", audience=fake.base_url)
+        try:
+            assert await sink.write(sample_deliveries(1)) == []
+        finally:
+            await sink.stop()
+        other, _ = rsa_pair()
+        (tmp_path / "wrong.pem").write_bytes(other)
+        bad = await self.sink(fake, tmp_path, auth="jwt_bearer", client_secret_env=None,
+                              private_key_file=str(tmp_path / "wrong.pem"), username="integration@example.org",
+                              audience=fake.base_url)
+        try:
+            with pytest.raises(RetriableError, match="invalid_grant"):
+                await bad.write(sample_deliveries(2)[1:])
+        finally:
+            await bad.stop()
+        assert len(fake.stored_keys()) == 1
+
+    async def test_client_credentials_with_http_basic_and_a_wrong_secret(self, fake, tmp_path, monkeypatch):
+        sink = await self.sink(fake, tmp_path, client_auth="basic")
+        try:
+            assert await sink.write(sample_deliveries(1)) == []
+        finally:
+            await sink.stop()
+        monkeypatch.setenv("WRONG_SF", "not-it")
+        bad = await self.sink(fake, tmp_path, client_secret_env="WRONG_SF")
+        try:
+            with pytest.raises(RetriableError, match="invalid_client"):
+                await bad.write(sample_deliveries(1))
+        finally:
+            await bad.stop()
+
+    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path)
+        d = sample_deliveries(1)[0]
+        try:
+            failures = await sink.write([Delivery(**{**d.__dict__, "customer_id": None})])
+        finally:
+            await sink.stop()
+        assert isinstance(failures[0].error, MappingError) and fake.requests == []
+
+    async def test_presets(self, fake, tmp_path):
+        nimble = parse_settings("salesforce", {**self.settings(fake, tmp_path), "preset": "nimble_ams"})
+        assert nimble.sobject == "Community_Activity__c" and nimble.interval_s == 1800 and nimble.batch_size == 200
+        fonteva = parse_settings("salesforce", {**self.settings(fake, tmp_path), "preset": "fonteva"})
+        assert fonteva.sobject == "Task" and fonteva.fields["WhoId"] == "customer_id"
+        sink = await self.sink(fake, tmp_path, preset="nimble_ams", schedule="realtime")
+        batch = sample_deliveries(3)
+        try:
+            assert await sink.write(batch) == []
+        finally:
+            await sink.stop()
+        rec = fake.records[("Community_Activity__c", batch[0].activity_key)]
+        assert rec["WhoId__c"] == batch[0].customer_id and rec["ActivityDate__c"].endswith("Z")
+        assert rec["Type__c"] == batch[0].writeback_code1 and rec["Description__c"] == batch[0].description
+
+    async def test_settings_refused_with_the_field_named(self, fake, tmp_path):
+        base = self.settings(fake, tmp_path)
+        with pytest.raises(SettingsError, match="batch_size.*200"):
+            parse_settings("salesforce", {**base, "batch_size": 500})
+        with pytest.raises(SettingsError, match="fields.*unknown source 'nope'"):
+            parse_settings("salesforce", {**base, "fields": {"WhoId": "nope"}})
+        with pytest.raises(SettingsError, match="client_secret"):
+            parse_settings("salesforce", {**base, "client_secret_env": None})
+        with pytest.raises(SettingsError, match="client_secret.*looks like a secret"):
+            parse_settings("salesforce", {**base, "client_secret": "abc"})
+
+    async def test_request_matches_the_golden_file(self, fake, tmp_path):
+        sink = await self.sink(fake, tmp_path)
+        try:
+            await sink.write(sample_deliveries(5, customer=lambda i: f"0035e00000ABCD{i}AAA"))
+        finally:
+            await sink.stop()
+        golden = GOLDEN / "salesforce_upsert.json"
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(json.dumps(fake.bodies[-1], indent=2, ensure_ascii=False) + "\n")
+        assert fake.bodies[-1] == json.loads(golden.read_text())
+
+
+def test_limit_info_header():
+    assert parse_limit_info("api-usage=18/15000") == (18, 15000)
+    assert parse_limit_info("api-usage=5/100, per-app-api-usage=2/50(appName=x)") == (5, 100)
+    assert parse_limit_info(None) is None
+
+
+# ---------------------------------------------------------------------------- simple-salesforce
+
+async def test_simple_salesforce_restful_upsert_against_the_fake_over_tls(tmp_path):
+    """simple-salesforce always speaks https; the fake serves TLS from a CA made here."""
+    import requests
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceRefusedRequest
+
+    fake = await FakeSalesforce("cli-key", "cli-secret").start(tls=True, ca_file=tmp_path / "ca.pem")
+    try:
+        def drive():
+            http = requests.Session()
+            http.verify = fake.ca_file
+            http.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment overrides verify
+            tok = http.post(f"{fake.base_url}/services/oauth2/token",
+                            auth=("cli-key", "cli-secret"), data={"grant_type": "client_credentials"}).json()
+            assert tok["token_type"] == "Bearer" and "expires_in" not in tok
+            sf = Salesforce(instance_url=tok["instance_url"], session_id=tok["access_token"], session=http,
+                            version="62.0")
+            body = {"allOrNone": False, "records": [
+                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-1", "Subject": "Posted", "WhoId": "003A"},
+                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-2", "Subject": "x" * 300, "WhoId": "003B"}]}
+            first = sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
+            again = sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
+            usage = sf.api_usage["api-usage"]
+            fake.control({"api_limit": 2, "api_used": 2})
+            with pytest.raises(SalesforceRefusedRequest) as refused:
+                sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
+            fake.control({"expire_tokens": True})
+            with pytest.raises(SalesforceExpiredSession):
+                sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
+            return first, again, usage, refused.value.content
+
+        first, again, usage, refused = await asyncio.to_thread(drive)
+    finally:
+        await fake.stop()
+    assert first[0]["success"] and first[0]["created"] is True and first[0]["id"].startswith("00T")
+    assert first[1] == {"success": False, "errors": [{"statusCode": "STRING_TOO_LONG", "fields": ["Subject"],
+                                                      "message": first[1]["errors"][0]["message"]}]}
+    assert again[0]["created"] is False and again[0]["id"] == first[0]["id"]
+    assert usage.used == 2 and usage.total == 100_000
+    assert refused[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
