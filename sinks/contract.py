@@ -55,9 +55,14 @@ class FatalError(SinkError):
     """A 4xx that retrying cannot fix: the record goes to the dead-letter topic."""
 
 
-class PayloadTooLarge(FatalError):
-    """413: the request was too big for the API. The runner splits the batch and tries the halves;
-    a single record that is still too large is dead-lettered."""
+class BatchRefused(FatalError):
+    """The API refused the batch as a whole without saying which record it could not take (an
+    all-or-nothing bulk call). The runner splits the batch and tries the halves, so one bad record
+    never blocks its neighbours; a single record refused is dead-lettered with this error."""
+
+
+class PayloadTooLarge(BatchRefused):
+    """413: the request was too big for the API: split like :class:`BatchRefused`."""
 
 
 class MappingError(FatalError):

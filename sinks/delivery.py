@@ -37,7 +37,7 @@ from streams.routing import Endpoint, Routing
 from . import metrics
 from .contract import Delivery, Sink, SinkContext
 from .registry import SettingsError, parse_endpoint, sink_class
-from .runner import Clock, DeliveryRunner, Pending, RequestWindow, RetryPolicy, pending_from_retry
+from .runner import Clock, DeliveryRunner, Pending, RetryPolicy, pending_from_retry
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -141,12 +141,8 @@ class EndpointDelivery:
             except (SettingsError, LookupError, ValueError, OSError) as exc:
                 await _quietly_stop(locals().get("sink"))
                 return await self._pause(f"provider {ep.provider} cannot start ({exc}); deliveries wait in Kafka")
-            runner = DeliveryRunner(self.endpoint, sink, self.publisher, RetryPolicy.from_settings(settings),
-                                    self.clock, batch_size=settings.batch_size, rate_per_s=settings.rate_limit_per_s,
-                                    write_timeout_s=settings.timeout_s * 3 + 5,
-                                    window=RequestWindow(settings.rate_window.requests, settings.rate_window.seconds)
-                                    if settings.rate_window else None,
-                                    outcome=metrics.MetricsOutcome(self.endpoint))
+            runner = DeliveryRunner.for_endpoint(self.endpoint, sink, self.publisher, settings, clock=self.clock,
+                                                 outcome=metrics.MetricsOutcome(self.endpoint))
             if previous is not None:
                 runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
                 if runner.window is not None and previous.runner.window is not None:

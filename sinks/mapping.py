@@ -40,17 +40,31 @@ SOURCES: dict[str, tuple[str, Callable[[Delivery], object]]] = {
 }
 
 
+def _split(source: str) -> tuple[str, int | None]:
+    """``description:200`` is the description cut to 200 characters."""
+    name, sep, limit = source.partition(":")
+    if sep and limit.isdigit() and int(limit) > 0:
+        return name, int(limit)
+    return (source, None) if not sep else ("", None)
+
+
 def check_fields(fields: dict[str, str]) -> dict[str, str]:
-    """A pydantic validator's body: every source must be known."""
-    bad = {t: s for t, s in fields.items() if s not in SOURCES}
-    if bad:
-        t, s = next(iter(bad.items()))
-        raise ValueError(f"{t}: unknown source {s!r}; sources: {', '.join(SOURCES)}")
+    """A pydantic validator's body: every source must be known (``name`` or ``name:N``, cut to N)."""
+    for t, s in fields.items():
+        if not isinstance(s, str) or _split(s)[0] not in SOURCES:
+            raise ValueError(f"{t}: unknown source {s!r}; sources (add :N to cut to N characters): "
+                             f"{', '.join(SOURCES)}")
     return fields
+
+
+def value(source: str, d: Delivery) -> object:
+    name, limit = _split(source)
+    v = SOURCES[name][1](d)
+    return v[:limit] if limit and isinstance(v, str) else v
 
 
 def apply(fields: dict[str, str], constants: dict[str, object], d: Delivery) -> dict[str, object]:
     """The target record's fields for one delivery (None values are sent as null)."""
-    out = {target: SOURCES[source][1](d) for target, source in fields.items()}
+    out = {target: value(source, d) for target, source in fields.items()}
     out.update(constants)
     return out

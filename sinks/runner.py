@@ -27,7 +27,7 @@ from typing import Protocol, Sequence
 
 from streams import headers as H
 
-from .contract import AuthExpired, Delivery, PayloadTooLarge, RetriableError, Sink, SinkError
+from .contract import AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -225,6 +225,16 @@ class DeliveryRunner:
     _next_slot: float = 0.0
     _last_request: float = 0.0
 
+    @classmethod
+    def for_endpoint(cls, endpoint: str, sink: Sink, publisher: Publisher, settings, *, clock: Clock | None = None,
+                     policy: RetryPolicy | None = None, **kw) -> "DeliveryRunner":
+        """A runner as an endpoint's settings say: batch size, rate limit, request budget, retries, timeout."""
+        rw = getattr(settings, "rate_window", None)
+        kw.setdefault("batch_size", settings.batch_size)
+        return cls(endpoint, sink, publisher, policy or RetryPolicy.from_settings(settings), clock or Clock(),
+                   rate_per_s=settings.rate_limit_per_s, write_timeout_s=settings.timeout_s * 3 + 5,
+                   window=RequestWindow(rw.requests, rw.seconds) if rw else None, **kw)
+
     # ------------------------------------------------------------------ gate
     async def gate(self, cost: int = 1) -> None:
         """Wait for Retry-After, the rate limit, the API's pacing and the request budget; count and
@@ -284,8 +294,8 @@ class DeliveryRunner:
                         exc = RetriableError(f"re-authentication failed: {auth_exc}")
                 await self._route_all(chunk, exc)
                 return
-            except PayloadTooLarge as exc:
-                if len(chunk) > 1:  # too big for the API: try the halves
+            except BatchRefused as exc:
+                if len(chunk) > 1:  # too big, or one record spoils an all-or-nothing call: try the halves
                     half = len(chunk) // 2
                     await self._deliver_chunk(chunk[:half])
                     await self._deliver_chunk(chunk[half:])

@@ -1,0 +1,1 @@
+"""Microsoft Dynamics 365 / Dataverse (and Cobalt): activities upserted by alternate key."""
