@@ -20,7 +20,7 @@ broker-fetch: install
 
 ## The embedded default: local Kafka, topics, config, workers, fake CRM, the seed's activities.
 run: broker-fetch
-	$(PY) -m activity_sync.cli run
+	$(PY) -m activity_sync.cli run $(if $(CONFIG),--config $(CONFIG))
 
 ## Same, but exits once the seed's activities have come out enriched.
 demo: broker-fetch

@@ -54,14 +54,15 @@ def check_config_file(path) -> None:
 
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
-                  "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ...")
+                  "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
+                  "the Salesforce and Dataverse fakes when the config points at them")
 
 
 class Ports:
     """Every port `run` opens. With ACTIVITY_SYNC_PORT_BASE all come from it (and must be free);
     otherwise the usual ones, each replaced by a free port when taken (the addresses are printed)."""
 
-    def __init__(self, kafka: int | None, sinks: int) -> None:
+    def __init__(self, kafka: int | None, sinks: int, fakes: tuple[str, ...] = ()) -> None:
         from activity_sync.devtools.broker import free_port, port_taken
 
         base = os.environ.get("ACTIVITY_SYNC_PORT_BASE")
@@ -71,6 +72,7 @@ class Ports:
             b = int(base)
             wanted = {"kafka": b, "controller": b + 1, "fake CRM": b + 2, "stream metrics": b + 3}
             wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
+            wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
                 raise UsageError(f"ports taken: {', '.join(taken)} (ACTIVITY_SYNC_PORT_BASE={base}); choose another base")
@@ -79,6 +81,7 @@ class Ports:
         k = kafka or 9092
         wanted = {"kafka": k, "controller": k + 1, "fake CRM": 8085, "stream metrics": 6066}
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
+        wanted.update({name: {"fake Salesforce": 8086, "fake Dataverse": 8087}[name] for name in fakes})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -111,8 +114,9 @@ class Embedded:
         self.reap_stale()
         (self.var / "run.pid").write_text(str(os.getpid()))
         self.doc = check_and_read(config)
-        self.ports = Ports(port, len(sinks_embedded.enabled_endpoints(self.doc)))
-        self.config = sinks_embedded.localise(self.doc, self.var, self.ports["fake CRM"])
+        self.ports = Ports(port, len(sinks_embedded.enabled_endpoints(self.doc)),
+                           tuple(sinks_embedded.fakes_needed(self.doc)))
+        self.config = sinks_embedded.localise(self.doc, self.var, self.ports)
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -188,7 +192,6 @@ async def run_embedded(args) -> int:
     var.mkdir(parents=True, exist_ok=True)
     emb = Embedded(args.config, var, args.port, not args.no_seed)
     reporter = None
-    crm_url = f"http://127.0.0.1:{emb.ports['fake CRM']}"
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # both end in the finally below, which stops everything
@@ -207,8 +210,10 @@ async def run_embedded(args) -> int:
             lines = seed_lines()
             await produce_lines(settings, lines)
             print(f"produced the seed's {len(lines)} example activities to {Topics(settings.topic_prefix).raw}")
+        watched = watched_fakes(emb)
         if not args.exit:
-            reporter = asyncio.ensure_future(sinks_embedded.report_deliveries(crm_url))
+            reporter = asyncio.gather(*(sinks_embedded.report_deliveries(url, name=name, ca_file=ca)
+                                        for name, url, ca in watched))
         print("\nactivity.enriched, decoded (Ctrl-C to stop; `.venv/bin/activity-sync tail --pretty` shows whole "
               "records):\n", flush=True)
         await tail(settings, "enriched", True, args.max, args.idle, pretty=True, brief=not args.full)
@@ -216,8 +221,10 @@ async def run_embedded(args) -> int:
             return 0
         if args.exit:
             if emb.feed_seed:
-                print("waiting for the fake CRM to acknowledge them ...", flush=True)
-                await sinks_embedded.report_deliveries(crm_url, expect=len(seed_lines()), timeout=60)
+                for name, url, ca in watched:
+                    print(f"waiting for the {name} to acknowledge them ...", flush=True)
+                    await sinks_embedded.report_deliveries(url, expect=len(seed_lines()), timeout=60, name=name,
+                                                           ca_file=ca)
             return 0
         print("pipeline running; Ctrl-C to stop", flush=True)
         while all(p.poll() is None for _, p in emb.procs):
@@ -231,6 +238,19 @@ async def run_embedded(args) -> int:
         if reporter is not None:
             reporter.cancel()
         emb.stop()
+
+
+def watched_fakes(emb) -> list[tuple[str, str, Path | None]]:
+    """The fakes whose deliveries `run` reports: those an enabled endpoint writes to (the fake CRM
+    when none does, as in a config of Activity History only)."""
+    from sinks import embedded as sinks_embedded
+
+    urls = sinks_embedded.fake_urls(emb)
+    used = [n for n in urls if n != "fake CRM"]
+    if any((e.get("provider") or (e.get("settings") or {}).get("sink")) == "webhook"
+           for e in sinks_embedded.enabled_endpoints(emb.doc)) or not used:
+        used.insert(0, "fake CRM")
+    return [(n, urls[n], emb.var / "fake-ca.pem" if n == "fake Dataverse" else None) for n in used]
 
 
 def check_and_read(path) -> dict:
