@@ -136,8 +136,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--only", choices=["stream", "sink"], default=None)
+    ap.add_argument("--only", choices=["stream", "sink", "providers"], default=None)
     args = ap.parse_args()
+    if args.only == "providers":  # no broker needed
+        from bench.providers import bench_providers
+
+        asyncio.run(bench_providers())
+        return 0
     log_dir = tempfile.mkdtemp(prefix="activity-sync-bench-")
     broker = None
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -162,6 +167,10 @@ def main() -> int:
                 pass
             else:
                 asyncio.run(bench_sink(kafka, log_dir))
+        if args.only is None:
+            from bench.providers import bench_providers
+
+            asyncio.run(bench_providers())
     finally:
         if broker:
             broker.stop()

@@ -558,8 +558,11 @@ def main() -> None:
     ap.add_argument("--client-secret-env", default="ACTIVITY_SYNC_DYNAMICS_SECRET")
     ap.add_argument("--ca-file", default="var/fake-ca.pem", help="where to write the test CA clients must trust")
     ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--limit-requests", type=int, default=6000, help="service protection: requests per window")
+    ap.add_argument("--limit-window-s", type=float, default=300, help="service protection: the window in seconds")
     args = ap.parse_args()
-    fake = FakeDataverse(args.tenant, args.client_id, os.environ.get(args.client_secret_env))
+    fake = FakeDataverse(args.tenant, args.client_id, os.environ.get(args.client_secret_env),
+                         limit_requests=args.limit_requests, limit_window_s=args.limit_window_s)
     fake.control({"latency_ms": args.latency_ms})
 
     async def serve() -> None:
