@@ -10,7 +10,6 @@ the delivery-stage figures; this isolates what differs (mapping, the vendor's wi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl

@@ -37,7 +37,7 @@ from streams.routing import Endpoint, Routing
 from . import metrics
 from .contract import Delivery, Sink, SinkContext
 from .registry import SettingsError, parse_endpoint, sink_class
-from .runner import Clock, DeliveryRunner, Pending, RetryPolicy, pending_from_retry
+from .runner import Clock, DeliveryRunner, Pending, pending_from_retry
 
 log = logging.getLogger("activity_sync.sinks")
 

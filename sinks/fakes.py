@@ -85,6 +85,19 @@ class FakeServer:
     def url(self) -> str:
         return f"{self.base_url}{self.path}"
 
+    def serve_forever(self, host: str, port: int, banner: str, **start) -> None:
+        """For a fake's ``python -m`` entry point: serve until Ctrl-C or SIGTERM, printing ``banner``
+        (formatted with ``base_url`` and ``ca_file``) once listening."""
+        async def serve() -> None:
+            await self.start(host, port, **start)
+            print(banner.format(base_url=self.base_url, ca_file=self.ca_file), flush=True)
+            await asyncio.Event().wait()
+
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            pass
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

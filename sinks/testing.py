@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from .contract import Delivery, FatalError, SinkContext
+from .contract import Delivery, MappingError, SinkContext
 from .registry import parse_settings, sink_class
 from .runner import DeliveryRunner, Pending, RetryPolicy
 
@@ -218,6 +218,17 @@ class ProviderContract:
         assert pub.retries == [] and [h["activity_key"] for h in pub.deads] == [batch[2].activity_key.encode()]
         assert pub.deads[0]["error.class"] != b"RetriableError" and pub.deads[0]["error.message"]
         assert sorted(self.stored_keys(fake, tmp_path)) == sorted(batch[i].activity_key for i in (0, 1, 3))
+
+    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
+        """An activity that names no member the endpoint can write to fails alone, before any request."""
+        sink = await self.sink(fake, tmp_path)
+        d = sample_deliveries(1)[0]
+        try:
+            failures = await sink.write([Delivery(**{**d.__dict__, "customer_id": None})])
+        finally:
+            await sink.stop()
+        assert [f.index for f in failures] == [0] and isinstance(failures[0].error, MappingError)
+        assert not getattr(fake, "requests", []) and self.stored_keys(fake, tmp_path) == []
 
     async def test_expired_token_is_refreshed_once(self, fake, tmp_path):
         sink = await self.sink(fake, tmp_path)

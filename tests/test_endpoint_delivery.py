@@ -15,7 +15,7 @@ from sinks.testing import Recorder
 from streams.avro import SingleObjectCodec
 from streams.catalog import load_catalog
 from streams.enrich import Enricher
-from streams.routing import Routing, Subscription, endpoint_from_dict
+from streams.routing import Routing, Subscription
 from streams.tools import seed_lines
 
 

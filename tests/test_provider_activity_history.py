@@ -25,6 +25,10 @@ class TestActivityHistoryContract(ProviderContract):
         db = tmp_path / "history.db"
         return [r["activity_key"] for r in query(db, limit=100_000)] if db.exists() else []
 
+    @opt_out("the history keeps every activity, a member known only by contact key too: it needs no customer ID")
+    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
+        await super().test_record_without_customer_is_a_mapping_error(fake, tmp_path)
+
     @opt_out(NO_REMOTE)
     async def test_throttle_holds_back_every_later_request(self, fake, tmp_path):
         await super().test_throttle_holds_back_every_later_request(fake, tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sinks.contract import Delivery, MappingError, RetriableError, Throttled
+from sinks.contract import RetriableError, Throttled
 from sinks.providers.dynamics.fake import FakeDataverse
 from sinks.registry import SettingsError, parse_settings
 from sinks.testing import ProviderContract, Recorder, sample_deliveries
@@ -118,15 +118,6 @@ class TestDynamicsContract(ProviderContract):
                 await sink.write(sample_deliveries(1))
         finally:
             await sink.stop()
-
-    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path)
-        d = sample_deliveries(1)[0]
-        try:
-            failures = await sink.write([Delivery(**{**d.__dict__, "customer_id": None})])
-        finally:
-            await sink.stop()
-        assert isinstance(failures[0].error, MappingError) and fake.requests == []
 
     async def test_settings_and_the_cobalt_preset(self, fake, tmp_path):
         base = self.settings(fake, tmp_path)

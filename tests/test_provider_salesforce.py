@@ -13,12 +13,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sinks.contract import Delivery, FatalError, MappingError, RetriableError, Throttled
+from sinks.contract import FatalError, RetriableError, Throttled
 from sinks.metrics import API_USAGE
 from sinks.providers.salesforce.fake import FakeSalesforce
 from sinks.providers.salesforce.sink import parse_limit_info
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, Recorder, sample_deliveries
+from sinks.testing import ProviderContract, sample_deliveries
 
 SECRET = "sf-consumer-secret-for-tests-51b2"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -157,15 +157,6 @@ class TestSalesforceContract(ProviderContract):
                 await bad.write(sample_deliveries(1))
         finally:
             await bad.stop()
-
-    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path)
-        d = sample_deliveries(1)[0]
-        try:
-            failures = await sink.write([Delivery(**{**d.__dict__, "customer_id": None})])
-        finally:
-            await sink.stop()
-        assert isinstance(failures[0].error, MappingError) and fake.requests == []
 
     async def test_presets(self, fake, tmp_path):
         nimble = parse_settings("salesforce", {**self.settings(fake, tmp_path), "preset": "nimble_ams"})

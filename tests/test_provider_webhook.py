@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.contract import AuthExpired, Delivery, FatalError, MappingError, RetriableError, Throttled
+from sinks.contract import AuthExpired, FatalError, RetriableError, Throttled
 from sinks.providers.webhook.fake import FakeCRM
 from sinks.testing import ProviderContract, opt_out, sample_deliveries
 
@@ -78,14 +78,6 @@ class TestWebhookContract(ProviderContract):
         await sink.stop()
         assert isinstance(failures[0].error, FatalError) and failures[0].error.status == 400
         assert "unknown customer" in str(failures[0].error)
-
-    async def test_record_without_customer_is_a_mapping_error(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path)
-        d = sample_deliveries(1)[0]
-        nobody = Delivery(**{**d.__dict__, "customer_id": None})
-        failures = await sink.write([nobody])
-        await sink.stop()
-        assert isinstance(failures[0].error, MappingError) and fake.requests == []
 
     async def test_request_matches_the_golden_file(self, fake, tmp_path):
         """The outbound request a receiver builds against; regenerate with UPDATE_GOLDEN=1 after a deliberate change."""

@@ -36,7 +36,6 @@ fake serves TLS with a certificate from a CA made at start; clients trust ``ca_f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import datetime as dt
 import json
@@ -413,7 +412,7 @@ class FakeDataverse(FaultyFake):
             alt = (key_col, values[key_col]) if key_col else (pid, str(uuid.uuid4()))
         elif alt[0] != pid:
             if values.get(alt[0]) not in (None, alt[1]):
-                raise Answer(400, "0x80060888", f"The alternate key value in the body does not match the URL.")
+                raise Answer(400, "0x80060888", "The alternate key value in the body does not match the URL.")
             values[alt[0]] = alt[1]
         existing = self._find(table, alt)
         if existing is not None and (create_only or if_none_match):
@@ -565,17 +564,9 @@ def main() -> None:
                          limit_requests=args.limit_requests, limit_window_s=args.limit_window_s)
     fake.control({"latency_ms": args.latency_ms})
 
-    async def serve() -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(args.ca_file)), exist_ok=True)
-        await fake.start(args.host, args.port, tls=True, ca_file=args.ca_file)
-        print(f"fake Dataverse on {fake.base_url}/ (Entra ID at {fake.base_url}/{args.tenant}; "
-              f"trust {fake.ca_file})", flush=True)
-        await asyncio.Event().wait()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    os.makedirs(os.path.dirname(os.path.abspath(args.ca_file)), exist_ok=True)
+    fake.serve_forever(args.host, args.port, "fake Dataverse on {base_url}/ (Entra ID at {base_url}/"
+                       + args.tenant + "; trust {ca_file})", tls=True, ca_file=args.ca_file)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ and ``Community_Activity__c`` (the Nimble AMS preset's object).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import datetime as dt
 import json
@@ -199,7 +198,7 @@ class FakeSalesforce(FaultyFake):
             self.api_used += 1
             return fault, 0
         if self.api_used >= self.api_limit:
-            return _err(403, "REQUEST_LIMIT_EXCEEDED", f"TotalRequests Limit exceeded.", self._limit_header()), 0
+            return _err(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", self._limit_header()), 0
         self.api_used += 1
         hdr = self._limit_header()
         sobject, ext_field = request.match_info["sobject"], request.match_info["field"]
@@ -327,15 +326,7 @@ def main() -> None:
     fake = FakeSalesforce(args.client_id, os.environ.get(args.client_secret_env))
     fake.control({"latency_ms": args.latency_ms})
 
-    async def serve() -> None:
-        await fake.start(args.host, args.port)
-        print(f"fake Salesforce on {fake.base_url}/ (token: /services/oauth2/token)", flush=True)
-        await asyncio.Event().wait()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    fake.serve_forever(args.host, args.port, "fake Salesforce on {base_url}/ (token: /services/oauth2/token)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Faults (fail, throttle, latency, reject a customer's records) come from the shar
 from __future__ import annotations
 
 import argparse
-import asyncio
 import html
 import json
 import os
@@ -156,15 +155,7 @@ def main() -> None:
     crm = FakeCRM(secret.encode() if secret else None)
     crm.control({"latency_ms": args.latency_ms})
 
-    async def serve() -> None:
-        await crm.start(args.host, args.port)
-        print(f"fake CRM on http://{args.host}:{crm.port}/ (POST /activities)", flush=True)
-        await asyncio.Event().wait()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    crm.serve_forever(args.host, args.port, "fake CRM on {base_url}/ (POST /activities)")
 
 
 if __name__ == "__main__":
