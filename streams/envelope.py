@@ -77,7 +77,10 @@ def parse_date(text: object, field: str = "ActivityDate") -> datetime:
         if oh_i > 18 or om_i > 59:
             raise BadDate(f"{field} {text[:60]!r}: offset out of range")
         offset = timedelta(hours=oh_i, minutes=om_i)
-        dt = dt - offset if sign == "+" else dt + offset
+        try:
+            dt = dt - offset if sign == "+" else dt + offset
+        except OverflowError:
+            raise BadDate(f"{field} {text[:60]!r}: out of range once its offset is applied") from None
     return dt
 
 
@@ -101,13 +104,70 @@ def decode_event(raw: bytes | None, max_bytes: int) -> dict:
     except UnicodeDecodeError as exc:
         raise NotJson(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
-        event = json.loads(text)
+        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise NotJson(f"not JSON this pipeline accepts: nested deeper than {MAX_DEPTH} levels") from None
+    except MalformedEvent:
+        raise
     except ValueError as exc:
         raise NotJson(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
+    _check_tree(event)
     validate_envelope(event)
     return event
+
+
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_constant(name: str):
+    raise NotJson(f"not JSON: {name} is not a JSON number (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise NotJson(f"not JSON this pipeline accepts: the number {text[:40]} overflows a double")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise InvalidField(f"property {k[:60]!r} appears twice in one object (which one is meant is unknown)")
+        out[k] = v
+    return out
+
+
+def _check_tree(event: dict) -> None:
+    """Depth at most MAX_DEPTH, and no lone surrogate (text that is not Unicode) in any key or string."""
+    stack = [(event, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NotJson(f"not JSON this pipeline accepts: nested deeper than {MAX_DEPTH} levels (at {path[:80]})")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            where = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and _SURROGATE.search(k):
+                raise InvalidField(f"a property name holds a lone surrogate ({_esc(k)}): not valid Unicode")
+            if isinstance(v, str):
+                if _SURROGATE.search(v):
+                    raise InvalidField(f"{_esc(where)} holds a lone surrogate: not valid Unicode")
+            elif isinstance(v, (dict, list)):
+                stack.append((v, depth + 1, where))
+
+
+def _esc(text: str) -> str:
+    return text[:60].encode("ascii", "backslashreplace").decode()
 
 
 def validate_envelope(event: dict) -> None:
@@ -121,6 +181,8 @@ def validate_envelope(event: dict) -> None:
             raise InvalidField(f"envelope field {name} is empty")
         if len(value) > 256:
             raise InvalidField(f"envelope field {name} is longer than 256 characters")
+        if _CONTROL.search(value):
+            raise InvalidField(f"envelope field {name} holds a control character ({_esc(value)})")
 
 
 def _json_kind(value: object) -> str:

@@ -68,3 +68,41 @@ def test_size_limit_checked_before_parsing():
     with pytest.raises(EventTooLarge, match="limit is 100"):
         decode_event(GOOD + b" " * 100, 100)
     assert decode_event(GOOD, 1 << 20)["ActivityKey"] == "k"
+
+
+def _with(prop: bytes) -> bytes:
+    """GOOD with one more property, written as raw JSON text."""
+    return GOOD[:-1] + b"," + prop + b"}"
+
+
+def _key(key_json: bytes) -> bytes:
+    return (b'{"ActivityKey":' + key_json +
+            b',"ActivityCode":"C","ActivityDate":"2016-06-13T20:10:53Z","TenantCode":"T"}')
+
+
+@pytest.mark.parametrize("raw, error, fragment", [
+    (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, NotJson, "nested deeper"),  # was a RecursionError
+    (_with(b'"Deep":' + b"[" * 70 + b"1" + b"]" * 70), NotJson, "nested deeper"),
+    (_with(b'"Body":"\\ud800"'), InvalidField, "lone surrogate"),          # was a UnicodeEncodeError
+    (_key(b'"k\\ud800"'), InvalidField, "lone surrogate"),
+    (_with(b'"\\udc00":"x"'), InvalidField, "lone surrogate"),
+    (_with(b'"Score":NaN'), NotJson, "NaN"),
+    (_with(b'"Score":-Infinity'), NotJson, "Infinity"),
+    (_with(b'"Score":1e400'), NotJson, "overflows"),
+    (_key(b'"k\\u0000x"'), InvalidField, "control character"),
+    (_key(b'"k\\u0007"'), InvalidField, "control character"),
+    (_with(b'"ActivityKey":"other"'), InvalidField, "appears twice"),
+])
+def test_hostile_events_get_a_documented_class(raw, error, fragment):
+    with pytest.raises(error, match=fragment):
+        decode_event(raw, 1 << 24)
+
+
+def test_a_surrogate_pair_is_fine():
+    assert decode_event(_with(b'"Body":"\\ud83d\\ude00"'), 1 << 20)["Body"] == "\U0001F600"
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_dates_that_overflow_with_their_offset_are_bad_dates(text):  # were OverflowError
+    with pytest.raises(BadDate, match="out of range"):
+        parse_date(text)

@@ -122,6 +122,34 @@ async def test_poison_goes_to_dead_letters_and_the_stream_goes_on(settings, stre
     assert "activity_sync_enrich_latency_seconds_bucket" in body
 
 
+async def test_hostile_events_are_dead_lettered_with_their_class_and_no_traceback(settings, stream_worker):
+    await publish_config_file(settings, FIXTURES / "config.yaml")
+    worker = stream_worker()
+    good = synthetic(2)
+    base = json.dumps(dict(good[0], ActivityKey="KEY")).encode()
+    hostile = {
+        "deep": (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "NotJson"),
+        "surrogate-prop": (base.replace(b'"KEY"', b'"surrogate-prop", "Body2": "\\ud800"'),
+                           "InvalidField"),
+        "surrogate-key": (base.replace(b'"KEY"', b'"k\\ud800"'), "InvalidField"),
+        "overflow-date": (json.dumps(dict(good[0], ActivityKey="overflow-date",
+                                          ActivityDate="0001-01-01T00:00:00+05:00")).encode(), "BadDate"),
+        "nan": (base.replace(b'"KEY"', b'"nan", "Score": NaN'), "NotJson"),
+        "nul": (base.replace(b'"KEY"', b'"n\\u0000l"'), "InvalidField"),
+        "dup": (base.replace(b'"KEY"', b'"dup", "ActivityKey": "dup2"'), "InvalidField"),
+    }
+    raw = Topics(settings.topic_prefix).raw
+    await produce(settings, raw, [(b"h", v) for v, _ in hostile.values()] +
+                  [(b"h", json.dumps(g).encode()) for g in good])
+    dead = await consume(settings, Topics(settings.topic_prefix).dead, lambda m: len(m) >= len(hostile), timeout=90)
+    enriched = await consume(settings, Topics(settings.topic_prefix).enriched, lambda m: len(m) >= 2, timeout=60)
+    assert set(by_key(enriched)) == {g["ActivityKey"] for g in good}  # the stream went on
+    got = sorted(dict((k, v.decode()) for k, v in m.headers)["error.class"] for m in dead)
+    assert got == sorted(c for _, c in hostile.values()), got
+    assert sorted(m.value for m in dead) == sorted(v for v, _ in hostile.values())  # the original bytes
+    assert "Traceback" not in worker.output() and "RecursionError" not in worker.output()
+
+
 async def test_unknown_codes_flow_and_are_counted(settings, stream_worker):
     metrics_port = free_port()
     await publish_config_file(settings, FIXTURES / "config.yaml")
