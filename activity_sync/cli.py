@@ -379,12 +379,20 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_embedded(args))
         except KeyboardInterrupt:
             return 0
-        except UsageError as exc:
+        except (UsageError, ValueError) as exc:
+            if type(exc).__name__ not in ("UsageError", "TopicConfigError"):
+                raise
             print(f"error: {exc}", file=sys.stderr)
             return 2
     settings = Settings.from_env()
     if args.cmd == "topics":
-        asyncio.run(cmd_topics(settings, args.describe))
+        from streams.topics import TopicConfigError
+
+        try:
+            asyncio.run(cmd_topics(settings, args.describe))
+        except TopicConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     elif args.cmd == "load-config":
         try:
             check_config_file(args.file)

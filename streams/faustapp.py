@@ -15,7 +15,7 @@ import tempfile
 import faust
 
 from .settings import Settings
-from .topics import MAX_EVENT_TOPIC_BYTES
+from .topics import MAX_EVENT_TOPIC_BYTES, replication
 
 log = logging.getLogger("activity_sync.worker")
 
@@ -39,6 +39,7 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        topic_replication_factor=replication()[0],  # Faust's own topics, as ours
         # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 3),

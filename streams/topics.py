@@ -82,11 +82,17 @@ async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> dict[st
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    rf, min_isr = replication()
     admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        if rf > brokers:
+            raise TopicConfigError(f"ACTIVITY_SYNC_REPLICATION_FACTOR={rf} needs at least {rf} brokers; "
+                                   f"{kafka.bootstrap_servers} has {brokers}")
+        extra = {"min.insync.replicas": str(min_isr)} if rf > 1 else {}
         resp = await admin.create_topics(
-            [NewTopic(s.name, s.partitions, 1 if _single_node() else 3, topic_configs=s.config) for s in specs]
+            [NewTopic(s.name, s.partitions, rf, topic_configs={**s.config, **extra}) for s in specs]
         )
         out: dict[str, str] = {}
         for name, code, message in resp.topic_errors:
@@ -140,10 +146,24 @@ async def partition_ids(kafka: KafkaSettings, topic: str) -> list[int]:
         await admin.close()
 
 
-def _single_node() -> bool:
+class TopicConfigError(ValueError):
+    """The topics cannot be declared as configured (a replication factor the cluster cannot give)."""
+
+
+def replication() -> tuple[int, int]:
+    """``(replication factor, min.insync.replicas)`` from ``ACTIVITY_SYNC_REPLICATION_FACTOR`` (default 1)
+    and ``ACTIVITY_SYNC_MIN_INSYNC_REPLICAS`` (default 2 with three or more replicas, else 1), as given."""
     import os
 
-    return os.environ.get("ACTIVITY_SYNC_REPLICATION_FACTOR", "1") == "1"
+    raw = os.environ.get("ACTIVITY_SYNC_REPLICATION_FACTOR", "1").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 16:
+        raise TopicConfigError(f"ACTIVITY_SYNC_REPLICATION_FACTOR={raw!r}: a whole number from 1 to 16")
+    rf = int(raw)
+    mi_raw = os.environ.get("ACTIVITY_SYNC_MIN_INSYNC_REPLICAS", "").strip()
+    if mi_raw and (not mi_raw.isdigit() or not 1 <= int(mi_raw) <= rf):
+        raise TopicConfigError(f"ACTIVITY_SYNC_MIN_INSYNC_REPLICAS={mi_raw!r}: a whole number from 1 to the "
+                               f"replication factor ({rf})")
+    return rf, int(mi_raw) if mi_raw else (2 if rf >= 3 else 1)
 
 
 async def describe_topic_configs(kafka: KafkaSettings, names: list[str]) -> dict[str, dict[str, str]]:

@@ -146,14 +146,23 @@ def metadata_round_trip(bootstrap: str, timeout: float = 5.0) -> list[str]:
 
 
 class LocalKafka:
-    """One KRaft node (broker + controller) on 127.0.0.1, its data in ``data_dir``."""
+    """One KRaft node (broker + controller) on 127.0.0.1, its data in ``data_dir``.
+
+    Alone by default; :class:`LocalCluster` makes three of them one cluster (``node_id``,
+    ``voters``, ``cluster_id`` and ``replication`` say how).
+    """
 
     def __init__(self, data_dir: str | os.PathLike, port: int | None = None,
-                 controller_port: int | None = None, heap: str = "768m") -> None:
+                 controller_port: int | None = None, heap: str = "768m", *, node_id: int = 1,
+                 voters: str | None = None, cluster_id: str | None = None, replication: int = 1) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
         self.heap = heap
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.cluster_id = cluster_id
+        self.replication = replication
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -170,8 +179,8 @@ class LocalKafka:
         props = self.data_dir / "server.properties"
         props.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={self.voters}",
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
@@ -179,12 +188,14 @@ class LocalKafka:
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={logs}",
             "num.partitions=3",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={self.replication}",
             "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={self.replication}",
+            f"transaction.state.log.min.isr={min(2, self.replication)}",
+            f"share.coordinator.state.topic.replication.factor={self.replication}",
+            f"share.coordinator.state.topic.min.isr={min(2, self.replication)}",
+            f"default.replication.factor={self.replication}",
+            f"min.insync.replicas={min(2, self.replication)}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             # activity.raw and activity.dead carry events up to 16 MiB so oversized input is
@@ -199,6 +210,12 @@ class LocalKafka:
         return props
 
     def start(self, timeout: float = 90.0) -> "LocalKafka":
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the JVM without waiting for it (a cluster's nodes must start together to form a quorum)."""
         java = _need("java", "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
         libs = resolve_jars()
         for p in (self.port, self.controller_port):
@@ -212,7 +229,7 @@ class LocalKafka:
                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
                f"-Dkafka.logs.dir={self.data_dir}", "-cp", cp]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+            cluster_id = self.cluster_id or base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
             fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:
@@ -222,8 +239,6 @@ class LocalKafka:
                                      start_new_session=True)
         (self.data_dir / "broker.pid").write_text(str(self.proc.pid))
         (self.data_dir / "bootstrap").write_text(self.bootstrap)
-        self.wait_ready(timeout)
-        return self
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -258,6 +273,55 @@ class LocalKafka:
         (self.data_dir / "broker.pid").unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalKafka":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalCluster:
+    """Three KRaft nodes (each broker and controller) on 127.0.0.1 as one cluster: internal topics
+    replicated three times, ``min.insync.replicas=2``. ``kill(node_id)`` is a ``kill -9`` of one
+    node and ``restart(node_id)`` brings it back with its data."""
+
+    def __init__(self, data_dir: str | os.PathLike, nodes: int = 3, heap: str = "512m") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        ports = [(free_port(), free_port()) for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        self.nodes = {i + 1: LocalKafka(self.data_dir / f"node{i + 1}", p, c, heap, node_id=i + 1, voters=voters,
+                                        cluster_id=cluster_id, replication=min(3, nodes))
+                      for i, (p, c) in enumerate(ports)}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def start(self, timeout: float = 120.0) -> "LocalCluster":
+        for n in self.nodes.values():
+            n.launch()
+        for n in self.nodes.values():
+            n.wait_ready(timeout)
+        return self
+
+    def kill(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if node.proc is not None:
+            node.proc.kill()
+            node.proc.wait(10)
+            node.proc = None
+
+    def restart(self, node_id: int, timeout: float = 90.0) -> None:
+        self.nodes[node_id].start(timeout)
+
+    def port_of(self, node_id: int) -> int:
+        return self.nodes[node_id].port
+
+    def stop(self) -> None:
+        for n in self.nodes.values():
+            n.stop()
+
+    def __enter__(self) -> "LocalCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:
