@@ -68,7 +68,9 @@ class _Active:
 class EndpointDelivery:
     def __init__(self, endpoint: str, routing: Routing, publisher: Publisher, decode: Callable[[bytes], dict],
                  clock: Clock | None = None, on_deleted: Callable[[], Awaitable[None] | None] = lambda: None,
-                 poll_s: float = 0.5) -> None:
+                 poll_s: float = 0.5,
+                 progress: Callable[[], dict[tuple[str, int], tuple[int | None, int | None, int | None]]] | None = None
+                 ) -> None:
         self.endpoint = endpoint
         self.routing = routing
         self.publisher = publisher
@@ -76,6 +78,9 @@ class EndpointDelivery:
         self.clock = clock or Clock()
         self.on_deleted = on_deleted
         self.poll_s = poll_s
+        # (topic, partition) -> (fetch position, offset of the last record handed to the agent, high watermark)
+        self.progress = progress
+        self._delivered: dict[tuple[str, int], int] = {}  # the last offset this endpoint finished, per partition
         self.active: _Active | None = None
         self.paused: str | None = "starting"      # why deliveries wait, or None
         self._said: str | None = None
@@ -267,7 +272,7 @@ class EndpointDelivery:
         if items:
             await self._write(items)
         await self.publisher.flush()
-        self._after_run_batch(len(messages))
+        self._after_run_batch(len(messages), self._caught_up(messages))
 
     async def retry(self, messages) -> None:
         """A batch from a retry tier: deliver each of this endpoint's records when it is due."""
@@ -333,14 +338,34 @@ class EndpointDelivery:
         s = self.settings
         return 2 * (s.linger_ms / 1000 if s else 0.05) + 1.0
 
-    def _after_run_batch(self, n: int) -> None:
+    def _caught_up(self, messages) -> bool:
+        """Whether this worker has finished every record its partitions held: fetched all of them (fetch
+        position at the high watermark) and delivered all it was handed. A short batch while records are
+        still on their way (a partition fetched later, records queued for the agent) does not end a run."""
+        for m in messages:
+            key = (m.topic, m.partition)
+            self._delivered[key] = max(self._delivered.get(key, -1), m.offset)
+        if self.progress is None:
+            return True
+        try:
+            progress = self.progress()
+        except Exception:  # noqa: BLE001 - unknown: the idle gap closes the run
+            return False
+        for key, (position, read, hw) in progress.items():
+            if position is None or hw is None or position < hw:
+                return False
+            if read is not None and read < hw and self._delivered.get(key, -1) < read:
+                return False
+        return True
+
+    def _after_run_batch(self, n: int, caught_up: bool = True) -> None:
         if not self.run_open:
             return
         self.run_count += n
         self.last_batch_done = self.clock.now()
         size, _ = self.batch_settings()
         first, self._first_of_run = self._first_of_run, False
-        if n < size and not first:
+        if n < size and not first and caught_up:
             self._close_run()
 
     def _close_run(self) -> None:

@@ -101,7 +101,8 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     config_table = ConfigTable(settings.kafka, topics.config, routing)
     app.service(config_table)
     delivery = EndpointDelivery(endpoint, routing, FaustPublisher(retry_topics, app.topic(topics.dead, **raw)),
-                                make_decoder(settings), clock_from_env(), on_deleted=stop_worker)
+                                make_decoder(settings), clock_from_env(), on_deleted=stop_worker,
+                                progress=lambda: read_progress(app, topics.enriched))
 
     async def batches(stream):
         await config_table.wait_ready()
@@ -131,6 +132,23 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         await delivery.stop()
 
     return app
+
+
+def read_progress(app: faust.App, topic: str) -> dict:
+    """Per partition of ``topic`` assigned to this worker: (fetch position, offset of the last record
+    Faust handed to the agents, high watermark), None where not known yet. Reads aiokafka's
+    assignment state and Faust's read offsets, as Faust's own consumer does."""
+    consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer under Faust's consumer thread
+    assignment = consumer._subscription.subscription.assignment
+    if assignment is None:
+        return {("?", -1): (None, None, None)}
+    out = {}
+    for tp in assignment.tps:
+        if tp.topic == topic:
+            state = assignment.state_value(tp)
+            position = state.position if state.has_valid_position else None
+            out[(tp.topic, tp.partition)] = (position, app.consumer._read_offset.get(tp), state.highwater)
+    return out
 
 
 class RetryBacklog:

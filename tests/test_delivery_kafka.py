@@ -383,10 +383,10 @@ async def test_endpoint_changes_reach_a_running_worker(settings, pipeline, crm):
 async def test_interval_schedule_delivers_in_bulk_runs(settings, pipeline, crm):
     await pipeline.configure({"crm": webhook(crm, schedule={"every": "6s"}, linger_ms=20)})
     metrics_port = free_port()
-    pipeline.sink_worker("crm", ACTIVITY_SYNC_METRICS_PORT=metrics_port)
     t = Topics(settings.topic_prefix)
     records = pipeline.enriched(400)
-    await produce(settings, t.enriched, records[:300])
+    await produce(settings, t.enriched, records[:300])  # all waiting before the worker starts: one run
+    pipeline.sink_worker("crm", ACTIVITY_SYNC_METRICS_PORT=metrics_port)
     await wait_for(lambda: crm.stats()["stored"] >= 300, 60, "the first run")
     first_run = crm.requests[0]["at"]
     await asyncio.sleep(2)
