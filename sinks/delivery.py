@@ -68,7 +68,7 @@ class _Active:
 class EndpointDelivery:
     def __init__(self, endpoint: str, routing: Routing, publisher: Publisher, decode: Callable[[bytes], dict],
                  clock: Clock | None = None, on_deleted: Callable[[], Awaitable[None] | None] = lambda: None,
-                 poll_s: float = 0.5,
+                 poll_s: float = 0.5, ack: Callable[[list], Awaitable[None]] | None = None,
                  progress: Callable[[], dict[tuple[str, int], tuple[int | None, int | None, int | None]]] | None = None
                  ) -> None:
         self.endpoint = endpoint
@@ -80,7 +80,9 @@ class EndpointDelivery:
         self.poll_s = poll_s
         # (topic, partition) -> (fetch position, offset of the last record handed to the agent, high watermark)
         self.progress = progress
+        self.ack = ack                            # acknowledge and commit consumed messages (the worker's)
         self._delivered: dict[tuple[str, int], int] = {}  # the last offset this endpoint finished, per partition
+        self.stopping = False                     # a graceful stop: no new batch is started
         self.active: _Active | None = None
         self.paused: str | None = "starting"      # why deliveries wait, or None
         self._said: str | None = None
@@ -190,15 +192,24 @@ class EndpointDelivery:
                 return r
             await asyncio.sleep(self.poll_s)
 
-    async def _write(self, items: list[Pending]) -> None:
-        """Hand ``items`` to the current runner; a settings change waits until this write is done."""
+    async def _write(self, items: list[Pending], messages=()) -> None:
+        """Hand ``items`` to the current runner; a settings change waits until this write is done. Each
+        request's records are committed as soon as they are done (``messages``: those they were read from),
+        so a crash sends again at most the request that was under way."""
         while True:
             runner = await self.runner()
             if self.active is not None and self.active.runner is runner:
                 break  # nothing awaited between this check and the count below
+        by_origin = {(m.topic, m.partition, m.offset): m for m in messages}
+
+        async def chunk_done(chunk: list[Pending]) -> None:
+            if self.ack is not None and by_origin:
+                await self.publisher.flush()  # its retry and dead-letter records are written first
+                await self.ack([by_origin[p.origin] for p in chunk if p.origin in by_origin])
+
         self._inflight += 1
         try:
-            await runner.deliver(items)
+            await runner.deliver(items, chunk_done)
         finally:
             self._inflight -= 1
 
@@ -218,6 +229,17 @@ class EndpointDelivery:
         # Take up to the provider's limit; the runner cuts requests to batch_size (so a changed batch_size
         # applies at once), and an interval run goes in the largest batches the API takes.
         return s.max_batch, s.linger_ms / 1000
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for the writes under way to finish; True if there were any
+        and they finished."""
+        if not self._inflight:
+            return False
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._inflight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # the agent acknowledges the batch right after the write returns
+        return not self._inflight
 
     async def stop(self) -> None:
         await self._stop_sink()
@@ -270,7 +292,7 @@ class EndpointDelivery:
             except Exception as exc:  # undecodable, or another tenant's: dead-letter, never drop
                 await self._undeliverable(msg, exc, record)
         if items:
-            await self._write(items)
+            await self._write(items, messages)
         await self.publisher.flush()
         self._after_run_batch(len(messages), self._caught_up(messages))
 

@@ -265,10 +265,15 @@ class DeliveryRunner:
             self.not_before = max(self.not_before, self.clock.now() + error.retry_after)
 
     # ------------------------------------------------------------------ delivery
-    async def deliver(self, items: Sequence[Pending]) -> None:
+    async def deliver(self, items: Sequence[Pending], on_chunk=None) -> None:
+        """Deliver in requests of the batch size; ``on_chunk(chunk)`` is awaited after each request's
+        records have all ended delivered, on a retry tier or dead (the worker commits them there)."""
         size = max(1, min(self.batch_size, self.sink.max_batch_size))
         for i in range(0, len(items), size):
-            await self._deliver_chunk(list(items[i:i + size]))
+            chunk = list(items[i:i + size])
+            await self._deliver_chunk(chunk)
+            if on_chunk is not None:
+                await on_chunk(chunk)
 
     async def _deliver_chunk(self, chunk: list[Pending]) -> None:
         tries = 0

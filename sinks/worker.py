@@ -42,6 +42,9 @@ log = logging.getLogger("activity_sync.sinks")
 # Faust's stream buffer: what a worker may hold beyond the batch in hand (an interval-scheduled
 # endpoint between runs, a paused one) before it stops fetching; the rest waits in Kafka.
 STREAM_BUFFER = 1000
+# How long a stop or a rebalance waits for the write under way to finish (and be committed).
+DRAIN_S = float(os.environ.get("ACTIVITY_SYNC_DRAIN_S", "20"))
+STOP_GRACE_S = 8.0  # after the commit, Faust's own stop gets this long before the process exits
 
 
 def group_id(settings: Settings, endpoint: str) -> str:
@@ -102,7 +105,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     app.service(config_table)
     delivery = EndpointDelivery(endpoint, routing, FaustPublisher(retry_topics, app.topic(topics.dead, **raw)),
                                 make_decoder(settings), clock_from_env(), on_deleted=stop_worker,
-                                progress=lambda: read_progress(app, topics.enriched))
+                                progress=lambda: read_progress(app, topics.enriched), ack=lambda ms: done(ms))
 
     async def batches(stream):
         await config_table.wait_ready()
@@ -111,15 +114,32 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         async for events in stream.take_events(size, within=linger):
             yield [ev.message for ev in events]
 
+    async def hold() -> None:
+        # Never returns: moving on would let Faust acknowledge the batch in hand, which was not delivered.
+        await asyncio.Event().wait()
+
+    async def done(messages) -> None:
+        """A batch is delivered (or on a retry tier, or dead-lettered): acknowledge and commit it now, so
+        neither a stop nor a crash after this point sends it again."""
+        for m in messages:
+            app.consumer.ack(m)
+        await app.consumer.commit()
+
     @app.agent(enriched, name="deliver_to_endpoint", concurrency=1)
     async def deliver_to_endpoint(stream):
         async for messages in batches(stream):
+            if delivery.stopping:
+                await hold()  # stopping: this batch stays unacknowledged, for the partition's next owner
             await delivery.deliver(messages)
+            await done(messages)
 
     for tier, _ in H.RETRY_TIERS:
         async def retry(stream):
             async for messages in batches(stream):
+                if delivery.stopping:
+                    await hold()
                 await delivery.retry(messages)
+                await done(messages)
 
         app.agent(retry_topics[tier], name=f"retry_{tier}", concurrency=1)(retry)
 
@@ -127,11 +147,71 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     app.timer(2.0)(backlog.measure)
     app.timer(1.0)(delivery.watch)
 
+    @app.on_partitions_revoked.connect
+    async def finish_before_handing_over(app, revoked, **kwargs) -> None:
+        # the write under way finishes and is committed before another worker takes its partitions
+        if await delivery.drain(DRAIN_S):
+            await _commit(app)
+
+    @app.task
+    async def graceful_stop_on_signals() -> None:
+        GracefulStop(app, delivery).install()
+
     @app.on_before_shutdown.connect
     async def close_sink(app, **kwargs) -> None:
         await delivery.stop()
 
     return app
+
+
+async def _commit(app: faust.App) -> None:
+    try:
+        await asyncio.wait_for(app.consumer.commit(), 10)
+    except Exception as exc:  # noqa: BLE001 - what is not committed is delivered again: at least once
+        log.warning("commit failed: %s: %s", type(exc).__name__, exc)
+
+
+class GracefulStop:
+    """SIGTERM and Ctrl-C: take no new batch, let the write under way finish, commit it, then stop as
+    Faust does. Nothing delivered is sent again after a graceful stop (Faust's own stop would cancel the
+    write under way, and its batch would be delivered twice). If Faust's stop then hangs, the process
+    exits anyway: everything it delivered is committed by then."""
+
+    def __init__(self, app: faust.App, delivery: EndpointDelivery) -> None:
+        self.app, self.delivery = app, delivery
+        self.started = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = getattr(loop, "_signal_handlers", {}).get(sig)  # Faust's (mode's) handler
+            loop.add_signal_handler(sig, self.trigger, sig, previous)
+
+    def trigger(self, sig, previous) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.delivery.stopping = True
+        asyncio.ensure_future(self.run(sig, previous))
+
+    async def run(self, sig, previous) -> None:
+        log.info("endpoint %s: stopping: finishing the write under way", self.delivery.endpoint)
+        await self.delivery.drain(DRAIN_S)
+        await _commit(self.app)
+        # From here on nothing may be committed: Faust acknowledges the batch an agent holds when its
+        # stop closes the agent's stream, and its last commit would skip records never delivered.
+        consumer = self.app.consumer
+
+        async def no_commit(*args, **kwargs) -> bool:
+            return False
+
+        consumer.commit = consumer.force_commit = consumer.commit_and_end_transactions = no_commit
+        log.info("endpoint %s: delivered records committed; stopping", self.delivery.endpoint)
+        asyncio.get_running_loop().call_later(STOP_GRACE_S, os._exit, 0)
+        if previous is not None:
+            previous._run()  # Faust's own stop
+        else:
+            os._exit(0)
 
 
 def read_progress(app: faust.App, topic: str) -> dict:
