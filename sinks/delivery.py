@@ -69,6 +69,7 @@ class EndpointDelivery:
     def __init__(self, endpoint: str, routing: Routing, publisher: Publisher, decode: Callable[[bytes], dict],
                  clock: Clock | None = None, on_deleted: Callable[[], Awaitable[None] | None] = lambda: None,
                  poll_s: float = 0.5, ack: Callable[[list], Awaitable[None]] | None = None,
+                 holds=None, share: Callable[[], float] | None = None,
                  progress: Callable[[], dict[tuple[str, int], tuple[int | None, int | None, int | None]]] | None = None
                  ) -> None:
         self.endpoint = endpoint
@@ -81,6 +82,8 @@ class EndpointDelivery:
         # (topic, partition) -> (fetch position, offset of the last record handed to the agent, high watermark)
         self.progress = progress
         self.ack = ack                            # acknowledge and commit consumed messages (the worker's)
+        self.holds = holds                        # endpoint-wide Retry-After (sinks.holds.EndpointHolds)
+        self.share = share                        # this worker's share of the endpoint's partitions
         self._delivered: dict[tuple[str, int], int] = {}  # the last offset this endpoint finished, per partition
         self.stopping = False                     # a graceful stop: no new batch is started
         self.active: _Active | None = None
@@ -150,6 +153,9 @@ class EndpointDelivery:
                 return await self._pause(f"provider {ep.provider} cannot start ({exc}); deliveries wait in Kafka")
             runner = DeliveryRunner.for_endpoint(self.endpoint, sink, self.publisher, settings, clock=self.clock,
                                                  outcome=metrics.MetricsOutcome(self.endpoint))
+            if self.holds is not None:
+                runner.hold_until, runner.on_hold = self.holds.hold_until, self.holds.publish
+            runner.share = self.share
             if previous is not None:
                 runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
                 if runner.window is not None and previous.runner.window is not None:

@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from streams import headers as H
 
@@ -222,6 +222,11 @@ class DeliveryRunner:
     outcome: Outcome = field(default_factory=NoOutcome)
     not_before: float = 0.0            # no request before this (Retry-After), clock time
     window: RequestWindow | None = None  # a request budget over a sliding window (rate_window)
+    # shared among an endpoint's workers: when the endpoint must wait (a hold another worker received),
+    # where to tell the others, and this worker's share of the endpoint's rate limit and budget
+    hold_until: Callable[[], float] | None = None
+    on_hold: Callable[[float], None] | None = None
+    share: Callable[[], float] | None = None
     _next_slot: float = 0.0
     _last_request: float = 0.0
 
@@ -236,19 +241,22 @@ class DeliveryRunner:
                    window=RequestWindow(rw.requests, rw.seconds) if rw else None, **kw)
 
     # ------------------------------------------------------------------ gate
-    async def gate(self, cost: int = 1) -> None:
+    async def gate(self, cost: int = 1) -> int:
         """Wait for Retry-After, the rate limit, the API's pacing and the request budget; count and
         time the waits."""
         now = self.clock.now()
+        if self.hold_until is not None:
+            self.not_before = max(self.not_before, self.hold_until())
         if self.not_before > now:
             self.outcome.waited("retry_after", self.not_before - now)
             await self.clock.sleep_until(self.not_before, step=0.05)
+        share = max(0.01, min(1.0, self.share())) if self.share is not None else 1.0
         if self.rate_per_s > 0:
             mono = time.monotonic()
             if self._next_slot > mono:
                 self.outcome.waited("rate_limit", self._next_slot - mono)
                 await asyncio.sleep(self._next_slot - mono)
-            self._next_slot = max(self._next_slot, mono) + 1.0 / self.rate_per_s
+            self._next_slot = max(self._next_slot, mono) + 1.0 / (self.rate_per_s * share)
         pacing = self.sink.pacing_s()
         if pacing > 0:
             wait = self._last_request + pacing - time.monotonic()
@@ -256,13 +264,17 @@ class DeliveryRunner:
                 self.outcome.waited("api_pacing", wait)
                 await asyncio.sleep(wait)
         if self.window is not None:
+            cost = max(1, round(cost / share))  # this worker's share of the endpoint's budget
             while (wait := self.window.wait_s(cost, time.monotonic())) > 0:
                 self.outcome.waited("request_budget", wait)
                 await asyncio.sleep(wait)
+        return cost
 
     def honour(self, error: SinkError) -> None:
         if error.retry_after:
             self.not_before = max(self.not_before, self.clock.now() + error.retry_after)
+            if self.on_hold is not None:
+                self.on_hold(self.not_before)
 
     # ------------------------------------------------------------------ delivery
     async def deliver(self, items: Sequence[Pending], on_chunk=None) -> None:
@@ -279,8 +291,7 @@ class DeliveryRunner:
         tries = 0
         reauthenticated = False
         while True:
-            cost = self.sink.request_cost(len(chunk))
-            await self.gate(cost)
+            cost = await self.gate(self.sink.request_cost(len(chunk)))
             try:
                 try:
                     failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),

@@ -35,6 +35,7 @@ from streams.topics import Topics, partition_ids
 
 from . import metrics
 from .delivery import EndpointDelivery
+from .holds import EndpointHolds
 from .runner import clock_from_env
 
 log = logging.getLogger("activity_sync.sinks")
@@ -103,9 +104,12 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     routing = Routing(catalog_for(settings))
     config_table = ConfigTable(settings.kafka, topics.config, routing)
     app.service(config_table)
+    holds = EndpointHolds(settings.kafka, topics.control, endpoint)
+    app.service(holds)
     delivery = EndpointDelivery(endpoint, routing, FaustPublisher(retry_topics, app.topic(topics.dead, **raw)),
                                 make_decoder(settings), clock_from_env(), on_deleted=stop_worker,
-                                progress=lambda: read_progress(app, topics.enriched), ack=lambda ms: done(ms))
+                                progress=lambda: read_progress(app, topics.enriched), ack=lambda ms: done(ms),
+                                holds=holds, share=lambda: partition_share(app, [topics.enriched, *topics.retries]))
 
     async def batches(stream):
         await config_table.wait_ready()
@@ -212,6 +216,18 @@ class GracefulStop:
             previous._run()  # Faust's own stop
         else:
             os._exit(0)
+
+
+def partition_share(app: faust.App, topic_names: list[str]) -> float:
+    """This worker's share of its endpoint's partitions (of activity.enriched and the retry tiers): the
+    share of the endpoint's rate limit and request budget it may use, so its workers together keep them."""
+    try:
+        names = set(topic_names)
+        mine = sum(1 for tp in app.consumer.assignment() if tp.topic in names)
+        total = sum(app.consumer.topic_partitions(t) or 0 for t in names)
+    except Exception:  # noqa: BLE001 - not known yet
+        return 1.0
+    return mine / total if mine and total else 1.0
 
 
 def read_progress(app: faust.App, topic: str) -> dict:

@@ -50,6 +50,10 @@ class Topics:
     def replays(self) -> str:
         return self._n("activity.replays")
 
+    @property
+    def control(self) -> str:
+        return self._n("activity.control")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -69,6 +73,9 @@ class Topics:
                                        "segment.ms": str(3600 * 1000)}),
             # Which dead letters were replayed (keyed by their position), so no replay happens twice.
             TopicSpec(self.replays, 1, {"cleanup.policy": "compact"}),
+            # Endpoint-wide holds (a Retry-After shared by every worker of an endpoint), keyed by endpoint.
+            TopicSpec(self.control, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
+                                        "segment.ms": str(3600 * 1000)}),
         ]
         specs += [TopicSpec(name, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
         return specs

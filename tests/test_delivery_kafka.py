@@ -291,6 +291,32 @@ async def test_two_workers_share_one_endpoint(settings, pipeline, crm):
     assert crm.stats()["stored"] == 1000
 
 
+async def test_a_retry_after_and_the_rate_limit_hold_for_the_endpoint_not_one_worker(settings, pipeline, crm):
+    """Two workers on one endpoint: the CRM's Retry-After, received by one, holds back both (shared
+    through activity.control); and together they keep the endpoint's rate_limit_per_s."""
+    await pipeline.configure({"crm": webhook(crm, batch_size=10, linger_ms=5, rate_limit_per_s=8)})
+    crm.control({"latency_ms": 20})
+    pipeline.sink_worker("crm")
+    pipeline.sink_worker("crm")
+    await asyncio.sleep(8)  # both joined the group and split the partitions
+    n = 400
+    await produce(settings, Topics(settings.topic_prefix).enriched, pipeline.enriched(n))
+    await wait_for(lambda: crm.stats()["stored"] >= 60, 60, "deliveries under way")
+    crm.control({"throttle": {"retry_after": 4, "count": 1}})
+    t0 = time.monotonic()
+    await wait_for(lambda: crm.stats()["stored"] >= n, 120, "all delivered")
+    took = time.monotonic() - t0
+    ok = [r for r in crm.requests if r["status"] == 200]
+    # at most the one request the other worker had already sent when the hold was received (without the
+    # shared hold, the other worker would go on at 4 requests a second: about 16 in the 4 s)
+    assert crm.early <= 1, f"{crm.early} requests reached the CRM during the Retry-After it had sent"
+    span = ok[-1]["at"] - ok[0]["at"]
+    # 8 requests a second for the endpoint (not per worker), and one 4 s hold on top
+    assert span >= (len(ok) - 1) / 8 * 0.9, (len(ok), span)
+    assert took >= 4
+    assert sorted(crm.stored) == [f"act-{i:06d}" for i in range(n)]
+
+
 async def test_two_week_expiry_then_replay_delivers(settings, pipeline, crm, tmp_path):
     clock = tmp_path / "clock-offset"
     clock.write_text("0")
