@@ -45,7 +45,10 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 3),
         producer_max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
         producer_max_batch_size=256 * 1024,  # Faust's 16 KB default holds ~4 enriched records
-        consumer_max_fetch_size=MAX_EVENT_TOPIC_BYTES + 65536,
+        # Per partition per fetch. Kafka returns a record batch larger than this whole (KIP-74), so 16 MiB
+        # events still flow; a 16 MiB limit let a worker buffer 16 MiB for every partition it reads
+        # (30 partitions for a sink worker: the 600 MB seen with a long retry backlog).
+        consumer_max_fetch_size=1024 * 1024,
     )
     conf.update(overrides)
     return faust.App(app_id, **conf)
