@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test bench golden broker-fetch broker-start broker-stop clean
+.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ broker-stop: install
 
 clean:
 	rm -rf var .pytest_cache
+
+## The fault suite against real brokers (not in CI: about 25 minutes): kills, broker restart, failover, outage, 429 storm, slow CRM, a million-record backlog.
+chaos: broker-fetch
+	$(PY) -m bench.chaos $(CHAOS_ARGS)

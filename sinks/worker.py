@@ -28,7 +28,7 @@ from streams import headers as H
 from streams import metrics as stream_metrics
 from streams.avro import decode_any, decode_single_object, reader_schema_without
 from streams.configtable import ConfigTable
-from streams.faustapp import make_app, run_worker, stop_now
+from streams.faustapp import GracefulStop, commit, make_app, run_worker, stop_now
 from streams.routing import Routing, catalog_for
 from streams.settings import Settings
 from streams.topics import Topics, partition_ids
@@ -45,7 +45,6 @@ log = logging.getLogger("activity_sync.sinks")
 STREAM_BUFFER = 1000
 # How long a stop or a rebalance waits for the write under way to finish (and be committed).
 DRAIN_S = float(os.environ.get("ACTIVITY_SYNC_DRAIN_S", "20"))
-STOP_GRACE_S = 8.0  # after the commit, Faust's own stop gets this long before the process exits
 
 
 def group_id(settings: Settings, endpoint: str) -> str:
@@ -155,67 +154,20 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     async def finish_before_handing_over(app, revoked, **kwargs) -> None:
         # the write under way finishes and is committed before another worker takes its partitions
         if await delivery.drain(DRAIN_S):
-            await _commit(app)
+            await commit(app)
+
+    def stopping() -> None:
+        delivery.stopping = True
 
     @app.task
     async def graceful_stop_on_signals() -> None:
-        GracefulStop(app, delivery).install()
+        GracefulStop(app, f"endpoint {endpoint}", stopping, lambda: delivery.drain(DRAIN_S)).install()
 
     @app.on_before_shutdown.connect
     async def close_sink(app, **kwargs) -> None:
         await delivery.stop()
 
     return app
-
-
-async def _commit(app: faust.App) -> None:
-    try:
-        await asyncio.wait_for(app.consumer.commit(), 10)
-    except Exception as exc:  # noqa: BLE001 - what is not committed is delivered again: at least once
-        log.warning("commit failed: %s: %s", type(exc).__name__, exc)
-
-
-class GracefulStop:
-    """SIGTERM and Ctrl-C: take no new batch, let the write under way finish, commit it, then stop as
-    Faust does. Nothing delivered is sent again after a graceful stop (Faust's own stop would cancel the
-    write under way, and its batch would be delivered twice). If Faust's stop then hangs, the process
-    exits anyway: everything it delivered is committed by then."""
-
-    def __init__(self, app: faust.App, delivery: EndpointDelivery) -> None:
-        self.app, self.delivery = app, delivery
-        self.started = False
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous = getattr(loop, "_signal_handlers", {}).get(sig)  # Faust's (mode's) handler
-            loop.add_signal_handler(sig, self.trigger, sig, previous)
-
-    def trigger(self, sig, previous) -> None:
-        if self.started:
-            return
-        self.started = True
-        self.delivery.stopping = True
-        asyncio.ensure_future(self.run(sig, previous))
-
-    async def run(self, sig, previous) -> None:
-        log.info("endpoint %s: stopping: finishing the write under way", self.delivery.endpoint)
-        await self.delivery.drain(DRAIN_S)
-        await _commit(self.app)
-        # From here on nothing may be committed: Faust acknowledges the batch an agent holds when its
-        # stop closes the agent's stream, and its last commit would skip records never delivered.
-        consumer = self.app.consumer
-
-        async def no_commit(*args, **kwargs) -> bool:
-            return False
-
-        consumer.commit = consumer.force_commit = consumer.commit_and_end_transactions = no_commit
-        log.info("endpoint %s: delivered records committed; stopping", self.delivery.endpoint)
-        asyncio.get_running_loop().call_later(STOP_GRACE_S, os._exit, 0)
-        if previous is not None:
-            previous._run()  # Faust's own stop
-        else:
-            os._exit(0)
 
 
 def partition_share(app: faust.App, topic_names: list[str]) -> float:

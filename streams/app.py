@@ -28,7 +28,7 @@ from .avro import make_codec
 from .configtable import ConfigTable
 from .enrich import Enricher
 from .envelope import MalformedEvent
-from .faustapp import make_app, run_worker, stop_now
+from .faustapp import GracefulStop, make_app, run_worker, stop_now
 from .routing import Routing, catalog_for
 from .settings import Settings
 from .topics import Topics
@@ -160,11 +160,32 @@ def create_app(settings: Settings | None = None) -> faust.App:
     enrichment = Enrichment(Enricher(catalog, routing, settings.max_event_bytes),
                             make_codec(settings.schema_registry_url, topics.enriched), topics, send)
 
+    state = {"stopping": False, "busy": False}
+
     @app.agent(raw_topic, name="enrich_activities")
     async def enrich_activities(stream):
         await config_table.wait_ready()
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            await enrichment.handle([ev.message for ev in events])
+            if state["stopping"]:
+                await asyncio.Event().wait()  # moving on would let Faust acknowledge this unprocessed batch
+            state["busy"] = True
+            try:
+                messages = [ev.message for ev in events]
+                await enrichment.handle(messages)
+                for m in messages:  # every send acknowledged: acknowledge and commit the batch now, so a
+                    app.consumer.ack(m)  # crash repeats at most the batch under way
+                await app.consumer.commit()
+            finally:
+                state["busy"] = False
+
+    async def drain() -> None:
+        deadline = time.monotonic() + 20
+        while state["busy"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    @app.task
+    async def graceful_stop_on_signals() -> None:
+        GracefulStop(app, "stream worker", lambda: state.update(stopping=True), drain).install()
 
     return app
 
