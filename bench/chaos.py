@@ -234,7 +234,8 @@ async def kills(kafka, log_dir, n=20_000) -> dict:
         r = await rig.finish(n, last[0])
     finally:
         await rig.stop()
-    r["faults"] = [f for f, _ in per_fault]
+    marks = [b for _, b in per_fault] + [r["duplicates"]]
+    r["faults"] = [f"{label}: {marks[i + 1] - marks[i]} dup" for i, (label, _) in enumerate(per_fault)]
     return r
 
 
@@ -382,7 +383,7 @@ async def backlog(kafka, log_dir, n=1_000_000) -> dict:
     t1 = time.monotonic()
     await rig.until(lambda: (rig.stats() or {}).get("stored", 0) >= n, 1500, f"{n} drained")
     drained = time.monotonic() - t1
-    await asyncio.sleep(10)
+    await asyncio.sleep(25)  # the worker gives freed memory back once idle for 10 s
     after = max(w.sample() for w in rig.sinks)
     s = rig.stats() or {}
     r = {"produced": n, "delivered": s.get("stored", 0), "lost": n - s.get("stored", 0),

@@ -86,6 +86,7 @@ class EndpointDelivery:
         self.share = share                        # this worker's share of the endpoint's partitions
         self._delivered: dict[tuple[str, int], int] = {}  # the last offset this endpoint finished, per partition
         self.stopping = False                     # a graceful stop: no new batch is started
+        self.writes = 0                           # writes started (the idle memory trim watches it)
         self.active: _Active | None = None
         self.paused: str | None = "starting"      # why deliveries wait, or None
         self._said: str | None = None
@@ -214,6 +215,7 @@ class EndpointDelivery:
                 await self.ack([by_origin[p.origin] for p in chunk if p.origin in by_origin])
 
         self._inflight += 1
+        self.writes += 1
         try:
             await runner.deliver(items, chunk_done)
         finally:

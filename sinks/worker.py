@@ -149,6 +149,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     backlog = RetryBacklog(settings, gid, endpoint, topics)
     app.timer(2.0)(backlog.measure)
     app.timer(1.0)(delivery.watch)
+    app.timer(5.0)(MemoryTrim(delivery).maybe_trim)
 
     @app.on_partitions_revoked.connect
     async def finish_before_handing_over(app, revoked, **kwargs) -> None:
@@ -197,6 +198,40 @@ def read_progress(app: faust.App, topic: str) -> dict:
             position = state.position if state.has_valid_position else None
             out[(tp.topic, tp.partition)] = (position, app.consumer._read_offset.get(tp), state.highwater)
     return out
+
+
+class MemoryTrim:
+    """Give freed memory back to the system once the worker is idle (after a backlog drained, say).
+
+    CPython frees objects but glibc keeps the pages for reuse, so a worker that drained a million
+    retries would otherwise keep its peak RSS for good. Idle means no write for 10 s.
+    """
+
+    def __init__(self, delivery: EndpointDelivery) -> None:
+        self.delivery = delivery
+        self.last_writes = -1
+        self.quiet_since = 0.0
+        self.trimmed = True
+        try:
+            import ctypes
+
+            self.trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            self.trim = None
+
+    async def maybe_trim(self) -> None:
+        import gc
+        import time
+
+        writes = self.delivery.writes
+        now = time.monotonic()
+        if writes != self.last_writes:
+            self.last_writes, self.quiet_since, self.trimmed = writes, now, False
+            return
+        if self.trim is not None and not self.trimmed and now - self.quiet_since >= 10:
+            gc.collect()
+            self.trim(0)
+            self.trimmed = True
 
 
 class RetryBacklog:
