@@ -296,56 +296,39 @@ async def failover(cluster_dir: Path, log_dir, n=10_000) -> dict:
     return r
 
 
+async def crm_fault(rig: Rig, n: int, rate: float, at: int, spec: dict, lasts_s: float = 0.0) -> dict:
+    """Produce ``n`` at ``rate``; after the ``at``-th, the fake CRM gets the fault ``spec`` (see
+    sinks.fakes); drain time counts from the fault's end."""
+    last = [time.monotonic()]
+
+    async def fault():
+        await asyncio.to_thread(rig.control, spec)
+        last[0] = time.monotonic() + lasts_s
+
+    try:
+        await rig.produce(n, rate, faults={at: fault})
+        return await rig.finish(n, last[0])
+    finally:
+        await rig.stop()
+
+
 async def outage(kafka, log_dir, n=10_000) -> dict:
     """The CRM answers 503 to everything for 30 s while activities keep coming."""
     rig = await Rig(kafka, log_dir, "outage").start()
-    last = [time.monotonic()]
-
-    async def down():
-        await asyncio.to_thread(rig.control, {"fail": {"status": 503, "seconds": 30}})
-        last[0] = time.monotonic() + 30
-
-    try:
-        await rig.produce(n, 400, faults={n // 5: down})
-        r = await rig.finish(n, last[0])
-    finally:
-        await rig.stop()
-    return r
+    return await crm_fault(rig, n, 400, n // 5, {"fail": {"status": 503, "seconds": 30}}, lasts_s=30)
 
 
 async def storm(kafka, log_dir, n=10_000) -> dict:
     """A 429 storm with two sink workers on the endpoint: ten throttles in a row, 2 s Retry-After each."""
     rig = await Rig(kafka, log_dir, "storm", sinks=2, crm_latency_ms=20).start()
     await asyncio.sleep(8)  # both workers in the group
-    last = [time.monotonic()]
-
-    async def throttle():
-        await asyncio.to_thread(rig.control, {"throttle": {"retry_after": 2, "count": 10}})
-        last[0] = time.monotonic()
-
-    try:
-        await rig.produce(n, 500, faults={n // 4: throttle})
-        r = await rig.finish(n, last[0])
-    finally:
-        await rig.stop()
-    return r
+    return await crm_fault(rig, n, 500, n // 4, {"throttle": {"retry_after": 2, "count": 10}})
 
 
 async def slow(kafka, log_dir, n=10_000) -> dict:
     """A slow CRM: 30 requests take 3 s each against a 1 s timeout (the CRM may store what timed out)."""
     rig = await Rig(kafka, log_dir, "slow", endpoint={"timeout_s": 1}).start()
-    last = [time.monotonic()]
-
-    async def slow_down():
-        await asyncio.to_thread(rig.control, {"slow": {"ms": 3000, "count": 30}})
-        last[0] = time.monotonic()
-
-    try:
-        await rig.produce(n, 500, faults={n // 4: slow_down})
-        r = await rig.finish(n, last[0])
-    finally:
-        await rig.stop()
-    return r
+    return await crm_fault(rig, n, 500, n // 4, {"slow": {"ms": 3000, "count": 30}})
 
 
 async def backlog(kafka, log_dir, n=1_000_000) -> dict:
