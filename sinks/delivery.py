@@ -159,8 +159,8 @@ class EndpointDelivery:
             runner.share = self.share
             if previous is not None:
                 runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
-                if runner.window is not None and previous.runner.window is not None:
-                    runner.window._log, runner.window._used = previous.runner.window._log, previous.runner.window._used
+                if runner.window is not None:
+                    runner.window.carry_over(previous.runner.window)
             self.active = _Active(ep, sink, runner)
             self._resume()
             self._say(f"provider {ep.provider}, batch {runner.batch_size}, "

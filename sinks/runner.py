@@ -203,10 +203,10 @@ class RequestWindow:
         self._log.append((now, cost))
         self._used += cost
 
-    @property
-    def used(self) -> int:
-        self._prune(time.monotonic())
-        return self._used
+    def carry_over(self, previous: "RequestWindow | None") -> None:
+        """After a settings change: the requests already spent still count against the new budget."""
+        if previous is not None:
+            self._log, self._used = previous._log, previous._used
 
 
 @dataclass

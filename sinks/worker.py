@@ -28,7 +28,7 @@ from streams import headers as H
 from streams import metrics as stream_metrics
 from streams.avro import decode_any, decode_single_object, reader_schema_without
 from streams.configtable import ConfigTable
-from streams.faustapp import GracefulStop, commit, make_app, run_worker, stop_now
+from streams.faustapp import GracefulStop, commit, hold_batch, make_app, run_worker, stop_now
 from streams.routing import Routing, catalog_for
 from streams.settings import Settings
 from streams.topics import Topics, partition_ids
@@ -117,10 +117,6 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         async for events in stream.take_events(size, within=linger):
             yield [ev.message for ev in events]
 
-    async def hold() -> None:
-        # Never returns: moving on would let Faust acknowledge the batch in hand, which was not delivered.
-        await asyncio.Event().wait()
-
     async def done(messages) -> None:
         """A batch is delivered (or on a retry tier, or dead-lettered): acknowledge and commit it now, so
         neither a stop nor a crash after this point sends it again."""
@@ -132,7 +128,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     async def deliver_to_endpoint(stream):
         async for messages in batches(stream):
             if delivery.stopping:
-                await hold()  # stopping: this batch stays unacknowledged, for the partition's next owner
+                await hold_batch()  # stopping: this batch stays unacknowledged, for the partition's next owner
             await delivery.deliver(messages)
             await done(messages)
 
@@ -140,7 +136,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
         async def retry(stream):
             async for messages in batches(stream):
                 if delivery.stopping:
-                    await hold()
+                    await hold_batch()
                 await delivery.retry(messages)
                 await done(messages)
 

@@ -28,7 +28,7 @@ from .avro import make_codec
 from .configtable import ConfigTable
 from .enrich import Enricher
 from .envelope import MalformedEvent
-from .faustapp import GracefulStop, make_app, run_worker, stop_now
+from .faustapp import GracefulStop, hold_batch, make_app, run_worker, stop_now
 from .routing import Routing, catalog_for
 from .settings import Settings
 from .topics import Topics
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         await config_table.wait_ready()
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
             if state["stopping"]:
-                await asyncio.Event().wait()  # moving on would let Faust acknowledge this unprocessed batch
+                await hold_batch()
             state["busy"] = True
             try:
                 messages = [ev.message for ev in events]

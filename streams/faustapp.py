@@ -80,6 +80,12 @@ def run_worker(app: faust.App, loglevel: str) -> None:
     worker.execute_from_commandline()
 
 
+async def hold_batch() -> None:
+    """For an agent that is stopping: never returns. Moving on to the next batch would let Faust
+    acknowledge the batch in hand, which was not processed; it stays for the partition's next owner."""
+    await asyncio.Event().wait()
+
+
 async def commit(app: faust.App) -> None:
     """Commit what the agents acknowledged (at most 10 s; what is not committed is processed again)."""
     try:
