@@ -155,6 +155,11 @@ class Sink:
         least this long between writes, e.g. Salesforce as its daily API allocation runs low."""
         return 0.0
 
+    def write_timeout_s(self, n: int) -> float | None:
+        """How long a write of ``n`` records may take in all before the runner gives up on it (None:
+        the endpoint's default, three request timeouts): a one-record-per-request API needs more."""
+        return None
+
     def request_cost(self, n: int) -> int:
         """How many requests a write of ``n`` records counts for against the endpoint's request
         budget (``rate_window``): 1 for one HTTP request; a Dataverse ``$batch`` counts each part."""

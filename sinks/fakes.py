@@ -23,6 +23,7 @@ Production code never imports this module.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import secrets
@@ -185,6 +186,20 @@ class FaultyFake(FakeServer):
             return self.fault_response(self._fail_status)
         return None
 
+    async def fault_or_json(self, request: web.Request, invalid: dict) -> tuple[web.Response | None, object]:
+        """A write handler's start after its auth check: the injected fault's answer, or the JSON
+        body (a body that is not JSON answers 400 with the vendor's ``invalid`` error body)."""
+        fault = await self.faults()
+        if fault is not None:
+            self.log(fault.status)
+            return fault, None
+        try:
+            body = await request.json()
+        except ValueError:
+            self.log(400)
+            return web.json_response(invalid, status=400), None
+        return None, body
+
     def log(self, status: int, records: int = 0) -> None:
         self.requests.append({"at": time.time(), "status": status, "records": records})
 
@@ -205,7 +220,38 @@ class FaultyFake(FakeServer):
     async def handle_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
 
+    def listing(self) -> list:
+        """What the fake stored, as plain JSON rows (``GET /activities`` and ``GET /``)."""
+        return []
+
+    async def handle_listing(self, request: web.Request) -> web.Response:
+        return web.json_response(self.listing())
+
+    def listing_routes(self, app: web.Application) -> None:
+        """``GET /activities`` and ``GET /`` list what was stored; plus the control routes."""
+        app.router.add_get("/activities", self.handle_listing)
+        app.router.add_get("/", self.handle_listing)
+        self.control_routes(app)
+
     def control_routes(self, app: web.Application) -> None:
         app.router.add_post("/_control", self.handle_control)
         app.router.add_post("/_reset", self.handle_reset)
         app.router.add_get("/_stats", self.handle_stats)
+
+
+def fake_main(module: str, description: str, port: int, make, banner: str, username: str | None = None,
+              extra=None) -> None:
+    """A fake's ``python -m`` entry point: ``--host``, ``--port``, ``--latency-ms`` (and ``--username``,
+    plus what ``extra(parser)`` adds); ``make(args)`` builds the fake, which then serves until stopped."""
+    ap = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ap.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    if username is not None:
+        ap.add_argument("--username", default=username, help=f"the user the fake accepts (default {username})")
+    ap.add_argument("--latency-ms", type=float, default=0, help="answer every write request this much later")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args()
+    fake = make(args)
+    fake.control({"latency_ms": args.latency_ms})
+    fake.serve_forever(args.host, args.port, banner)

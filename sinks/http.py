@@ -24,12 +24,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 import aiohttp
 
-from .contract import (AuthExpired, FatalError, PayloadTooLarge, RetriableError, Sink, SinkContext, SinkError,
-                       Throttled)
+from .contract import (AuthExpired, Delivery, FatalError, PayloadTooLarge, RecordFailure, RetriableError, Sink,
+                       SinkContext, SinkError, Throttled)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -168,3 +168,53 @@ class HttpSink(Sink):
             if error is not None:
                 raise error
         return resp
+
+
+class PerRecordSink(HttpSink):
+    """Base of providers whose API takes one record per request (iMIS, Aptify, Personify): a batch
+    becomes that many requests, at most ``settings.concurrency`` at a time.
+
+    The first request of a write goes alone (a canary): an expired token, a throttle or a server
+    that is down then costs one request, not ``concurrency``. After any retriable answer no new
+    request starts; the records not yet sent are returned with that error, and the runner tries
+    them again in-process (after the Retry-After, or a new token) and then on the retry tiers.
+    A record's own refusal (a 4xx) fails that record alone.
+
+        class MySink(PerRecordSink):
+            async def write_one(self, d: Delivery) -> None: ...   # raise SinkError on failure
+    """
+
+    async def write_one(self, d: Delivery) -> None:
+        raise NotImplementedError
+
+    def write_timeout_s(self, n: int) -> float:
+        rounds = 1 + -(-max(0, n - 1) // max(1, self.ctx.settings.concurrency))
+        return rounds * self.ctx.settings.timeout_s * 2 + 5
+
+    async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
+        return await write_each(batch, self.write_one, self.ctx.settings.concurrency)
+
+
+async def write_each(batch: Sequence[Delivery], one: Callable[[Delivery], Awaitable[None]],
+                     concurrency: int) -> list[RecordFailure]:
+    """One call of ``one`` per record (see :class:`PerRecordSink`); failures by record index."""
+    failures: list[RecordFailure] = []
+    stop: list[SinkError] = []
+    sem = asyncio.Semaphore(max(1, concurrency))
+
+    async def run(i: int, d: Delivery) -> None:
+        async with sem:
+            if stop:
+                failures.append(RecordFailure(i, stop[0]))
+                return
+            try:
+                await one(d)
+            except SinkError as exc:
+                failures.append(RecordFailure(i, exc))
+                if exc.retriable and not stop:
+                    stop.append(exc)
+
+    if batch:
+        await run(0, batch[0])
+        await asyncio.gather(*(run(i, d) for i, d in enumerate(batch) if i))
+    return sorted(failures, key=lambda f: f.index)

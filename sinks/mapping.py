@@ -8,6 +8,7 @@ any other name, with the list.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from .contract import Delivery
@@ -37,11 +38,26 @@ SOURCES: dict[str, tuple[str, Callable[[Delivery], object]]] = {
     "link_url": ("the link to the activity", lambda d: d.link_url),
     "writeback_code1": ("the subscription's first write-back code", lambda d: d.writeback_code1),
     "writeback_code2": ("the subscription's second write-back code", lambda d: d.writeback_code2),
+    "detail": ("detail:Name is the activity's property Name (e.g. detail:Subject), detail:Name:N cut to N",
+               lambda d: None),
 }
+
+
+def detail(d: Delivery, name: str) -> str | None:
+    """The value of the activity's detail (event property) ``name``, None if it has none."""
+    for k, v in d.details:
+        if k == name:
+            return v
+    return None
+
+
+_DETAIL = re.compile(r"^detail:([A-Za-z_][A-Za-z0-9_]{0,127})(?::(\d+))?$")
 
 
 def _split(source: str) -> tuple[str, int | None]:
     """``description:200`` is the description cut to 200 characters."""
+    if _DETAIL.match(source):
+        return "detail", None
     name, sep, limit = source.partition(":")
     if sep and limit.isdigit() and int(limit) > 0:
         return name, int(limit)
@@ -58,6 +74,10 @@ def check_fields(fields: dict[str, str]) -> dict[str, str]:
 
 
 def value(source: str, d: Delivery) -> object:
+    m = _DETAIL.match(source)
+    if m:
+        v = detail(d, m.group(1))
+        return v[:int(m.group(2))] if m.group(2) and isinstance(v, str) else v
     name, limit = _split(source)
     v = SOURCES[name][1](d)
     return v[:limit] if limit and isinstance(v, str) else v

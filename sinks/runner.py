@@ -287,15 +287,13 @@ class DeliveryRunner:
             if on_chunk is not None:
                 await on_chunk(chunk)
 
-    async def _deliver_chunk(self, chunk: list[Pending]) -> None:
-        tries = 0
-        reauthenticated = False
+    async def _deliver_chunk(self, chunk: list[Pending], tries: int = 0, reauthenticated: bool = False) -> None:
         while True:
             cost = await self.gate(self.sink.request_cost(len(chunk)))
             try:
                 try:
                     failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),
-                                                      self.write_timeout_s)
+                                                      self.sink.write_timeout_s(len(chunk)) or self.write_timeout_s)
                 finally:
                     self._last_request = time.monotonic()
                     if self.window is not None:
@@ -341,13 +339,32 @@ class DeliveryRunner:
                 await self._route_all(chunk, RetriableError(f"{type(exc).__name__}: {exc}"))
                 return
             failed = {f.index: f.error for f in failures}
+            again = [i for i, e in sorted(failed.items()) if e.retriable]
+            wait = max([failed[i].retry_after or 0 for i in again], default=0) or \
+                self.policy.inline_backoff_s * (2 ** tries)
+            retry_inline = bool(again) and tries < self.policy.inline_attempts and wait <= self.policy.max_inline_wait_s
             now = self.clock.now()
             for i, p in enumerate(chunk):
                 if i in failed:
                     self.honour(failed[i])
-                    await self.route(p, failed[i])
+                    if not (retry_inline and failed[i].retriable):
+                        await self.route(p, failed[i])
                 else:
                     self.outcome.delivered(p, now)
+            if retry_inline:
+                # records that failed on their own but can succeed (a lock, a 5xx or a throttle on
+                # one request of a one-record-per-request API): tried again in-process, like a batch
+                if any(isinstance(failed[i], AuthExpired) for i in again) and not reauthenticated:
+                    reauthenticated = True
+                    try:
+                        await self.sink.reauthenticate()
+                    except Exception as auth_exc:  # noqa: BLE001 - becomes those records' error
+                        await self._route_all([chunk[i] for i in again],
+                                              RetriableError(f"re-authentication failed: {auth_exc}"))
+                        return
+                elif not any(failed[i].retry_after for i in again):
+                    await asyncio.sleep(wait)  # the gate waits out a Retry-After
+                await self._deliver_chunk([chunk[i] for i in again], tries + 1, reauthenticated)
             return
 
     async def _route_all(self, chunk: list[Pending], error: SinkError) -> None:

@@ -162,6 +162,59 @@ class EndpointSettings(BaseModel):
         return self.model_dump(mode="json")
 
 
+def http_url(v: str | None, strip: bool = True) -> str | None:
+    """A field validator's body: an http:// or https:// URL (its trailing slash dropped if ``strip``)."""
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError("an http:// or https:// URL")
+    return v.rstrip("/") if v and strip else v
+
+
+def named_fields(v: dict, pattern: "re.Pattern", what: str, fixed: tuple[str, ...] = ()) -> dict:
+    """A field validator's body for ``fields:`` — every target a valid name of the vendor's kind,
+    none of the ``fixed`` ones (the sink fills those itself), every source known."""
+    from .mapping import check_fields
+
+    for name in v:
+        if not pattern.match(name):
+            raise ValueError(f"{name!r} is not {what}")
+        if name in fixed:
+            raise ValueError(f"{name}: filled by the sink itself, not from fields")
+    return check_fields(v)
+
+
+def fields_setting(defaults: dict[str, str], what: str) -> Any:
+    """The ``fields:`` setting of a provider that writes named fields: ``{what}: source``."""
+    return Field(default_factory=lambda: dict(defaults),
+                 description=f"{what}: source (customer_id, activity_datetime, writeback_code1, writeback_code2, "
+                             f"description, description:N, details, detail:Name, activity_key, link_url, …)")
+
+
+def constants_setting(what: str) -> Any:
+    """The ``constants:`` setting: ``{what}: a fixed value``."""
+    return Field(default_factory=dict, description=f"{what}: a fixed value")
+
+
+class SecretHeaders:
+    """For settings with ``headers_env`` / ``headers_file``: the secret headers, ``Name: value`` lines."""
+
+    def secret_headers(self) -> dict[str, str]:
+        text = self.secret("headers") or ""
+        out = {}
+        for line in text.splitlines():
+            if line.strip():
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise LookupError("secret headers must be 'Name: value' lines")
+                out[name.strip()] = value.strip()
+        return out
+
+
+def require_secret(settings: "EndpointSettings", name: str) -> None:
+    """A model validator's body: ``name_env`` or ``name_file`` must be set."""
+    if not (getattr(settings, f"{name}_env") or getattr(settings, f"{name}_file")):
+        raise ValueError(f"{name}_env or {name}_file is required")
+
+
 class HttpSettings(EndpointSettings):
     """Settings every HTTP provider has."""
 
@@ -239,3 +292,12 @@ def describe_errors(exc: ValidationError) -> list[str]:
         msg = e["msg"].removeprefix("Value error, ")
         out.append(f"settings.{loc}: {msg}" if loc else f"settings: {msg}")
     return out
+
+
+class PerRecordSettings(HttpSettings):
+    """Settings of a provider whose API takes one record per request (see :class:`sinks.http.PerRecordSink`)."""
+
+    max_batch: ClassVar[int] = 100  # records per write; each is its own request
+
+    batch_size: int = Field(50, ge=1, description="activities per write (each is its own request)")
+    concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once for one sink worker")

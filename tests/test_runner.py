@@ -168,3 +168,26 @@ async def test_request_window_never_lets_more_than_the_budget_through():
     for i, start in enumerate(sent):  # any one-second window holds at most 5 requests of cost 2
         assert sum(1 for x in sent if start <= x < start + 1.0) <= 5
     assert w.wait_s(20, t) > 0 and w.wait_s(1, t + 1.0) == 0
+
+
+async def test_records_that_fail_on_their_own_but_can_succeed_are_retried_in_process():
+    """One-record-per-request APIs (iMIS, Aptify …) report a 5xx, a throttle or an expired token of one
+    request as that record's failure: the runner tries just those records again, honouring the wait,
+    and only what still fails goes to a tier (or dead, for a record's own refusal)."""
+    from sinks.contract import RecordFailure
+
+    pub, clock = Recorder(), FakeClock()
+    sink = ScriptedSink([
+        [RecordFailure(0, Throttled("429", status=429, retry_after=7)), RecordFailure(1, FatalError("400 bad")),
+         RecordFailure(2, AuthExpired("401"))],
+        [RecordFailure(1, RetriableError("503", status=503))],   # of [0, 2]: record 2 fails again
+        [RecordFailure(0, RetriableError("503", status=503))],   # of [2]
+    ])
+    start = clock.t
+    await DeliveryRunner("crm", sink, pub, RetryPolicy(inline_attempts=2, inline_backoff_s=0), clock) \
+        .deliver(pendings(3))
+    assert sink.calls == [["act-000000", "act-000001", "act-000002"], "reauth", ["act-000000", "act-000002"],
+                          ["act-000002"]]
+    assert clock.t >= start + 7  # the throttle's Retry-After was waited out before the second try
+    assert [h["activity_key"] for h in pub.deads] == [b"act-000001"]
+    assert [(t, h["activity_key"]) for t, h in pub.retries] == [("1m", b"act-000002")]

@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from sinks.settings import HttpSettings, secret_ref
+from sinks.settings import HttpSettings, SecretHeaders, secret_ref
 
 
-class WebhookSettings(HttpSettings):
+class WebhookSettings(SecretHeaders, HttpSettings):
     max_batch: ClassVar[int] = 1000
 
     url: str = Field(description="where the batches are POSTed: an http:// or https:// URL", max_length=2048)
@@ -26,15 +26,3 @@ class WebhookSettings(HttpSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("an http:// or https:// URL")
         return v
-
-    def secret_headers(self) -> dict[str, str]:
-        """Headers read from ``headers_env`` / ``headers_file`` (``Name: value`` lines)."""
-        text = self.secret("headers") or ""
-        out = {}
-        for line in text.splitlines():
-            if line.strip():
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise LookupError("secret headers must be 'Name: value' lines")
-                out[name.strip()] = value.strip()
-        return out
