@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop clean
+.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop postgres-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,18 @@ run: broker-fetch
 demo: broker-fetch
 	$(PY) -m activity_sync.cli run --max 5 --exit
 
-test: broker-fetch
+## PostgreSQL (Debian's package) for the PostgreSQL activity table's tests, bench and example: installed if missing.
+postgres-install: install
+	$(PY) -m activity_sync.devtools.postgres install
+
+test: broker-fetch postgres-install
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Regenerate the providers' golden request files after a deliberate change to what they send.
 golden: install
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_provider_*.py -k golden
 
-bench: broker-fetch
+bench: broker-fetch postgres-install
 	$(PY) -m bench $(BENCH_ARGS)
 
 broker-start: broker-fetch

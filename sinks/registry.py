@@ -49,6 +49,35 @@ PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in [
                  "sinks.providers.dynamics.settings:DynamicsSettings",
                  "sinks.providers.dynamics.sink:DynamicsSink",
                  "sinks.providers.dynamics.fake:FakeDataverse", "dynamics"),
+    ProviderSpec("imis", "iMIS (ASI REST API): one Activity generic entity per request, bounded concurrency, "
+                         "a duplicate guard by ActivityKey; password or refresh-token grant",
+                 "sinks.providers.imis.settings:ImisSettings", "sinks.providers.imis.sink:ImisSink",
+                 "sinks.providers.imis.fake:FakeImis"),
+    ProviderSpec("netforum", "netFORUM Enterprise (xWeb SOAP 1.1): InsertFacadeObject of CustomerMessagingActivity "
+                             "rows, the rotating token of every answer, SOAP faults classified",
+                 "sinks.providers.netforum.settings:NetforumSettings", "sinks.providers.netforum.sink:NetforumSink",
+                 "sinks.providers.netforum.fake:FakeNetforum", "netforum"),
+    ProviderSpec("ramco", "RAMCO AMS (API v2): CreateEntity form posts, the string delimiter escaped, "
+                          "ResponseCode read from the body",
+                 "sinks.providers.ramco.settings:RamcoSettings", "sinks.providers.ramco.sink:RamcoSink",
+                 "sinks.providers.ramco.fake:FakeRamco"),
+    ProviderSpec("aptify", "Aptify (Services API): GenericEntity AddData, one record per request, "
+                           "AptifyAuthorization token from the Login endpoint",
+                 "sinks.providers.aptify.settings:AptifySettings", "sinks.providers.aptify.sink:AptifySink",
+                 "sinks.providers.aptify.fake:FakeAptify"),
+    ProviderSpec("personify", "Personify360 (Personify Data Services, OData): Create template then Save of the "
+                              "activity entity, HTTP Basic",
+                 "sinks.providers.personify.settings:PersonifySettings",
+                 "sinks.providers.personify.sink:PersonifySink", "sinks.providers.personify.fake:FakePersonify"),
+    ProviderSpec("http", "Configurable HTTP: URL, method, auth, JSON/XML/form body templates, one or a batch a "
+                         "request, answer rules; presets for Impexium, MemberSuite, Association Anywhere, "
+                         "UX Online, YourMembership and the seed vendor's activity webhook",
+                 "sinks.providers.http.settings:HttpSinkSettings", "sinks.providers.http.sink:ConfigurableHttpSink",
+                 "sinks.providers.http.fake:FakeReceiver"),
+    ProviderSpec("postgresql", "PostgreSQL activity table: batched upsert on (endpoint, activity_key), "
+                               "indexes by member, code and date, details as jsonb (asyncpg)",
+                 "sinks.providers.postgresql.settings:PostgresSettings",
+                 "sinks.providers.postgresql.sink:PostgresSink", None, "postgresql"),
     ProviderSpec("activity-history", "append-only SQLite store, queried with `activity-sync history`",
                  "sinks.providers.activity_history.settings:HistorySettings",
                  "sinks.providers.activity_history.sink:ActivityHistorySink", None, None, ("activity-history",)),

@@ -40,6 +40,18 @@ def kafka(tmp_path_factory) -> KafkaSettings:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server (Debian's package, installed if missing) per test session."""
+    from activity_sync.devtools.postgres import LocalPostgres
+
+    server = LocalPostgres().start()  # raises PostgresError with the reason if it cannot start
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def settings(kafka, tmp_path) -> Settings:
     """Settings with a topic prefix and app id of this test's own, topics created."""

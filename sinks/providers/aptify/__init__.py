@@ -1,0 +1,1 @@
+"""Aptify (Services API): settings, sink and fake."""

@@ -1,0 +1,1 @@
+"""The configurable HTTP sink: settings with presets, sink, and a fake receiver."""

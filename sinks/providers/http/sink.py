@@ -1,0 +1,186 @@
+"""The configurable HTTP sink: for AMSs whose write API is the association's own endpoint.
+
+What it sends is configuration (:mod:`.settings`): URL and method; authentication (fixed headers
+whose secret values come from a file or the environment, HTTP Basic, a static bearer token, or
+OAuth 2.0 client credentials per RFC 6749 section 4.4, the token kept until its ``expires_in`` or
+a 401); the body as a JSON or XML template or form fields (:mod:`.template`); one activity per
+request (``concurrency`` at once, :func:`sinks.http.write_each`) or a batch per request.
+
+How it reads the answer: a status in ``success_statuses`` (default any 2xx) or
+``duplicate_statuses`` (default 409: the receiver already has it) is success; otherwise 429 and
+5xx are retriable (Retry-After honoured), 401 renews the token (oauth2) or waits (others), 413
+splits a batch, any other 4xx is that request's records' own refusal. In batch mode with
+``results_path``, the JSON answer's per-record results (matched by ``result_key_field``, else in
+order) fail records one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Sequence
+
+from sinks.contract import (AuthExpired, Delivery, MappingError, RecordFailure, RetriableError, SinkError)
+from sinks.http import HttpResponse, HttpSink, Token, classify_http, write_each
+
+from . import template as T
+
+
+def dig(doc, path: str):
+    for part in path.split("."):
+        if isinstance(doc, dict):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return None
+    return doc
+
+
+class ConfigurableHttpSink(HttpSink):
+    provider = "http"
+
+    async def setup(self) -> None:
+        s = self.ctx.settings
+        self.static_headers = {**s.headers}
+        if s.auth == "headers":
+            self.static_headers.update(s.secret_headers())
+        elif s.auth == "basic":
+            pair = f"{s.username}:{s.secret('password')}".encode()
+            self.static_headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        elif s.auth == "bearer":
+            self.static_headers["Authorization"] = f"Bearer {s.secret('bearer_token')}"
+        elif s.auth == "oauth2":
+            self._client_secret = s.secret("oauth_client_secret")
+        if s.body_format == "json":
+            self._template, self._wrapper = s.json_template(), s.json_wrapper()
+
+    def __repr__(self) -> str:
+        return f"ConfigurableHttpSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
+
+    def write_timeout_s(self, n: int) -> float | None:
+        s = self.ctx.settings
+        if s.mode == "batch":
+            return None
+        return (1 + -(-max(0, n - 1) // s.concurrency)) * s.timeout_s * 2 + 5
+
+    # ------------------------------------------------------------------ auth
+    async def authenticate(self) -> Token | None:
+        s = self.ctx.settings
+        if s.auth != "oauth2":
+            return None
+        form = {"grant_type": "client_credentials", "client_id": s.oauth_client_id,
+                "client_secret": self._client_secret}
+        if s.oauth_scope:
+            form["scope"] = s.oauth_scope
+        resp = await self.request("POST", s.oauth_endpoint, data=form, headers={"Accept": "application/json"},
+                                  classify=False)
+        body = resp.json(default={})
+        if resp.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
+            error = body.get("error") if isinstance(body, dict) else None
+            raise RetriableError(f"token request refused (HTTP {resp.status}){': ' + str(error) if error else ''}",
+                                 status=resp.status)
+        expires = body.get("expires_in")
+        return Token(body["access_token"], time.monotonic() + float(expires) if expires else None)
+
+    async def headers(self) -> dict:
+        h = dict(self.static_headers)
+        if self.ctx.settings.auth == "oauth2":
+            h["Authorization"] = f"Bearer {(await self.token()).value}"
+        return h
+
+    # ------------------------------------------------------------------ answers
+    def classify(self, resp: HttpResponse) -> SinkError | None:
+        s = self.ctx.settings
+        if resp.status in s.duplicate_statuses:
+            return None
+        if s.success_statuses:
+            if resp.status in s.success_statuses:
+                return None
+        elif 200 <= resp.status < 300:
+            return None
+        err = classify_http(resp.status, resp.text[:300], resp.headers.get("Retry-After"))
+        if err is None:  # a 2xx outside success_statuses
+            return RetriableError(f"HTTP {resp.status} is not one of success_statuses {s.success_statuses}",
+                                  status=resp.status)
+        if isinstance(err, AuthExpired) and s.auth != "oauth2":
+            return RetriableError(str(err), status=401)  # nothing to renew: wait for the operator
+        return err
+
+    # ------------------------------------------------------------------ bodies
+    def render(self, d: Delivery):
+        s = self.ctx.settings
+        if s.body_format == "json":
+            return T.render_json(self._template, d)
+        if s.body_format == "xml":
+            return T.render_xml(s.template, d)
+        return T.render_form(s.form_fields, d)
+
+    async def send(self, payload) -> HttpResponse:
+        s = self.ctx.settings
+        headers = await self.headers()
+        if s.body_format == "json":
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            headers.setdefault("Content-Type", "application/json")
+            return await self.request(s.method, s.url, data=data, headers=headers)
+        if s.body_format == "xml":
+            headers.setdefault("Content-Type", "application/xml; charset=utf-8")
+            return await self.request(s.method, s.url, data=('<?xml version="1.0" encoding="utf-8"?>' + payload)
+                                      .encode(), headers=headers)
+        return await self.request(s.method, s.url, data=payload, headers=headers)
+
+    # ------------------------------------------------------------------ write
+    async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
+        if not batch:
+            return []
+        s = self.ctx.settings
+        if s.mode == "one":
+            return await write_each(batch, self.write_one, s.concurrency)
+        failures, items, index = [], [], []
+        for i, d in enumerate(batch):
+            if not d.customer_id:
+                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member")))
+                continue
+            items.append(self.render(d))
+            index.append(i)
+        if not items:
+            return failures
+        body = T.wrap_json(self._wrapper, items) if s.body_format == "json" else T.wrap_xml(s.xml_wrapper(), items)
+        resp = await self.send(body)
+        if s.results_path:
+            failures += self.read_results(resp, [batch[i] for i in index], index)
+        return sorted(failures, key=lambda f: f.index)
+
+    async def write_one(self, d: Delivery) -> None:
+        if not d.customer_id:
+            raise MappingError("no customer ID: the activity names no member")
+        await self.send(self.render(d))
+
+    def read_results(self, resp: HttpResponse, sent: list[Delivery], index: list[int]) -> list[RecordFailure]:
+        s = self.ctx.settings
+        results = dig(resp.json(), s.results_path)
+        if not isinstance(results, list):
+            raise RetriableError(f"the answer has no list at {s.results_path!r}")
+        if s.result_key_field:
+            by_key = {str(r.get(s.result_key_field)): r for r in results if isinstance(r, dict)}
+            picked = [by_key.get(d.activity_key) for d in sent]
+        else:
+            picked = results + [None] * (len(sent) - len(results))
+        out = []
+        for pos, r in zip(index, picked):
+            if not isinstance(r, dict):
+                out.append(RecordFailure(pos, RetriableError("the receiver gave no result for this record")))
+                continue
+            status, error = r.get(s.result_status_field), str(r.get(s.result_error_field) or "")
+            if isinstance(status, bool):
+                err = None if status else classify_http(400, error)
+            else:
+                try:
+                    code = int(status) if status is not None else 200
+                except (TypeError, ValueError):
+                    code = 500
+                err = None if code in s.duplicate_statuses else classify_http(code, error)
+            if err is not None:
+                out.append(RecordFailure(pos, err))
+        return out

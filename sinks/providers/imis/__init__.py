@@ -1,0 +1,1 @@
+"""iMIS (ASI REST API): settings, sink and fake."""

@@ -1,0 +1,1 @@
+"""netFORUM Enterprise (xWeb SOAP 1.1): settings, sink and fake."""

@@ -1,0 +1,1 @@
+"""Personify360 (Personify Data Services): settings, sink and fake."""

@@ -1,0 +1,1 @@
+"""RAMCO AMS (API v2): settings, sink and fake."""
