@@ -55,7 +55,7 @@ def check_config_file(path) -> None:
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
                   "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
-                  "the Salesforce and Dataverse fakes when the config points at them")
+                  "the providers' fakes (and a local PostgreSQL) when the config points at them")
 
 
 class Ports:
@@ -81,7 +81,8 @@ class Ports:
         k = kafka or 9092
         wanted = {"kafka": k, "controller": k + 1, "fake CRM": 8085, "stream metrics": 6066}
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
-        wanted.update({name: {"fake Salesforce": 8086, "fake Dataverse": 8087}[name] for name in fakes})
+        from sinks.embedded import FAKE_PORTS
+        wanted.update({name: FAKE_PORTS[name] for name in fakes})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -225,6 +226,8 @@ async def run_embedded(args) -> int:
                     print(f"waiting for the {name} to acknowledge them ...", flush=True)
                     await sinks_embedded.report_deliveries(url, expect=len(seed_lines()), timeout=60, name=name,
                                                            ca_file=ca)
+                if "local PostgreSQL" in sinks_embedded.fakes_needed(emb.doc):
+                    await sinks_embedded.report_postgres(emb, expect=len(seed_lines()))
             return 0
         print("pipeline running; Ctrl-C to stop", flush=True)
         while all(p.poll() is None for _, p in emb.procs):
@@ -248,7 +251,8 @@ def watched_fakes(emb) -> list[tuple[str, str, Path | None]]:
     urls = sinks_embedded.fake_urls(emb)
     used = [n for n in urls if n != "fake CRM"]
     if any((e.get("provider") or (e.get("settings") or {}).get("sink")) == "webhook"
-           for e in sinks_embedded.enabled_endpoints(emb.doc)) or not used:
+           for e in sinks_embedded.enabled_endpoints(emb.doc)) or \
+            not (used or "local PostgreSQL" in sinks_embedded.fakes_needed(emb.doc)):
         used.insert(0, "fake CRM")
     return [(n, urls[n], emb.var / "fake-ca.pem" if n == "fake Dataverse" else None) for n in used]
 
