@@ -136,12 +136,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--only", choices=["stream", "sink", "providers"], default=None)
+    ap.add_argument("--only", choices=["stream", "sink", "providers", "ams"], default=None,
+                    help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
+                         "(the AMS providers and PostgreSQL only)")
     args = ap.parse_args()
-    if args.only == "providers":  # no broker needed
-        from bench.providers import bench_providers
+    if args.only in ("providers", "ams"):  # no broker needed
+        from bench.providers import bench_ams_providers, bench_providers
 
-        asyncio.run(bench_providers())
+        if args.only == "providers":
+            asyncio.run(bench_providers())
+        asyncio.run(bench_ams_providers())
         return 0
     log_dir = tempfile.mkdtemp(prefix="activity-sync-bench-")
     broker = None
@@ -171,6 +175,8 @@ def main() -> int:
             from bench.providers import bench_providers
 
             asyncio.run(bench_providers())
+            from bench.providers import bench_ams_providers
+            asyncio.run(bench_ams_providers())
     finally:
         if broker:
             broker.stop()

@@ -27,6 +27,9 @@ from sinks.runner import DeliveryRunner, Pending, RetryPolicy
 from sinks.testing import Recorder, sample_deliveries
 
 SECRET = "bench-secret-" + os.urandom(6).hex()
+SECRET_ENVS = ("ACTIVITY_SYNC_SALESFORCE_SECRET", "ACTIVITY_SYNC_DYNAMICS_SECRET", "ACTIVITY_SYNC_IMIS_PASSWORD",
+               "ACTIVITY_SYNC_NETFORUM_PASSWORD", "ACTIVITY_SYNC_RAMCO_KEY", "ACTIVITY_SYNC_APTIFY_PASSWORD",
+               "ACTIVITY_SYNC_PERSONIFY_PASSWORD", "ACTIVITY_SYNC_HTTP_SECRET")
 
 
 class Fake:
@@ -36,7 +39,7 @@ class Fake:
         cmd = [sys.executable, "-m", module, "--port", str(self.port), *args]
         if https:
             cmd += ["--ca-file", str(self.ca)]
-        env = dict(os.environ, ACTIVITY_SYNC_SALESFORCE_SECRET=SECRET, ACTIVITY_SYNC_DYNAMICS_SECRET=SECRET)
+        env = dict(os.environ, **{k: SECRET for k in SECRET_ENVS})
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
@@ -62,16 +65,18 @@ class Fake:
         self.proc.wait(10)
 
 
-async def run_sink(provider: str, settings: dict, n: int, env: dict, policy: RetryPolicy | None = None) -> dict:
+async def run_sink(provider: str, settings: dict, n: int, env: dict, policy: RetryPolicy | None = None,
+                   members: int = 5000) -> dict:
     os.environ.update(env)
     s = parse_settings(provider, settings)
     sink = sink_class(provider)()
     statuses: list = []
     await sink.start(SinkContext("bench", s, statuses.append))
-    deliveries = sample_deliveries(n, endpoint="bench", customer=lambda i: f"member-{i % 5000}")
+    deliveries = sample_deliveries(n, endpoint="bench", customer=lambda i: f"member-{i % members}")
     pub = Recorder()
     runner = DeliveryRunner.for_endpoint("bench", sink, pub, s, policy=policy or RetryPolicy(inline_attempts=2))
-    await sink.token()  # the first token is start-up, not throughput
+    if hasattr(sink, "token"):
+        await sink.token()  # the first token is start-up, not throughput
     t0 = time.monotonic()
     try:
         await runner.deliver([Pending(d, b"k", b"v", ("t", 0, i)) for i, d in enumerate(deliveries)])
@@ -80,6 +85,59 @@ async def run_sink(provider: str, settings: dict, n: int, env: dict, policy: Ret
         await sink.stop()
     return {"seconds": took, "records_per_s": n / took, "statuses": statuses, "retried": len(pub.retries),
             "dead": len(pub.deads)}
+
+
+async def bench_ams_providers(n: int = 2_000) -> None:
+    """The AMS providers, each against its fake in its own process answering in 20 ms, with their
+    default batch size and concurrency; PostgreSQL: rows/s into a real server."""
+    tmp = Path(tempfile.mkdtemp(prefix="activity-sync-bench-ams-"))
+    env = {"BENCH_SECRET": SECRET, "BENCH_HEADERS": f"X-Api-Key: {SECRET}"}
+    print("\n== AMS providers: sink + runner -> fake API in its own process, 20 ms a response ==", flush=True)
+    cases = [
+        ("imis", "one Activity per request, 4 at once, duplicate guard (GET then POST)", [], lambda u: {
+            "site_url": u, "username": "activity-sync", "password_env": "BENCH_SECRET"}, ""),
+        ("imis", "the same without the duplicate guard", [], lambda u: {
+            "site_url": u, "username": "activity-sync", "password_env": "BENCH_SECRET", "duplicate_guard": False}, ""),
+        ("netforum", "InsertFacadeObject, 25 rows a call, every member new (a lookup each)", [], lambda u: {
+            "url": u + "/xweb/secure/netforumxml.asmx", "username": "xweb-user", "password_env": "BENCH_SECRET"}, 5000),
+        ("netforum", "the same, 100 members (their e-mail keys cached after the first)", [], lambda u: {
+            "url": u + "/xweb/secure/netforumxml.asmx", "username": "xweb-user", "password_env": "BENCH_SECRET"}, 100),
+        ("ramco", "one CreateEntity per request, 4 at once, duplicate guard", [], lambda u: {
+            "url": u + "/api/v2/", "api_key_env": "BENCH_SECRET"}, ""),
+        ("aptify", "one AddData per request, 4 at once", [], lambda u: {
+            "url": u + "/AptifyServicesAPI", "username": "activity-sync", "password_env": "BENCH_SECRET"}, ""),
+        ("personify", "one Save per request, 4 at once", [], lambda u: {
+            "url": u + "/PersonifyDataServices/PersonifyData.svc", "username": "activity-sync",
+            "password_env": "BENCH_SECRET"}, ""),
+        ("http", "activity_webhook preset: one POST per activity, 4 at once", [], lambda u: {
+            "preset": "activity_webhook", "url": u + "/activities", "headers_env": "BENCH_HEADERS"}, ""),
+        ("http", "batch of 100 a POST, per-record results", ["--auth", "none"], lambda u: {
+            "url": u + "/activities", "mode": "batch", "batch_size": 100, "results_path": "results",
+            "result_key_field": "ActivityKey", "template": '{"ActivityKey": "{{activity_key}}", '
+                                                           '"ContributorMemberKey": "{{customer_id}}"}'}, ""),
+    ]
+    for provider, what, args, settings, members in cases:
+        fake = Fake(f"sinks.providers.{provider}.fake", ["--latency-ms", "20", *args], False, tmp)
+        try:
+            r = await run_sink(provider, settings(fake.url), n, env, members=members or 5000)
+            st = fake.stats()
+            print(f"  {provider + ': ' + what:78} {r['records_per_s']:8,.0f} records/s ({st['stored']} stored of "
+                  f"{n} in {r['seconds']:.1f}s, {st['requests']} write requests)", flush=True)
+        finally:
+            fake.stop()
+    from activity_sync.devtools.postgres import LocalPostgres
+
+    print("\n== PostgreSQL activity table: batched upsert into a real server (Debian's package) ==", flush=True)
+    with LocalPostgres() as pg:
+        for batch, rows in ((1000, 100_000), (100, 20_000)):
+            r = await run_sink("postgresql", {"dsn": pg.dsn, "password_env": "BENCH_PG", "table": f"bench_{batch}",
+                                              "batch_size": batch}, rows, {"BENCH_PG": pg.password})
+            print(f"  {'postgresql: upsert of ' + str(batch) + ' rows a statement, ' + str(rows) + ' rows':78} "
+                  f"{r['records_per_s']:8,.0f} rows/s ({r['seconds']:.1f}s)", flush=True)
+        r = await run_sink("postgresql", {"dsn": pg.dsn, "password_env": "BENCH_PG", "table": "bench_1000",
+                                          "batch_size": 1000}, 100_000, {"BENCH_PG": pg.password})
+        print(f"  {'postgresql: the same 100,000 again (every row an update: redelivery)':78} "
+              f"{r['records_per_s']:8,.0f} rows/s ({r['seconds']:.1f}s)", flush=True)
 
 
 async def bench_providers(n: int = 20_000) -> None:
