@@ -285,6 +285,45 @@ def show_providers(schema: bool) -> int:
     return 0
 
 
+def postgres_migrate(config: str, name: str) -> int:
+    """Create the table and indexes of the postgresql endpoint ``name`` (idempotent)."""
+    from sinks.registry import SettingsError, parse_endpoint
+    from streams.routing import endpoint_from_dict, read_config_file
+
+    try:
+        raw = next((e for e in read_config_file(config).get("endpoints") or [] if e.get("name") == name), None)
+        if raw is None or raw.get("provider") != "postgresql":
+            print(f"error: {config} has no postgresql endpoint named {name!r}", file=sys.stderr)
+            return 2
+        s = parse_endpoint(endpoint_from_dict(raw))
+    except (OSError, ValueError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        import asyncpg
+
+        from sinks.providers.postgresql.sink import migrate
+
+        pool = await asyncpg.create_pool(s.dsn, password=s.secret("password"), min_size=1, max_size=1,
+                                         timeout=s.timeout_s)
+        try:
+            await migrate(pool, s.schema_name, s.table)
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(go())
+    except (OSError, LookupError, asyncio.TimeoutError) as exc:
+        print(f"error: cannot reach PostgreSQL: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # asyncpg's server errors (a missing privilege, a wrong password)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f'"{s.schema_name}"."{s.table}" and its indexes are in place')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="activity-sync", description="Member activities from Kafka into AMS/CRM systems")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -337,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     hi.add_argument("--limit", type=int, default=100)
     pv = sub.add_parser("providers", help="list the providers and their settings")
     pv.add_argument("--schema", action="store_true", help="print each provider's settings as JSON Schema")
+    pm = sub.add_parser("postgres-migrate", help="create a postgresql endpoint's activity table and indexes "
+                                                 "(for endpoints with create_table: false)")
+    pm.add_argument("endpoint", help="the postgresql endpoint's name in the config")
+    pm.add_argument("--config", default=os.environ.get("ACTIVITY_SYNC_CONFIG") or str(bundled("embedded.yaml")),
+                    help="the YAML config naming the endpoint (default: $ACTIVITY_SYNC_CONFIG)")
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.add_argument("--port", type=int, default=8085)
     args = ap.parse_args(argv)
@@ -378,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "providers":
         return show_providers(args.schema)
+    if args.cmd == "postgres-migrate":
+        return postgres_migrate(args.config, args.endpoint)
     if args.cmd == "run":
         try:
             return asyncio.run(run_embedded(args))

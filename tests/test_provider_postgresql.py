@@ -198,3 +198,33 @@ class TestPostgresContract(ProviderContract):
                 await sink.write(sample_deliveries(2)[1:])
         finally:
             await sink.stop()
+
+
+async def test_postgres_migrate_creates_the_table_for_an_endpoint_that_does_not(postgres, tmp_path):
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    table = f"m_{uuid.uuid4().hex[:8]}"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"endpoints": [{"name": "pg", "provider": "postgresql", "tenant": "*", "settings": {
+        "dsn": postgres.dsn, "password_env": "MIGRATE_PW", "table": table, "create_table": False}}],
+        "subscriptions": []}))
+    env = dict(os.environ, MIGRATE_PW=postgres.password)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "activity_sync.cli", "postgres-migrate", *args, "--config",
+                               str(cfg)], env=env, capture_output=True, text=True)
+
+    ok, missing = await asyncio.to_thread(cli, "pg"), await asyncio.to_thread(cli, "other")
+    assert ok.returncode == 0 and table in ok.stdout
+    assert missing.returncode == 2 and "no postgresql endpoint named 'other'" in missing.stderr
+    c = await asyncpg.connect(postgres.dsn, password=postgres.password)
+    try:
+        indexes = {r[0] for r in await c.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1", table)}
+    finally:
+        await c.close()
+    assert {f"{table}_pkey", f"{table}_member_idx", f"{table}_code_idx", f"{table}_date_idx"} == indexes
