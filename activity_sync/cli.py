@@ -24,13 +24,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streams.envvars import env_int
+from streams.errors import UsageError, guarded
 from streams.settings import Settings
 from streams.tools import (bundled, cmd_topics, produce_lines, publish_config, seed_lines, tail)
 from streams.topics import Topics
 
 
-class UsageError(Exception):
-    """Something the user gave cannot be used: one line on stderr, exit status 2, no traceback."""
+
 
 
 def check_config_file(path) -> None:
@@ -325,10 +326,36 @@ def postgres_migrate(config: str, name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="activity-sync", description="Member activities from Kafka into AMS/CRM systems")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    """The command line; every error a user can cause is one line and exit status 2 (usage) or 1."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return guarded(lambda: _main(argv), argv)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage errors: the usage, one line, exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def _main(argv: list[str]) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-b", "--bootstrap-server", metavar="HOST:PORT[,…]",
+                        help="the Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092; for run: "
+                             "a local broker it starts)")
+    common.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an error too")
+    ap = Parser(prog="activity-sync", description="Member activities from Kafka into AMS/CRM systems",
+                parents=[common])
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    _add = sub.add_parser
+
+    def add_parser(name, **kw):
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser
     r = sub.add_parser("run", help="the embedded default: local broker, workers, fake CRM, seed activities")
-    r.add_argument("--config", default=str(bundled("embedded.yaml")))
+    r.add_argument("--config", default=str(bundled("embedded.yaml")),
+                   help="the endpoints and subscriptions (default: the bundled embedded.yaml; "
+                        "streams/data/example-*.yaml for each provider)")
     r.add_argument("--var", default="var", help="where broker data, worker logs and stores go")
     r.add_argument("--port", type=int, default=int(os.environ["ACTIVITY_SYNC_KAFKA_PORT"])
                    if os.environ.get("ACTIVITY_SYNC_KAFKA_PORT", "").isdigit() else None,
@@ -339,24 +366,24 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--exit", action="store_true", help="stop everything once tailing stops")
     r.add_argument("--full", action="store_true", help="print whole enriched records, not a summary")
     t = sub.add_parser("topics", help="create the declared topics")
-    t.add_argument("--describe", action="store_true")
+    t.add_argument("--describe", action="store_true", help="also print each topic's partitions and configs")
     c = sub.add_parser("load-config", help="validate a YAML config and publish it to activity.config")
-    c.add_argument("file")
-    c.add_argument("--check", action="store_true", help="validate only")
+    c.add_argument("file", help="the YAML file of endpoints and subscriptions")
+    c.add_argument("--check", action="store_true", help="validate only; publish nothing")
     p = sub.add_parser("produce", help="produce JSON events, one per line, to activity.raw")
     p.add_argument("file", nargs="?", help="a file of events, one JSON object per line ('-': stdin)")
     p.add_argument("--seed", action="store_true", help="the seed's five example activities")
     tl = sub.add_parser("tail", help="print a topic decoded (activity.enriched by default)")
     tl.add_argument("--topic", default="enriched", help="enriched, dead, raw, config or a topic name")
-    tl.add_argument("--from-beginning", action="store_true")
-    tl.add_argument("--max", type=int, default=None)
+    tl.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
+    tl.add_argument("--max", type=int, default=None, help="exit after N records")
     tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")
-    tl.add_argument("--pretty", action="store_true")
+    tl.add_argument("--pretty", action="store_true", help="indented JSON")
     tl.add_argument("--summary", action="store_true", help="a few readable lines per enriched record")
     tl.add_argument("--tenant", help="only this tenant's records (TenantCode)")
     sub.add_parser("worker", help="run one stream worker")
     sk = sub.add_parser("sink", help="run one sink worker for an endpoint")
-    sk.add_argument("--endpoint", required=True)
+    sk.add_argument("--endpoint", required=True, help="the endpoint's name in activity.config")
     rp = sub.add_parser("replay", help="put dead letters of the delivery stage back into delivery")
     rp.add_argument("--endpoint", help="only this endpoint's dead letters")
     rp.add_argument("--tenant", help="only this tenant's dead letters (TenantCode)")
@@ -364,16 +391,18 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--until", help="dead-lettered before")
     rp.add_argument("--key", action="append", help="an ActivityKey (repeat for more)")
     rp.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
-    rp.add_argument("--max-replays", type=int, default=int(os.environ.get("ACTIVITY_SYNC_MAX_REPLAYS", "3")))
+    rp.add_argument("--max-replays", type=int, default=None,
+                    help="do not replay a dead letter replayed this often already (default: "
+                         "$ACTIVITY_SYNC_MAX_REPLAYS, else 3)")
     hi = sub.add_parser("history", help="query the Activity History store")
-    hi.add_argument("--db", default="var/activity-history.db")
+    hi.add_argument("--db", default="var/activity-history.db", help="the store (an activity-history endpoint's path)")
     hi.add_argument("--member", help="customer ID or contact key")
     hi.add_argument("--code", help="activity code")
     hi.add_argument("--since", help="activity date at or after (ISO 8601)")
     hi.add_argument("--until", help="activity date before")
-    hi.add_argument("--endpoint")
+    hi.add_argument("--endpoint", help="only this endpoint's rows")
     hi.add_argument("--tenant", help="tenant (TenantCode)")
-    hi.add_argument("--limit", type=int, default=100)
+    hi.add_argument("--limit", type=int, default=100, help="at most N rows (default 100)")
     pv = sub.add_parser("providers", help="list the providers and their settings")
     pv.add_argument("--schema", action="store_true", help="print each provider's settings as JSON Schema")
     pm = sub.add_parser("postgres-migrate", help="create a postgresql endpoint's activity table and indexes "
@@ -382,13 +411,18 @@ def main(argv: list[str] | None = None) -> int:
     pm.add_argument("--config", default=os.environ.get("ACTIVITY_SYNC_CONFIG") or str(bundled("embedded.yaml")),
                     help="the YAML config naming the endpoint (default: $ACTIVITY_SYNC_CONFIG)")
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
-    fc.add_argument("--port", type=int, default=8085)
+    fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")
     args = ap.parse_args(argv)
+    if args.bootstrap_server:  # for this process and every worker it starts
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = args.bootstrap_server
+    if getattr(args, "max_replays", 0) is None:
+        args.max_replays = env_int("ACTIVITY_SYNC_MAX_REPLAYS", 3, 0, 1000)
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # aiokafka retries a produce to a partition whose leader is still being elected, and says so.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # Connection failures end as one line of ours (streams.errors), not aiokafka's own.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     if args.cmd == "worker":
         from streams.app import main as worker_main
@@ -429,11 +463,6 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_embedded(args))
         except KeyboardInterrupt:
             return 0
-        except (UsageError, ValueError) as exc:
-            if type(exc).__name__ not in ("UsageError", "TopicConfigError"):
-                raise
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     settings = Settings.from_env()
     if args.cmd == "topics":
         from streams.topics import TopicConfigError
@@ -457,8 +486,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed:
             lines = seed_lines()
         elif args.file:
-            src = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
-            lines = [ln.rstrip(b"\r\n") for ln in src if ln.strip()]
+            if args.file == "-":
+                lines = [ln.rstrip(b"\r\n") for ln in sys.stdin.buffer if ln.strip()]
+            else:
+                with open(args.file, "rb") as src:
+                    lines = [ln.rstrip(b"\r\n") for ln in src if ln.strip()]
         else:
             ap.error("produce needs FILE or --seed")
         print(f"produced {asyncio.run(produce_lines(settings, lines))} events")

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from streams import headers as H
+from streams.envvars import env_float, env_floats, env_int
+from streams.logs import record_fields
 
 from .contract import AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
 
@@ -106,18 +108,19 @@ class RetryPolicy:
         names = [n for n, _ in cls.tiers]
         p = cls()
         delays = getattr(settings, "retry_delays_s", None)
-        if delays is None and os.environ.get("ACTIVITY_SYNC_RETRY_DELAYS"):
-            delays = [float(x) for x in os.environ["ACTIVITY_SYNC_RETRY_DELAYS"].replace(",", " ").split()]
+        if delays is None:
+            delays = env_floats("ACTIVITY_SYNC_RETRY_DELAYS", len(names))
         if delays:
             if len(delays) != len(names):
                 raise ValueError(f"retry delays need {len(names)} values (tiers {', '.join(names)})")
             p = replace(p, tiers=tuple(zip(names, (float(d) for d in delays))))
-        window = getattr(settings, "retry_window_s", None) or os.environ.get("ACTIVITY_SYNC_RETRY_WINDOW_S")
+        window = getattr(settings, "retry_window_s", None) or env_float("ACTIVITY_SYNC_RETRY_WINDOW_S", 0, 0,
+                                                                         H.TWO_WEEKS_S)
         if window:
             p = replace(p, window_s=float(window))
         inline = getattr(settings, "inline_retries", None)
-        if inline is None:
-            inline = os.environ.get("ACTIVITY_SYNC_INLINE_RETRIES")
+        if inline is None and os.environ.get("ACTIVITY_SYNC_INLINE_RETRIES", "").strip():
+            inline = env_int("ACTIVITY_SYNC_INLINE_RETRIES", 2, 0, 10)
         if inline is not None:
             p = replace(p, inline_attempts=int(inline))
         return p
@@ -397,8 +400,11 @@ class DeliveryRunner:
             "deliver", p.origin, error, attempts=attempts, first_failure=first, endpoint=self.endpoint,
             tenant=p.delivery.tenant_code, activity_key=p.delivery.activity_key, replay_count=p.replay_count))
         self.outcome.dead(p, type(error).__name__)
+        topic, partition, offset = (tuple(p.origin) + (None, None, None))[:3]
         log.warning("endpoint %s: %s dead-lettered after %d attempt(s): %s: %s", self.endpoint,
-                    p.delivery.activity_key, attempts, type(error).__name__, str(error)[:300])
+                    p.delivery.activity_key, attempts, type(error).__name__, str(error)[:300],
+                    extra={"endpoint": self.endpoint, **record_fields(p.delivery.activity_key, topic, partition,
+                                                                       offset, p.delivery.tenant_code)})
 
     async def expire_or_keep(self, p: Pending, last_error: str) -> bool:
         """For a record read back from a retry tier: dead-letter it if its window has closed."""

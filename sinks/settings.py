@@ -137,7 +137,15 @@ class EndpointSettings(BaseModel):
         return self.schedule.every if isinstance(self.schedule, Interval) else None
 
     def secret(self, name: str) -> str | None:
-        """The secret ``name`` from where ``name_env`` / ``name_file`` says (None if neither is set)."""
+        """The secret ``name`` from where ``name_env`` / ``name_file`` says (None if neither is set);
+        registered with the log redactor, so it never appears in a log line."""
+        from streams.logs import register_secret
+
+        value = self._secret(name)
+        register_secret(value)
+        return value
+
+    def _secret(self, name: str) -> str | None:
         env = getattr(self, f"{name}_env", None)
         if env:
             value = os.environ.get(env)

@@ -25,10 +25,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import headers as H
-from streams import metrics as stream_metrics
 from streams.avro import decode_any, decode_single_object, reader_schema_without
 from streams.configtable import ConfigTable
-from streams.faustapp import GracefulStop, commit, hold_batch, make_app, run_worker, stop_now
+from streams.faustapp import GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now
+from streams.envvars import env_float
+from streams.errors import UsageError, guarded, kafka_reachable
+from streams.logs import configure_logging
+from streams.health import Health, metric_names
 from streams.routing import Routing, catalog_for
 from streams.settings import Settings
 from streams.topics import Topics, partition_ids
@@ -36,7 +39,7 @@ from streams.topics import Topics, partition_ids
 from . import metrics
 from .delivery import EndpointDelivery
 from .holds import EndpointHolds
-from .runner import clock_from_env
+from .runner import RetryPolicy, clock_from_env
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -44,7 +47,8 @@ log = logging.getLogger("activity_sync.sinks")
 # endpoint between runs, a paused one) before it stops fetching; the rest waits in Kafka.
 STREAM_BUFFER = 1000
 # How long a stop or a rebalance waits for the write under way to finish (and be committed).
-DRAIN_S = float(os.environ.get("ACTIVITY_SYNC_DRAIN_S", "20"))
+def drain_s() -> float:
+    return env_float("ACTIVITY_SYNC_DRAIN_S", 20.0, 0, 600)
 
 
 def group_id(settings: Settings, endpoint: str) -> str:
@@ -90,7 +94,7 @@ def stop_worker() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.App:
+def create_sink_app(endpoint: str, settings: Settings | None = None, health=None) -> faust.App:
     settings = settings or Settings.from_env()
     topics = Topics(settings.topic_prefix)
     gid = group_id(settings, endpoint)
@@ -103,6 +107,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     routing = Routing(catalog_for(settings))
     config_table = ConfigTable(settings.kafka, topics.config, routing)
     app.service(config_table)
+    install_health(app, health, config_table)
     holds = EndpointHolds(settings.kafka, topics.control, endpoint)
     app.service(holds)
     delivery = EndpointDelivery(endpoint, routing, FaustPublisher(retry_topics, app.topic(topics.dead, **raw)),
@@ -142,6 +147,9 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
 
         app.agent(retry_topics[tier], name=f"retry_{tier}", concurrency=1)(retry)
 
+    if health is not None:  # started, or disabled on purpose (then nothing is to be started)
+        health.check("sink_started", lambda: delivery.active is not None
+                     or str(delivery.paused or "").startswith("disabled"))
     backlog = RetryBacklog(settings, gid, endpoint, topics)
     app.timer(2.0)(backlog.measure)
     app.timer(1.0)(delivery.watch)
@@ -150,7 +158,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
     @app.on_partitions_revoked.connect
     async def finish_before_handing_over(app, revoked, **kwargs) -> None:
         # the write under way finishes and is committed before another worker takes its partitions
-        if await delivery.drain(DRAIN_S):
+        if await delivery.drain(drain_s()):
             await commit(app)
 
     def stopping() -> None:
@@ -158,7 +166,7 @@ def create_sink_app(endpoint: str, settings: Settings | None = None) -> faust.Ap
 
     @app.task
     async def graceful_stop_on_signals() -> None:
-        GracefulStop(app, f"endpoint {endpoint}", stopping, lambda: delivery.drain(DRAIN_S)).install()
+        GracefulStop(app, f"endpoint {endpoint}", stopping, lambda: delivery.drain(drain_s())).install()
 
     @app.on_before_shutdown.connect
     async def close_sink(app, **kwargs) -> None:
@@ -268,15 +276,24 @@ class RetryBacklog:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    sys.exit(guarded(lambda: _main(argv)))
+
+
+def _main(argv: list[str]) -> int:
     endpoint = argv[0] if argv else os.environ.get("ACTIVITY_SYNC_ENDPOINT")
     if not endpoint:
-        raise SystemExit("usage: python -m sinks.worker ENDPOINT")
+        raise UsageError("which endpoint? python -m sinks.worker ENDPOINT (or ACTIVITY_SYNC_ENDPOINT)")
     level = os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "INFO")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
-    stream_metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_sink_app(endpoint, settings)
+    drain_s()
+    RetryPolicy.from_settings()  # a bad ACTIVITY_SYNC_RETRY_* value: one line, before anything starts
+    configure_logging("sink", endpoint=endpoint)
+    health = Health("sink", metric_names(metrics))
+    health.serve(settings.metrics_host, settings.metrics_port)  # a port in use: a one-line error first
+    kafka_reachable(settings.kafka)
+    app = create_sink_app(endpoint, settings, health)
     run_worker(app, level.lower())
+    return 0
 
 
 if __name__ == "__main__":

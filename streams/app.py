@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 import traceback
 from functools import partial
@@ -26,17 +27,23 @@ from . import headers as H
 from . import metrics
 from .avro import make_codec
 from .configtable import ConfigTable
+from .envvars import env_float, env_int
+from .errors import guarded, kafka_reachable
+from .logs import configure_logging, record_fields
+from .health import Health, metric_names
 from .enrich import Enricher
 from .envelope import MalformedEvent
-from .faustapp import GracefulStop, hold_batch, make_app, run_worker, stop_now
+from .faustapp import GracefulStop, hold_batch, install_health, make_app, run_worker, stop_now
 from .routing import Routing, catalog_for
 from .settings import Settings
 from .topics import Topics
 
 log = logging.getLogger("activity_sync.streams")
 
-BATCH_SIZE = int(os.environ.get("ACTIVITY_SYNC_BATCH_SIZE", "200"))
-BATCH_WITHIN = float(os.environ.get("ACTIVITY_SYNC_BATCH_WITHIN", "0.01"))
+def batch_settings() -> tuple[int, float]:
+    """(events per batch, seconds to fill one) from ACTIVITY_SYNC_BATCH_SIZE / _BATCH_WITHIN."""
+    return (env_int("ACTIVITY_SYNC_BATCH_SIZE", 200, 1, 100_000),
+            env_float("ACTIVITY_SYNC_BATCH_WITHIN", 0.01, 0, 60))
 
 
 # The broker or the client refuses a record this large: the event is dead-lettered, not retried.
@@ -135,23 +142,26 @@ class Enrichment:
         """Send the raw event to the dead-letter topic; answer the send's future."""
         metrics.DEAD.labels(type(exc).__name__).inc()
         log.warning("dead-lettered %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
-                    type(exc).__name__, str(exc)[:200])
+                    type(exc).__name__, str(exc)[:200],
+                    extra=record_fields(None, msg.topic, msg.partition, msg.offset))
         return await self.send(self.topics.dead, msg.key, msg.value,
                                H.dead_letter("enrich", (msg.topic, msg.partition, msg.offset), exc))
 
 
-def create_app(settings: Settings | None = None) -> faust.App:
+def create_app(settings: Settings | None = None, health=None) -> faust.App:
     settings = settings or Settings.from_env()
     topics = Topics(settings.topic_prefix)
+    batch_size, batch_within = batch_settings()
     app = make_app(settings.app_id, settings, "streams",
                    topic_allow_declare=True,  # Faust's own internal topics only; ours are declared in topics.py
-                   producer_linger=0.005, stream_buffer_maxsize=4 * BATCH_SIZE)
+                   producer_linger=0.005, stream_buffer_maxsize=4 * batch_size)
     raw_topic = app.topic(topics.raw, key_serializer="raw", value_serializer="raw",
                           partitions=settings.partitions, internal=False)
     catalog = catalog_for(settings)
     routing = Routing(catalog)
     config_table = ConfigTable(settings.kafka, topics.config, routing)
     app.service(config_table)
+    install_health(app, health, config_table)
 
     async def send(topic, key, value, headers):
         # Straight to Faust's producer (Topic.send's channel machinery costs ~5% CPU here).
@@ -165,7 +175,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.agent(raw_topic, name="enrich_activities")
     async def enrich_activities(stream):
         await config_table.wait_ready()
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+        async for events in stream.take_events(batch_size, within=batch_within):
             if state["stopping"]:
                 await hold_batch()
             state["busy"] = True
@@ -192,12 +202,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
 def main() -> None:
     """Run one stream worker: ``python -m streams.app`` (settings from the environment)."""
-    logging.basicConfig(level=os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sys.exit(guarded(_main))
+
+
+def _main() -> int:
     settings = Settings.from_env()
-    metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_app(settings)
+    batch_settings()  # a bad ACTIVITY_SYNC_BATCH_* value is a one-line error before anything starts
+    configure_logging("stream")
+    health = Health("stream", metric_names(metrics))
+    health.serve(settings.metrics_host, settings.metrics_port)  # a port in use: a one-line error first
+    kafka_reachable(settings.kafka)
+    app = create_app(settings, health)
     run_worker(app, os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "info").lower())
+    return 0
 
 
 if __name__ == "__main__":

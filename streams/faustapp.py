@@ -56,6 +56,29 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
     return faust.App(app_id, **conf)
 
 
+def install_health(app: faust.App, health, config_table) -> None:
+    """Readiness checks every worker has (joined its consumer group, ``activity.config`` loaded), and
+    the worker's loop handed to ``/healthz``. ``health`` is a :class:`streams.health.Health` or None."""
+    if health is None:
+        return
+    state = {"joined": False}
+
+    @app.on_partitions_assigned.connect
+    async def _joined(app, assigned, **kwargs) -> None:
+        state["joined"] = True  # a member of the group now, with or without partitions
+
+    @app.on_partitions_revoked.connect
+    async def _rebalancing(app, revoked, **kwargs) -> None:
+        state["joined"] = False
+
+    @app.task
+    async def _bind_loop() -> None:
+        health.bind_loop(asyncio.get_running_loop())
+
+    health.check("consumer_group_joined", lambda: state["joined"])
+    health.check("config_loaded", config_table.ready.is_set)
+
+
 def stop_now(reason: str) -> None:
     """Crash-only: end the process before Faust can commit offsets past a record not safely written.
 
@@ -75,7 +98,9 @@ def run_worker(app: faust.App, loglevel: str) -> None:
     level is WARN or above; every ``log.debug`` in aiokafka's send path then builds a record:
     about 8% of the stream worker's CPU.
     """
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    from .logs import current_config
+
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=current_config())
     worker.spinner = None
     worker.execute_from_commandline()
 

@@ -1,10 +1,10 @@
-"""Prometheus metrics of the stream worker, served on ``/metrics``."""
+"""Prometheus metrics of the stream worker, served on ``/metrics`` (:mod:`streams.health`)."""
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("activity_sync.metrics")
 
@@ -42,9 +42,3 @@ def unrouted(tenant: str) -> None:
     if tenant not in _seen_tenants and len(_seen_tenants) < _MAX_CODE_LABELS:
         _seen_tenants.add(tenant)
     UNROUTED.labels(tenant if tenant in _seen_tenants else "_other").inc()
-
-
-def serve(host: str, port: int) -> None:
-    if port > 0:
-        start_http_server(port, addr=host)
-        log.info("metrics on http://%s:%s/metrics", host, port)

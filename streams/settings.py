@@ -11,6 +11,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .envvars import env_float, env_int
+
 
 def secret_from_env(name: str) -> str | None:
     """``NAME`` or the content of the file named by ``NAME_FILE`` (stripped)."""
@@ -100,12 +102,12 @@ class Settings:
         return cls(
             kafka=KafkaSettings.from_env(default_bootstrap),
             topic_prefix=e.get("ACTIVITY_SYNC_TOPIC_PREFIX", ""),
-            partitions=int(e.get("ACTIVITY_SYNC_PARTITIONS", "6")),
+            partitions=env_int("ACTIVITY_SYNC_PARTITIONS", 6, 1, 10_000),
             app_id=e.get("ACTIVITY_SYNC_APP_ID", "activity-sync-streams"),
             config_path=e.get("ACTIVITY_SYNC_CONFIG"),
             schema_registry_url=e.get("SCHEMA_REGISTRY_URL") or None,
-            max_event_bytes=int(e.get("ACTIVITY_SYNC_MAX_EVENT_BYTES", "1048576")),
-            metrics_port=int(e.get("ACTIVITY_SYNC_METRICS_PORT", "6066")),
+            max_event_bytes=env_int("ACTIVITY_SYNC_MAX_EVENT_BYTES", 1_048_576, 1024, 16 * 1024 * 1024),
+            metrics_port=env_int("ACTIVITY_SYNC_METRICS_PORT", 6066, 0, 65535),
             metrics_host=e.get("ACTIVITY_SYNC_METRICS_HOST", "127.0.0.1"),
-            session_timeout_s=float(e.get("ACTIVITY_SYNC_SESSION_TIMEOUT_S", "10")),
+            session_timeout_s=env_float("ACTIVITY_SYNC_SESSION_TIMEOUT_S", 10.0, 1, 3600),
         )
