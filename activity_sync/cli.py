@@ -410,6 +410,14 @@ def _main(argv: list[str]) -> int:
     pm.add_argument("endpoint", help="the postgresql endpoint's name in the config")
     pm.add_argument("--config", default=os.environ.get("ACTIVITY_SYNC_CONFIG") or str(bundled("embedded.yaml")),
                     help="the YAML config naming the endpoint (default: $ACTIVITY_SYNC_CONFIG)")
+    kt = sub.add_parser("kafka", help="run one of Kafka's own tools (console-producer, console-consumer, "
+                                      "consumer-groups, topics, configs, get-offsets) against the cluster",
+                        description="Kafka's own command-line tools, from the jars the project fetches; "
+                                    "--bootstrap-server is added from -b or KAFKA_BOOTSTRAP_SERVERS. Example: "
+                                    "activity-sync kafka consumer-groups --describe --all-groups")
+    kt.add_argument("tool", choices=["console-producer", "console-consumer", "consumer-groups", "topics", "configs",
+                                     "get-offsets"], help="which tool")
+    kt.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments (its --help lists them)")
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")
     args = ap.parse_args(argv)
@@ -456,6 +464,14 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.cmd == "providers":
         return show_providers(args.schema)
+    if args.cmd == "kafka":
+        from activity_sync.devtools.broker import tool_command
+
+        cmd = tool_command(args.tool, args.args)
+        try:
+            return subprocess.call(cmd)
+        except KeyboardInterrupt:
+            return 130
     if args.cmd == "postgres-migrate":
         return postgres_migrate(args.config, args.endpoint)
     if args.cmd == "run":

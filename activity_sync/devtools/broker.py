@@ -37,6 +37,8 @@ POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
       <version>{KAFKA_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{KAFKA_VERSION}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
       <version>{LOG4J_VERSION}</version></dependency>
   </dependencies>
@@ -79,7 +81,8 @@ def resolve_jars() -> Path:
     """Resolve the broker's runtime classpath from Maven Central into the cache (once)."""
     libs = cache_dir() / "libs"
     done = cache_dir() / ".resolved"
-    if done.exists() and any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+    if done.exists() and any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")) and \
+            any(libs.glob(f"kafka-tools-{KAFKA_VERSION}.jar")):
         return libs
     mvn = _need("mvn", "install Maven (Debian: apt-get install maven) to fetch the Kafka broker")
     _need("java", "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
@@ -94,6 +97,41 @@ def resolve_jars() -> Path:
                           % (KAFKA_VERSION, "\n".join(tail)))
     done.write_text(KAFKA_VERSION)
     return libs
+
+
+#: Kafka's own command-line tools (the kafka-tools artifact), by the name of their shell script
+TOOLS = {
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "configs": "kafka.admin.ConfigCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+}
+
+TOOLS_LOG4J2 = """Configuration:
+  Appenders:
+    Console: {name: E, target: SYSTEM_ERR, PatternLayout: {pattern: "%p %m%n"}}
+  Loggers:
+    Root: {level: WARN, AppenderRef: [{ref: E}]}
+"""
+
+
+def tool_command(tool: str, args: list[str], bootstrap: str | None = None) -> list[str]:
+    """The java command line of one of Kafka's tools, with ``--bootstrap-server`` added when the
+    arguments do not name one (from ``bootstrap`` or KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)."""
+    if tool not in TOOLS:
+        raise BrokerError(f"unknown Kafka tool {tool!r}; known: {', '.join(TOOLS)}")
+    libs = resolve_jars()
+    java = _need("java", "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
+    log_config = cache_dir() / "tools-log4j2.yaml"
+    if not log_config.exists():
+        log_config.write_text(TOOLS_LOG4J2)
+    args = list(args)
+    if "--bootstrap-server" not in args and "-h" not in args and "--help" not in args:
+        args = ["--bootstrap-server", bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
+                *args]
+    return [java, "-Xmx256m", f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{libs}/*", TOOLS[tool], *args]
 
 
 def free_port() -> int:
