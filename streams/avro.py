@@ -32,6 +32,29 @@ def parsed_schema(name: str = "activity_enriched"):
     return fastavro.parse_schema(json.loads(schema_text(name)))
 
 
+def history() -> dict[int, str]:
+    """Every released version of ``activity_enriched.avsc``: ``{version: schema JSON}`` from
+    ``schemas/history/activity_enriched-vN.avsc`` (the current schema is the newest of them)."""
+    out = {}
+    for f in resources.files("schemas").joinpath("history").iterdir():
+        name = f.name
+        if name.startswith("activity_enriched-v") and name.endswith(".avsc"):
+            out[int(name[len("activity_enriched-v"):-5])] = f.read_text()
+    return dict(sorted(out.items()))
+
+
+@lru_cache(maxsize=1)
+def known_writers() -> dict[bytes, tuple[int | None, object]]:
+    """Writer schemas by single-object fingerprint: every released version, and the current one."""
+    out: dict[bytes, tuple[int | None, object]] = {}
+    for version, text in history().items():
+        schema = fastavro.parse_schema(json.loads(text))
+        out[schema_fingerprint(schema)] = (version, schema)
+    current = parsed_schema()
+    out.setdefault(schema_fingerprint(current), (None, current))
+    return out
+
+
 def schema_fingerprint(schema) -> bytes:
     """CRC-64-AVRO of the Parsing Canonical Form, little-endian bytes (fastavro's hex is in that order)."""
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
@@ -59,13 +82,10 @@ class SingleObjectCodec(_Codec):
         self.schema = schema or parsed_schema()
         self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
 
-    def decode(self, data: bytes) -> dict:
-        if data[:2] != SINGLE_OBJECT_MARKER:
-            raise DecodeError("not Avro single-object encoded (no C3 01 marker)")
-        if data[:10] != self.header:
-            raise DecodeError(f"written with another schema (fingerprint {data[2:10].hex()}, "
-                              f"this schema is {self.header[2:].hex()})")
-        return fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schema, self.schema)
+    def decode(self, data: bytes, reader_schema=None) -> dict:
+        """Any released version decodes (Avro schema resolution into ``reader_schema``, by default the
+        current schema: fields added since get their defaults)."""
+        return fastavro.schemaless_reader(io.BytesIO(data[10:]), writer_schema(data), reader_schema or self.schema)
 
 
 class SchemaRegistry:
@@ -139,12 +159,21 @@ def reader_schema_without(*fields: str):
     return fastavro.parse_schema(doc)
 
 
+def writer_schema(data: bytes):
+    """The released schema single-object bytes were written with, by their fingerprint."""
+    if data[:2] != SINGLE_OBJECT_MARKER or len(data) < 10:
+        raise DecodeError("not Avro single-object encoded (no C3 01 marker)")
+    known = known_writers().get(data[2:10])
+    if known is None:
+        raise DecodeError(f"written with a schema this reader does not know (fingerprint {data[2:10].hex()}; "
+                          f"known: {', '.join(f.hex() for f in known_writers())}): a newer release wrote it, "
+                          f"or its .avsc is missing from schemas/history")
+    return known[1]
+
+
 def decode_single_object(data: bytes, reader_schema) -> dict:
-    """Decode single-object encoded bytes of our schema with a reader schema of the caller's choice."""
-    codec = _single_object_codec()
-    if data[:10] != codec.header:
-        return codec.decode(data)  # raises the precise DecodeError
-    return fastavro.schemaless_reader(io.BytesIO(data[10:]), codec.schema, reader_schema)
+    """Decode single-object encoded bytes of any released version with a reader schema of the caller's choice."""
+    return _single_object_codec().decode(data, reader_schema)
 
 
 @lru_cache(maxsize=4)

@@ -98,7 +98,7 @@ def _jsonable(record: dict) -> dict:
 
 
 def format_message(msg, kind: str, registry_url: str | None) -> dict:
-    from .avro import DecodeError, decode_any
+    from .avro import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, DecodeError, decode_any
 
     base = {"partition": msg.partition, "offset": msg.offset,
             "key": msg.key.decode("utf-8", "replace") if msg.key else None}
@@ -112,6 +112,19 @@ def format_message(msg, kind: str, registry_url: str | None) -> dict:
         if headers:
             base["headers"] = headers
         value = msg.value or b""
+        if value[:2] == SINGLE_OBJECT_MARKER or (value[:1] == CONFLUENT_MAGIC and registry_url):
+            # the delivery stage's dead letters and retries carry the enriched record: decode it
+            try:
+                base["value"] = _jsonable(decode_any(value, registry_url))
+                return base
+            except DecodeError as exc:
+                base["error"] = str(exc)
+        if kind == "dead" and value[:1] in (b"{", b"["):
+            try:
+                base["value"] = json.loads(value)  # the stream stage's dead letters: the raw event
+                return base
+            except ValueError:
+                pass
         text = value[:2000].decode("utf-8", "replace")
         base["value"] = text + (f"... ({len(value)} bytes)" if len(value) > 2000 else "")
     return base
@@ -162,7 +175,7 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
     topics = Topics(settings.topic_prefix)
     names = {"enriched": topics.enriched, "dead": topics.dead, "raw": topics.raw, "config": topics.config}
     topic = names.get(topic_name, topic_name)
-    kind = "enriched" if topic == topics.enriched else "other"
+    kind = "enriched" if topic == topics.enriched else "dead" if topic == topics.dead else "other"
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
                                 fetch_max_bytes=4 * MAX_EVENT_TOPIC_BYTES, **settings.kafka.aiokafka_kwargs())

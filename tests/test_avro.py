@@ -55,5 +55,53 @@ def test_decode_refuses_foreign_bytes():
     with pytest.raises(DecodeError):
         decode_any(b"{json}")
     other = SingleObjectCodec(fastavro.parse_schema({"type": "record", "name": "X", "fields": []}))
-    with pytest.raises(DecodeError, match="another schema"):
+    with pytest.raises(DecodeError, match="a schema this reader does not know"):
         SingleObjectCodec().decode(other.encode({}))
+
+
+def _project(value, schema):
+    """A record of the current schema as an older schema has it (its fields only, recursively)."""
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return {f["name"]: _project(value[f["name"]], f["type"]) for f in schema["fields"]}
+    if isinstance(schema, dict) and schema.get("type") == "array":
+        return [_project(v, schema["items"]) for v in value]
+    return value
+
+
+def test_the_current_schema_reads_every_released_version():
+    """Avro schema resolution: bytes written with any schemas/history version decode with the current
+    schema (a field added since takes its default); the current schema is itself released."""
+    from streams.avro import history, known_writers, parsed_schema, schema_fingerprint
+
+    versions = history()
+    current = json.loads(SCHEMA_FILE.read_text())
+    assert versions and json.loads(versions[max(versions)]) == current, \
+        "schemas/activity_enriched.avsc changed: release it as schemas/history/activity_enriched-vN.avsc"
+    for version, text in versions.items():
+        old = json.loads(text)
+        writer = fastavro.parse_schema(old)
+        for rec in records():
+            data = SingleObjectCodec(writer).encode(_project(rec, old))
+            back = decode_any(data)  # resolved into the current schema
+            assert back["activity_key"] == rec["activity_key"] and back["deliveries"] == rec["deliveries"], version
+        assert schema_fingerprint(writer) in known_writers()
+    assert schema_fingerprint(parsed_schema()) in known_writers()
+
+
+def test_a_record_of_an_earlier_schema_decodes_and_takes_the_defaults(monkeypatch):
+    """What the history buys: a reader of today reads what a release without ``customer_key_field`` wrote."""
+    import streams.avro as avro
+
+    current = json.loads(SCHEMA_FILE.read_text())
+    earlier = dict(current, fields=[f for f in current["fields"] if f["name"] != "customer_key_field"])
+    rec = records()[0]
+    data = SingleObjectCodec(fastavro.parse_schema(earlier)).encode(_project(rec, earlier))
+    with pytest.raises(DecodeError, match="does not know"):
+        decode_any(data)  # not released: refused with the reason
+    monkeypatch.setattr(avro, "history", lambda: {0: json.dumps(earlier), 1: json.dumps(current)})
+    avro.known_writers.cache_clear()
+    try:
+        back = decode_any(data)
+    finally:
+        avro.known_writers.cache_clear()
+    assert back["customer_key_field"] is None and back["customer_id"] == rec["customer_id"]

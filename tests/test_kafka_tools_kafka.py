@@ -55,3 +55,34 @@ async def test_console_producer_consumer_and_consumer_groups(settings, tmp_path,
     header = next(ln.split() for ln in out.splitlines() if "LAG" in ln)
     lag = header.index("LAG")
     assert sum(int(r[lag]) for r in rows if r[lag].isdigit()) == 0, out
+
+
+async def test_tail_decodes_both_stages_dead_letters(settings):
+    """`tail --topic dead`: the delivery stage's dead letters are the enriched Avro record (decoded),
+    the stream stage's the raw event (shown as JSON), each with its error headers."""
+    from conftest import produce
+
+    from streams.avro import SingleObjectCodec
+    from streams.catalog import load_catalog
+    from streams.enrich import Enricher
+    from streams.routing import Endpoint, Routing
+
+    routing = Routing(load_catalog())
+    routing.put_endpoint(Endpoint("crm", tenants=("*",)))
+    raw = json.dumps(seed_events()[0]).encode()
+    record = Enricher(load_catalog(), routing).enrich(raw, None, "activity.raw", 0, 7, 0).record
+    topics = Topics(settings.topic_prefix)
+    await produce(settings, topics.dead, [(b"k1", SingleObjectCodec().encode(record))],
+                  headers=[("error.stage", b"deliver"), ("error.class", b"FatalError"), ("endpoint", b"crm")])
+    await produce(settings, topics.dead, [(b"k2", b'{"ActivityKey": "x", "ActivityDate": "2016-06-13T20:10:53"}')],
+                  headers=[("error.stage", b"enrich"), ("error.class", b"BadDate")])
+    r = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "activity_sync.cli", "tail", "--topic", "dead",
+                                                 "--from-beginning", "--max", "2", "--idle", "20"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120,
+                                env=dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+                                         ACTIVITY_SYNC_TOPIC_PREFIX=settings.topic_prefix))
+    assert r.returncode == 0, r.stderr
+    out = sorted((json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()), key=lambda x: x["key"])
+    assert out[0]["headers"]["error.stage"] == "deliver" and out[0]["value"]["activity_key"] == record["activity_key"]
+    assert out[0]["value"]["activity_code"] == record["activity_code"] and out[0]["headers"]["endpoint"] == "crm"
+    assert out[1]["headers"]["error.class"] == "BadDate" and out[1]["value"]["ActivityKey"] == "x"
