@@ -25,6 +25,9 @@ WAITS = Counter("activity_sync_rate_limit_waits_total", "Waits before a request,
                 ["endpoint", "reason"])  # retry_after, rate_limit
 WAIT_SECONDS = Counter("activity_sync_rate_limit_wait_seconds_total", "Seconds waited before requests",
                        ["endpoint", "reason"])
+ENRICHED_LAG = Gauge("activity_sync_enriched_lag",
+                     "Records of activity.enriched this endpoint's consumer group has not yet passed (its lag)",
+                     ["endpoint"])
 PAUSED = Gauge("activity_sync_endpoint_paused",
                "1 while an endpoint's deliveries wait (disabled, or settings it cannot use)", ["endpoint"])
 NEXT_RUN = Gauge("activity_sync_bulk_next_run_timestamp_seconds",

@@ -239,7 +239,8 @@ class MemoryTrim:
 
 
 class RetryBacklog:
-    """The ``retry_backlog`` gauge: records in each tier this endpoint's group has not yet passed."""
+    """The ``retry_backlog`` and ``enriched_lag`` gauges: records in each retry tier, and of
+    activity.enriched, this endpoint's group has not yet passed."""
 
     def __init__(self, settings: Settings, group: str, endpoint: str, topics: Topics) -> None:
         self.settings, self.group, self.endpoint, self.topics = settings, group, endpoint, topics
@@ -260,6 +261,8 @@ class RetryBacklog:
                 self.parts = {tier: [TopicPartition(self.topics.retry(tier), p)
                                      for p in await partition_ids(kafka, self.topics.retry(tier))]
                               for tier, _ in H.RETRY_TIERS}
+                self.parts["enriched"] = [TopicPartition(self.topics.enriched, p)
+                                          for p in await partition_ids(kafka, self.topics.enriched)]
             committed = await self.admin.list_consumer_group_offsets(self.group)
             for tier, parts in self.parts.items():
                 ends = await self.consumer.end_offsets(parts)
@@ -267,7 +270,10 @@ class RetryBacklog:
                 for tp in parts:
                     c = committed.get(tp)
                     lag += ends[tp] - (c.offset if c is not None and c.offset >= 0 else 0)
-                metrics.RETRY_BACKLOG.labels(self.endpoint, tier).set(lag)
+                if tier == "enriched":
+                    metrics.ENRICHED_LAG.labels(self.endpoint).set(lag)
+                else:
+                    metrics.RETRY_BACKLOG.labels(self.endpoint, tier).set(lag)
         except Exception as exc:  # a metric must never take the worker down
             if not self.warned:
                 self.warned = True
