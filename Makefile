@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop postgres-install clean
+.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop postgres-install browser-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ demo: broker-fetch
 postgres-install: install
 	$(PY) -m activity_sync.devtools.postgres install
 
-test: broker-fetch postgres-install
+## Debian's Chromium for the admin page's browser tests (Playwright drives it): installed if missing.
+browser-install: install
+	$(PY) -m activity_sync.devtools.browser install
+
+test: broker-fetch postgres-install browser-install
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Regenerate the providers' golden request files after a deliberate change to what they send.

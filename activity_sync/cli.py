@@ -56,7 +56,7 @@ def check_config_file(path) -> None:
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
                   "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
-                  "the providers' fakes (and a local PostgreSQL) when the config points at them")
+                  "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page")
 
 
 class Ports:
@@ -74,6 +74,7 @@ class Ports:
             wanted = {"kafka": b, "controller": b + 1, "fake CRM": b + 2, "stream metrics": b + 3}
             wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
+            wanted["admin"] = b + 4 + sinks + len(fakes)
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
                 raise UsageError(f"ports taken: {', '.join(taken)} (ACTIVITY_SYNC_PORT_BASE={base}); choose another base")
@@ -84,6 +85,7 @@ class Ports:
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
         from sinks.embedded import FAKE_PORTS
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
+        wanted["admin"] = 8080
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -173,6 +175,20 @@ class Embedded:
         from sinks import embedded as sinks_embedded
 
         sinks_embedded.start(self, env)
+        self.start_admin(env)
+
+    def start_admin(self, env: dict) -> None:
+        """The admin page and API, with a key made once and kept in var/admin-key."""
+        import secrets
+
+        key_file = self.var / "admin-key"
+        if not key_file.exists():
+            key_file.touch(mode=0o600)
+            key_file.write_text(secrets.token_urlsafe(24) + "\n")
+        aenv = dict(env, ACTIVITY_SYNC_ADMIN_KEY=env.get("ACTIVITY_SYNC_ADMIN_KEY") or key_file.read_text().strip())
+        port = self.ports["admin"]
+        self.spawn("admin", ["-m", "activity_sync.cli", "admin", "--port", str(port)], aenv)
+        print(f"admin page: http://127.0.0.1:{port}/ (API key: the line in {key_file})", flush=True)
 
     def stop(self) -> None:
         for name, p in reversed(self.procs):
@@ -410,6 +426,11 @@ def _main(argv: list[str]) -> int:
     pm.add_argument("endpoint", help="the postgresql endpoint's name in the config")
     pm.add_argument("--config", default=os.environ.get("ACTIVITY_SYNC_CONFIG") or str(bundled("embedded.yaml")),
                     help="the YAML config naming the endpoint (default: $ACTIVITY_SYNC_CONFIG)")
+    ad = sub.add_parser("admin", help="the admin API and page: endpoints, subscriptions, status, dead letters",
+                        description="Needs an API key: ACTIVITY_SYNC_ADMIN_KEY (and _READ_KEY) or "
+                                    "ACTIVITY_SYNC_ADMIN_KEYS_FILE.")
+    ad.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ad.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     kt = sub.add_parser("kafka", help="run one of Kafka's own tools (console-producer, console-consumer, "
                                       "consumer-groups, topics, configs, get-offsets) against the cluster",
                         description="Kafka's own command-line tools, from the jars the project fetches; "
@@ -464,6 +485,10 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.cmd == "providers":
         return show_providers(args.schema)
+    if args.cmd == "admin":
+        from activity_sync.admin.api import main as admin_main
+
+        return admin_main(args.host, args.port)
     if args.cmd == "kafka":
         from activity_sync.devtools.broker import tool_command
 

@@ -27,6 +27,7 @@ Retry tiers are not held back by the schedule: a retry is sent when it is due, a
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
@@ -280,6 +281,9 @@ class EndpointDelivery:
             activity_key=record["activity_key"] if record else None))
         metrics.DELIVERIES.labels(self.endpoint, "dead").inc()
         metrics.DEAD_REASONS.labels(self.endpoint, type(exc).__name__).inc()
+        st = metrics.status(self.endpoint)
+        st.dead += 1
+        st.last_error, st.last_error_class, st.last_error_at = str(exc)[:500], type(exc).__name__, time.time()
 
     # ------------------------------------------------------------------ batches
     async def deliver(self, messages) -> None:

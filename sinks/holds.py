@@ -49,6 +49,16 @@ class EndpointHolds(Service):
             value = json.dumps({"endpoint": self.endpoint, "not_before": until, "at": time.time()}).encode()
             asyncio.ensure_future(self._send(value))
 
+    async def publish_status(self, worker: str, doc: dict) -> None:
+        """The worker's status of its endpoint, ``status:<endpoint>:<worker>`` (read by the admin API)."""
+        if self._producer is None:
+            return
+        try:
+            await self._producer.send_and_wait(self.topic, key=f"status:{self.endpoint}:{worker}".encode(),
+                                               value=json.dumps(doc).encode())
+        except Exception as exc:  # noqa: BLE001 - a status is never worth stopping for
+            log.debug("endpoint %s: status not published: %s", self.endpoint, exc)
+
     async def _send(self, value: bytes) -> None:
         try:
             await self._producer.send_and_wait(self.topic, key=self.key, value=value)

@@ -36,26 +36,66 @@ LAST_RUN_COUNT = Gauge("activity_sync_bulk_last_run_records", "Records the last 
 LAST_RUN_SECONDS = Gauge("activity_sync_bulk_last_run_seconds", "How long the last bulk run took", ["endpoint"])
 
 
+class EndpointStatus:
+    """What a sink worker says of its endpoint in ``activity.control`` (``status:<endpoint>:<worker>``),
+    for the admin page: counts since start, last success, last error, the last wait and why."""
+
+    def __init__(self) -> None:
+        self.delivered = self.retried = self.dead = 0
+        self.last_success_at: float | None = None
+        self.last_error: str | None = None
+        self.last_error_class: str | None = None
+        self.last_error_at: float | None = None
+        self.last_wait_reason: str | None = None
+        self.last_wait_at: float | None = None
+        self.last_wait_s = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+STATUS: dict[str, EndpointStatus] = {}
+
+
+def status(endpoint: str) -> EndpointStatus:
+    return STATUS.setdefault(endpoint, EndpointStatus())
+
+
 class MetricsOutcome:
-    """The runner's outcome hooks, counted."""
+    """The runner's outcome hooks, counted (metrics, and the endpoint's :class:`EndpointStatus`)."""
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
+        self.status = status(endpoint)
+
+    def failed(self, error) -> None:
+        import time
+
+        self.status.last_error = str(error)[:500]
+        self.status.last_error_class = type(error).__name__
+        self.status.last_error_at = time.time()
 
     def delivered(self, p, now: float) -> None:
+        self.status.delivered += 1
+        self.status.last_success_at = now
         DELIVERIES.labels(self.endpoint, "delivered").inc()
         LATENCY.labels(self.endpoint).observe(max(0.0, now - p.delivery.activity_date.timestamp()))
         if p.enriched_at:
             PIPELINE_LATENCY.labels(self.endpoint).observe(max(0.0, now - p.enriched_at))
 
     def retried(self, p, tier: str) -> None:
+        self.status.retried += 1
         DELIVERIES.labels(self.endpoint, "retried").inc()
 
     def dead(self, p, reason: str) -> None:
+        self.status.dead += 1
         DELIVERIES.labels(self.endpoint, "dead").inc()
         DEAD_REASONS.labels(self.endpoint, reason).inc()
 
     def waited(self, reason: str, seconds: float) -> None:
+        import time
+
+        self.status.last_wait_reason, self.status.last_wait_at, self.status.last_wait_s = reason, time.time(), seconds
         WAITS.labels(self.endpoint, reason).inc()
         WAIT_SECONDS.labels(self.endpoint, reason).inc(seconds)
 

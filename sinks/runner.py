@@ -157,6 +157,8 @@ class Outcome(Protocol):
 
     def waited(self, reason: str, seconds: float) -> None: ...
 
+    def failed(self, error: SinkError) -> None: ...
+
 
 class NoOutcome:
     def delivered(self, p, now): pass
@@ -166,6 +168,8 @@ class NoOutcome:
     def dead(self, p, reason): pass
 
     def waited(self, reason, seconds): pass
+
+    def failed(self, error): pass
 
 
 class WindowExpired(SinkError):
@@ -376,6 +380,7 @@ class DeliveryRunner:
 
     async def route(self, p: Pending, error: SinkError) -> None:
         """A failed record: to a retry tier if trying again can help and the window is open, else dead."""
+        self.outcome.failed(error)
         now = self.clock.now()
         attempts = p.attempts + 1
         first = p.first_failure if p.first_failure is not None else now

@@ -18,7 +18,9 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -150,6 +152,18 @@ def create_sink_app(endpoint: str, settings: Settings | None = None, health=None
     if health is not None:  # started, or disabled on purpose (then nothing is to be started)
         health.check("sink_started", lambda: delivery.active is not None
                      or str(delivery.paused or "").startswith("disabled"))
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+    async def publish_status() -> None:
+        st = metrics.status(endpoint)
+        await holds.publish_status(worker_id, {
+            **st.as_dict(), "endpoint": endpoint, "worker": worker_id, "at": time.time(),
+            "paused": delivery.paused, "hold_until": holds.hold_until(),
+            "enriched_lag": metrics.ENRICHED_LAG.labels(endpoint)._value.get(),
+            "retry_backlog": {tier: metrics.RETRY_BACKLOG.labels(endpoint, tier)._value.get()
+                              for tier, _ in H.RETRY_TIERS}})
+
+    app.timer(3.0)(publish_status)
     backlog = RetryBacklog(settings, gid, endpoint, topics)
     app.timer(2.0)(backlog.measure)
     app.timer(1.0)(delivery.watch)

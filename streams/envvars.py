@@ -56,6 +56,12 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_KAFKA_PORT": ("9092", "the local broker's port (`run`)"),
     "ACTIVITY_SYNC_PORT_BASE": ("", "moves every port `run` opens to N, N+1, …"),
     "ACTIVITY_SYNC_CLOCK_OFFSET_FILE": ("", "tests only: a file of seconds added to the sink's clock"),
+    "ACTIVITY_SYNC_ADMIN_KEY": ("", "the admin API's key with every right over every tenant (16+ characters)"),
+    "ACTIVITY_SYNC_ADMIN_READ_KEY": ("", "the admin API's read-only key over every tenant"),
+    "ACTIVITY_SYNC_ADMIN_KEYS": ("", "admin API keys, one 'id admin|read tenants secret' a line"),
+    "ACTIVITY_SYNC_ADMIN_KEYS_FILE": ("", "a file of such lines"),
+    "ACTIVITY_SYNC_WRITEBACK_CODE_MAX": ("100", "the longest write-back code the admin API accepts (1 to 100)"),
+    "ACTIVITY_SYNC_CHROMIUM": ("/usr/bin/chromium", "tests only: the Chromium the browser tests drive"),
     # the demo credentials `run` makes up and hands to a fake and the endpoint that writes to it
     "ACTIVITY_SYNC_WEBHOOK_SECRET": ("made up by run", "the fake CRM's HMAC secret (example configs)"),
     "ACTIVITY_SYNC_SALESFORCE_SECRET": ("made up by run", "the fake Salesforce org's consumer secret"),

@@ -54,6 +54,10 @@ class Topics:
     def control(self) -> str:
         return self._n("activity.control")
 
+    @property
+    def audit(self) -> str:
+        return self._n("activity.audit")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -76,6 +80,8 @@ class Topics:
             # Endpoint-wide holds (a Retry-After shared by every worker of an endpoint), keyed by endpoint.
             TopicSpec(self.control, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
                                         "segment.ms": str(3600 * 1000)}),
+            # Every change made through the admin API: who (which key), when, what changed. Kept.
+            TopicSpec(self.audit, 1, {"retention.ms": "-1"}),
         ]
         specs += [TopicSpec(name, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
         return specs

@@ -41,23 +41,9 @@ def bin_dir() -> Path | None:
 
 def install() -> Path:
     """The server binaries' folder, installing Debian's package first if they are missing."""
-    found = bin_dir()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        raise PostgresError("PostgreSQL's server is not installed and there is no apt-get: install PostgreSQL 13+")
-    if os.geteuid() != 0:
-        raise PostgresError("PostgreSQL's server is not installed: run `sudo apt-get install -y postgresql`")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                                                 "postgresql"]):
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode:
-            raise PostgresError(f"{' '.join(cmd)} failed: {(r.stderr or r.stdout).strip()[-500:]}")
-    found = bin_dir()
-    if not found:
-        raise PostgresError("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/postgres is there")
-    return found
+    from .debian import apt_install
+
+    return apt_install("postgresql", bin_dir, PostgresError)
 
 
 class LocalPostgres:

@@ -18,7 +18,6 @@ or the items' XML one after another.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any

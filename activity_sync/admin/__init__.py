@@ -1,0 +1,1 @@
+"""The admin API and admin page: endpoints, subscriptions, delivery status, dead letters, audit."""

@@ -1,0 +1,584 @@
+"""What the admin API knows and changes: ``activity.config`` (through a :class:`Routing` of its
+own, so it validates exactly as the workers do), the workers' status in ``activity.control``,
+the newest enriched record of each activity code (for previews), dead letters and the audit trail.
+
+Every change is a record in ``activity.config``; the call returns once the admin's own follower
+has read it back, so the next read shows it, and running workers apply it within seconds. Every
+change is also a record in ``activity.audit``: which key, its tenants, when, what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from sinks import replay as replay_mod
+from sinks.registry import PROVIDERS, SettingsError, describe, parse_settings
+from streams import headers as H
+from streams.avro import DecodeError, decode_any
+from streams.envvars import env_int
+from streams.routing import (ALL_TENANTS, PROVIDER_TYPES, ConfigError, Endpoint, Routing, Subscription,
+                             check_endpoint, check_subscription, read_config_file)
+from streams.settings import Settings
+from streams.tools import bundled
+from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
+
+from .keys import ApiKey
+
+log = logging.getLogger("activity_sync.admin")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+STALE_S = 30.0  # a worker status older than this is shown as not reporting
+
+
+class AdminError(Exception):
+    """An answer other than success: HTTP status, message, and the field it is about."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+    def body(self) -> dict:
+        return {"error": self.message, **({"field": self.field} if self.field else {})}
+
+
+class Follower:
+    """Reads a topic in a task of its own and hands each record to ``handle``; ``ready`` once the
+    end offsets seen at start are reached; ``position`` per partition."""
+
+    def __init__(self, settings: Settings, topic: str, handle: Callable, tail: int | None = None) -> None:
+        self.settings, self.topic, self.handle, self.tail = settings, topic, handle, tail
+        self.ready = asyncio.Event()
+        self.positions: dict[int, int] = {}
+        self.task: asyncio.Task | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                         max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
+                                         **self.settings.kafka.aiokafka_kwargs())
+        await self.consumer.start()
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def _run(self) -> None:
+        c = self.consumer
+        ids: list[int] = []
+        while not ids:
+            ids = await partition_ids(self.settings.kafka, self.topic)
+            if not ids:
+                await asyncio.sleep(1)
+        parts = [TopicPartition(self.topic, p) for p in ids]
+        c.assign(parts)
+        end = await c.end_offsets(parts)
+        if self.tail is None:
+            await c.seek_to_beginning(*parts)
+        else:
+            for tp in parts:
+                c.seek(tp, max(0, end[tp] - self.tail))
+        while True:
+            try:
+                batch = await c.getmany(timeout_ms=300)
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup: keep following
+                log.warning("following %s: %s: %s", self.topic, type(exc).__name__, exc)
+                await asyncio.sleep(1)
+                continue
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    try:
+                        self.handle(m)
+                    except Exception as exc:  # noqa: BLE001 - one odd record never stops the follower
+                        log.warning("%s@%s: %s", self.topic, m.offset, exc)
+                    self.positions[tp.partition] = m.offset + 1
+            if not self.ready.is_set():
+                if all([await c.position(tp) >= end[tp] for tp in parts]):
+                    self.ready.set()
+
+    async def caught_up_to(self, partition: int, offset: int, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.positions.get(partition, 0) <= offset:
+            if time.monotonic() > deadline:
+                raise AdminError(503, f"{self.topic} did not show the change within {timeout:.0f}s")
+            await asyncio.sleep(0.05)
+
+
+def default_descriptions() -> dict[str, str]:
+    """The preconfigured description of each code the bundled config subscribes (else the activity's own)."""
+    out: dict[str, str] = {}
+    try:
+        for s in read_config_file(bundled("embedded.yaml")).get("subscriptions") or []:
+            out.setdefault(s["activity_code"], s.get("description") or "")
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def _public_endpoint(ep: Endpoint, subs: list[Subscription]) -> dict:
+    return {"name": ep.name, "enabled": ep.enabled, "provider_type": ep.provider_type, "provider": ep.provider,
+            "tenants": list(ep.tenants), "settings": ep.settings,
+            "subscriptions": {"active": sum(1 for s in subs if s.enabled), "inactive": sum(1 for s in subs if not s.enabled)},
+            "subscribed_codes": sorted(s.activity_code for s in subs)}
+
+
+class AdminState:
+    def __init__(self, settings: Settings, catalog) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.catalog = catalog
+        self.routing = Routing(catalog)
+        self.statuses: dict[str, dict] = {}
+        self.holds: dict[str, dict] = {}
+        self.recent: dict[str, dict] = {}
+        self.audit_log: list[dict] = []
+        self.defaults = default_descriptions()
+        self.writeback_max = env_int("ACTIVITY_SYNC_WRITEBACK_CODE_MAX", 100, 1, 100)
+        self.config = Follower(settings, self.topics.config, self._config_record)
+        self.control = Follower(settings, self.topics.control, self._control_record)
+        self.audit = Follower(settings, self.topics.audit, self._audit_record)
+        self.enriched = Follower(settings, self.topics.enriched, self._enriched_record, tail=500)
+        self.producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(acks="all", **self.settings.kafka.aiokafka_kwargs())
+        await self.producer.start()
+        for f in (self.config, self.control, self.audit, self.enriched):
+            await f.start()
+        await asyncio.wait_for(self.config.ready.wait(), 60)
+
+    async def stop(self) -> None:
+        for f in (self.config, self.control, self.audit, self.enriched):
+            await f.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    def ready(self) -> bool:
+        return self.config.ready.is_set()
+
+    # ------------------------------------------------------------------ followers
+    def _config_record(self, m) -> None:
+        if m.key:
+            try:
+                self.routing.apply_record(m.key.decode(), m.value)
+            except Exception:  # noqa: BLE001 - refused records are in routing.refused
+                pass
+
+    def _control_record(self, m) -> None:
+        key = (m.key or b"").decode()
+        if key.startswith("status:"):
+            if m.value is None:
+                self.statuses.pop(key, None)
+            else:
+                self.statuses[key] = json.loads(m.value)
+        elif key.startswith("hold:"):
+            self.holds[key[5:]] = json.loads(m.value) if m.value else {}
+
+    def _audit_record(self, m) -> None:
+        if m.value:
+            self.audit_log.append(json.loads(m.value))
+            del self.audit_log[:-10_000]
+
+    def _enriched_record(self, m) -> None:
+        try:
+            rec = decode_any(m.value, self.settings.schema_registry_url)
+        except DecodeError:
+            return
+        self.recent[rec["activity_code"]] = rec
+
+    # ------------------------------------------------------------------ access
+    def _visible(self, key: ApiKey, ep: Endpoint) -> bool:
+        return key.sees(ep.tenants)
+
+    def _endpoint(self, key: ApiKey, name: str) -> Endpoint:
+        ep = self.routing.endpoints.get(name)
+        if ep is None or not self._visible(key, ep):
+            raise AdminError(404, f"no endpoint named {name!r}")
+        return ep
+
+    def _subs_of(self, name: str) -> list[Subscription]:
+        return [s for s in self.routing.subscriptions.values() if s.endpoint == name]
+
+    @staticmethod
+    def _writer(key: ApiKey) -> None:
+        if not key.can_write:
+            raise AdminError(403, f"key {key.id!r} is read-only")
+
+    # ------------------------------------------------------------------ reads
+    def providers(self) -> list[dict]:
+        return describe()
+
+    def activities_catalog(self) -> list[dict]:
+        out = []
+        for code, info in sorted(self.catalog.codes.items()):
+            props = sorted(self.catalog.known_properties(code))
+            out.append({"activity_code": code, "category": info.category, "merge_variables": props,
+                        "default_description": self.defaults.get(code) or "{ActivityDescription}"})
+        return out
+
+    def endpoints(self, key: ApiKey) -> list[dict]:
+        return [_public_endpoint(ep, self._subs_of(ep.name))
+                for ep in sorted(self.routing.endpoints.values(), key=lambda e: e.name.lower())
+                if self._visible(key, ep)]
+
+    def endpoint(self, key: ApiKey, name: str) -> dict:
+        ep = self._endpoint(key, name)
+        return _public_endpoint(ep, self._subs_of(name))
+
+    def subscriptions(self, key: ApiKey, name: str | None, endpoints: list[str], categories: list[str],
+                      subscribed: str) -> list[dict]:
+        visible = {n for n, ep in self.routing.endpoints.items() if self._visible(key, ep)}
+        rows = []
+        for entry in self.activities_catalog():
+            code = entry["activity_code"]
+            if name and name.lower() not in code.lower():
+                continue
+            if categories and entry["category"] not in categories:
+                continue
+            subs = sorted((s for s in self.routing.subscriptions.values()
+                           if s.activity_code == code and s.endpoint in visible), key=lambda s: s.endpoint.lower())
+            if endpoints:
+                subs = [s for s in subs if s.endpoint in endpoints]
+            if subscribed == "subscribed" and not subs:
+                continue
+            if subscribed == "unsubscribed" and subs:
+                continue
+            rows.append({**entry, "endpoints": [
+                {"endpoint": s.endpoint, "enabled": s.enabled, "endpoint_enabled": self.routing.endpoints[s.endpoint].enabled,
+                 "description": s.description, "writeback_code1": s.writeback_code1,
+                 "writeback_code2": s.writeback_code2} for s in subs]})
+        return rows
+
+    def status(self, key: ApiKey) -> list[dict]:
+        now = time.time()
+        out = []
+        for ep in sorted(self.routing.endpoints.values(), key=lambda e: e.name.lower()):
+            if not self._visible(key, ep):
+                continue
+            workers = [v for k, v in self.statuses.items() if k.startswith(f"status:{ep.name}:")]
+            live = [w for w in workers if now - float(w.get("at") or 0) < STALE_S]
+            newest = max(live or workers, key=lambda w: w.get("at") or 0, default={})
+            hold_until = max([float(self.holds.get(ep.name, {}).get("not_before") or 0)] +
+                             [float(w.get("hold_until") or 0) for w in live])
+            last_err = max(workers, key=lambda w: w.get("last_error_at") or 0, default={})
+            waits = [w for w in live if w.get("last_wait_at") and now - w["last_wait_at"] < 30]
+            held = None
+            if hold_until > now:
+                held = {"reason": "retry_after", "until": hold_until}
+            elif waits:
+                w = max(waits, key=lambda w: w["last_wait_at"])
+                held = {"reason": w["last_wait_reason"], "until": w["last_wait_at"] + w.get("last_wait_s", 0)}
+            out.append({
+                "endpoint": ep.name, "enabled": ep.enabled, "workers": len(live),
+                "delivered": sum(int(w.get("delivered") or 0) for w in workers),
+                "retried": sum(int(w.get("retried") or 0) for w in workers),
+                "dead": sum(int(w.get("dead") or 0) for w in workers),
+                "retrying": {tier: max([int((w.get("retry_backlog") or {}).get(tier) or 0) for w in live] or [0])
+                             for tier, _ in H.RETRY_TIERS},
+                "lag": max([int(w.get("enriched_lag") or 0) for w in live] or [0]) if live else None,
+                "last_success_at": max([w.get("last_success_at") or 0 for w in workers] or [0]) or None,
+                "last_error": last_err.get("last_error"), "last_error_class": last_err.get("last_error_class"),
+                "last_error_at": last_err.get("last_error_at"),
+                "paused": newest.get("paused"), "held_back": held})
+        return out
+
+    async def dead_letters(self, key: ApiKey, endpoint: str | None, limit: int) -> list[dict]:
+        if endpoint:
+            self._endpoint(key, endpoint)
+        decisions = await replay_mod.plan(self.settings, endpoint, None, None, None, 10 ** 9)
+        rows = []
+        for d in decisions:
+            c = d.candidate
+            ep = self.routing.endpoints.get(c.info.endpoint)
+            if ep is not None and not self._visible(key, ep):
+                continue
+            if ep is None and ALL_TENANTS not in key.tenants:
+                continue
+            rows.append({"endpoint": c.info.endpoint, "activity_key": c.activity_key, "tenant": c.info.tenant,
+                         "reason": c.info.error_class, "last_error": c.info.message, "attempts": c.info.attempts,
+                         "first_failure_at": c.info.first_failure, "dead_at": c.info.timestamp,
+                         "replay_count": c.replay_count, "replayed": d.action == "already-replayed",
+                         "marker": c.marker})
+        return rows[-limit:]
+
+    def audit_entries(self, key: ApiKey, limit: int) -> list[dict]:
+        rows = [a for a in self.audit_log if ALL_TENANTS in key.tenants
+                or set(a.get("tenants") or []) <= set(key.tenants) and a.get("tenants")]
+        return list(reversed(rows[-limit:]))
+
+    # ------------------------------------------------------------------ writes
+    async def _publish(self, key: ApiKey, records: list[tuple[str, Any]], action: str, target: str,
+                       before, after, tenants) -> None:
+        last = None
+        for k, value in records:
+            last = await self.producer.send_and_wait(self.topics.config, key=k.encode(),
+                                                     value=None if value is None else json.dumps(value).encode())
+        audit = await self.producer.send_and_wait(self.topics.audit, value=json.dumps({
+            "at": time.time(), "key_id": key.id, "role": key.role, "key_tenants": list(key.tenants),
+            "tenants": sorted(tenants), "action": action, "target": target, "before": before,
+            "after": after}).encode())
+        if last is not None:
+            await self.config.caught_up_to(last.partition, last.offset)
+        await self.audit.caught_up_to(audit.partition, audit.offset)
+
+    def _check_tenants(self, key: ApiKey, body: dict) -> tuple[str, ...]:
+        value = body.get("tenants", body.get("tenant"))
+        if value is None:
+            raise AdminError(422, 'tenant is required: a TenantCode, a list of them, or "*"', "tenant")
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() and len(v) <= 100
+                                                                 for v in values):
+            raise AdminError(422, 'tenant: a TenantCode, a non-empty list of them, or "*"', "tenant")
+        tenants = tuple(dict.fromkeys(v.strip() for v in values))
+        if ALL_TENANTS in tenants and len(tenants) > 1:
+            raise AdminError(422, 'tenant "*" (every tenant) stands alone', "tenant")
+        if not key.sees(tenants):
+            raise AdminError(403, f"key {key.id!r} may not manage tenant(s) {', '.join(tenants)}", "tenant")
+        return tenants
+
+    def _build_endpoint(self, key: ApiKey, body: dict, current: Endpoint | None) -> Endpoint:
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        allowed = {"name", "enabled", "provider_type", "provider", "settings", "tenant", "tenants", "subscriptions"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise AdminError(422, f"unknown field {unknown[0]!r}", unknown[0])
+        merged = {**(asdict(current) if current else {}), **body}
+        name = merged.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise AdminError(422, "name is required", "name")
+        if not NAME.match(name):
+            raise AdminError(422, "name: letters, digits, '_', '.', '-' (at most 100), starting with a letter or digit",
+                             "name")
+        ptype = merged.get("provider_type", "membership")
+        if ptype not in PROVIDER_TYPES:
+            raise AdminError(422, f"provider_type must be one of {', '.join(PROVIDER_TYPES)}", "provider_type")
+        provider = merged.get("provider") or ("activity-history" if ptype == "activity-history" else None)
+        if not isinstance(provider, str) or provider not in PROVIDERS:
+            raise AdminError(422, f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}", "provider")
+        enabled = merged.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise AdminError(422, "enabled must be true or false", "enabled")
+        settings = merged.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise AdminError(422, "settings must be an object", "settings")
+        try:
+            parse_settings(provider, settings, ptype)
+        except SettingsError as exc:
+            text = str(exc)
+            m = re.match(r"(settings(?:\.[\w\[\]]+)*)", text)
+            field = m.group(1) if m else "settings"
+            if "provider_type" in text and "is for provider_type" in text:
+                field = "provider_type"
+            raise AdminError(422, text, field) from None
+        tenants = self._check_tenants(key, merged if ("tenant" in body or "tenants" in body or not current)
+                                      else {"tenants": list(current.tenants)})
+        ep = Endpoint(name=name, provider_type=ptype, provider=provider, enabled=enabled, settings=settings,
+                      tenants=tenants)
+        try:
+            return check_endpoint(ep)
+        except ConfigError as exc:
+            raise AdminError(422, str(exc), "settings") from None
+
+    def _subscription_records(self, ep: Endpoint, codes) -> list[tuple[str, dict]]:
+        if codes is None:
+            return []
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise AdminError(422, "subscriptions: a list of activity codes", "subscriptions")
+        out = []
+        for code in dict.fromkeys(codes):
+            if code not in self.catalog.codes:
+                raise AdminError(422, f"subscriptions: unknown activity code {code!r}", "subscriptions")
+            sub = Subscription(code, ep.name, self.defaults.get(code) or "{ActivityDescription}", True, None, None)
+            try:
+                check_subscription(sub, self.catalog)
+            except ConfigError as exc:
+                raise AdminError(422, str(exc), "subscriptions") from None
+            out.append((sub.key(), _sub_record(sub)))
+        return out
+
+    async def create_endpoint(self, key: ApiKey, body: dict) -> dict:
+        self._writer(key)
+        async with self._lock:
+            ep = self._build_endpoint(key, body, None)
+            if ep.name in self.routing.endpoints:
+                raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
+            records = [(ep.key(), _ep_record(ep))] + self._subscription_records(ep, body.get("subscriptions"))
+            await self._publish(key, records, "create endpoint", ep.name, None, _ep_record(ep), ep.tenants)
+            return self.endpoint(key, ep.name)
+
+    async def update_endpoint(self, key: ApiKey, name: str, body: dict) -> dict:
+        self._writer(key)
+        async with self._lock:
+            current = self._endpoint(key, name)
+            ep = self._build_endpoint(key, body, current)
+            records: list[tuple[str, Any]] = []
+            if ep.name != name:  # a rename: the new one with the old one's subscriptions, then the old one goes
+                if ep.name in self.routing.endpoints:
+                    raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
+                records.append((ep.key(), _ep_record(ep)))
+                for s in self._subs_of(name):
+                    moved = Subscription(s.activity_code, ep.name, s.description, s.enabled, s.writeback_code1,
+                                         s.writeback_code2)
+                    records += [(moved.key(), _sub_record(moved)), (s.key(), None)]
+                records.append((current.key(), None))
+            else:
+                records.append((ep.key(), _ep_record(ep)))
+            if "subscriptions" in body:
+                wanted = set(body.get("subscriptions") or [])
+                have = {s.activity_code: s for s in self._subs_of(name)}
+                records += self._subscription_records(ep, [c for c in body["subscriptions"] if c not in have])
+                records += [(Subscription(c, ep.name, "", True).key(), None) for c in have if c not in wanted]
+            await self._publish(key, records, "update endpoint", name, _ep_record(current), _ep_record(ep),
+                                set(current.tenants) | set(ep.tenants))
+            return self.endpoint(key, ep.name)
+
+    async def delete_endpoint(self, key: ApiKey, name: str, dry_run: bool) -> dict:
+        if not dry_run:
+            self._writer(key)
+        async with self._lock:
+            ep = self._endpoint(key, name)
+            subs = self._subs_of(name)
+            answer = {"endpoint": name, "subscriptions": len(subs), "dry_run": dry_run}
+            if dry_run:
+                return answer
+            records = [(s.key(), None) for s in subs] + [(ep.key(), None)]
+            await self._publish(key, records, "delete endpoint", name, _ep_record(ep), None, ep.tenants)
+            return answer
+
+    async def put_subscription(self, key: ApiKey, code: str, endpoint: str, body: dict) -> dict:
+        self._writer(key)
+        async with self._lock:
+            ep = self._endpoint(key, endpoint)
+            if code not in self.catalog.codes:
+                raise AdminError(404, f"no activity {code!r} in the catalog")
+            if not isinstance(body, dict):
+                raise AdminError(400, "the body must be a JSON object")
+            unknown = sorted(set(body) - {"enabled", "description", "writeback_code1", "writeback_code2"})
+            if unknown:
+                raise AdminError(422, f"unknown field {unknown[0]!r}", unknown[0])
+            current = self.routing.subscriptions.get(f"subscription:{code}:{endpoint}")
+            base = asdict(current) if current else {"description": self.defaults.get(code) or "{ActivityDescription}",
+                                                     "enabled": True, "writeback_code1": None, "writeback_code2": None}
+            merged = {**base, **body}
+            if not isinstance(merged.get("enabled"), bool):
+                raise AdminError(422, "enabled must be true or false", "enabled")
+            if not isinstance(merged.get("description"), str):
+                raise AdminError(422, "description must be text", "description")
+            for f in ("writeback_code1", "writeback_code2"):
+                v = merged.get(f)
+                if v is not None and not isinstance(v, str):
+                    raise AdminError(422, f"{f} must be text", f)
+                if isinstance(v, str) and len(v) > self.writeback_max:
+                    raise AdminError(422, f"{f}: {len(v)} characters, at most {self.writeback_max}", f)
+                if v == "":
+                    merged[f] = None
+            sub = Subscription(code, endpoint, merged["description"], merged["enabled"], merged.get("writeback_code1"),
+                               merged.get("writeback_code2"))
+            try:
+                check_subscription(sub, self.catalog)
+            except ConfigError as exc:
+                raise AdminError(422, str(exc), "description") from None
+            await self._publish(key, [(sub.key(), _sub_record(sub))], "put subscription", sub.key(),
+                                _sub_record(current) if current else None, _sub_record(sub), ep.tenants)
+            return {"activity_code": code, **_sub_record(sub)}
+
+    async def delete_subscription(self, key: ApiKey, code: str, endpoint: str) -> dict:
+        self._writer(key)
+        async with self._lock:
+            ep = self._endpoint(key, endpoint)
+            current = self.routing.subscriptions.get(f"subscription:{code}:{endpoint}")
+            if current is None:
+                raise AdminError(404, f"{code} is not subscribed to {endpoint}")
+            await self._publish(key, [(current.key(), None)], "delete subscription", current.key(),
+                                _sub_record(current), None, ep.tenants)
+            return {"deleted": current.key()}
+
+    def preview(self, code: str, description: str) -> dict:
+        if code not in self.catalog.codes:
+            raise AdminError(404, f"no activity {code!r} in the catalog")
+        if not isinstance(description, str):
+            raise AdminError(422, "description must be text", "description")
+        try:
+            template = check_subscription(Subscription(code, "preview", description), self.catalog)
+        except ConfigError as exc:
+            raise AdminError(422, str(exc), "description") from None
+        rec = self.recent.get(code)
+        if rec is None:
+            return {"activity_code": code, "rendered": None, "activity_key": None,
+                    "note": f"no recent {code} activity in activity.enriched to render"}
+        props = {d["name"]: d["value"] for d in rec.get("details") or []}
+        props.update(ActivityKey=rec["activity_key"], ActivityCode=rec["activity_code"], TenantCode=rec["tenant_code"],
+                     LinkUrl=rec.get("link_url") or props.get("LinkUrl"))
+        return {"activity_code": code, "rendered": template.render(props), "activity_key": rec["activity_key"],
+                "note": None}
+
+    async def replay(self, key: ApiKey, body: dict) -> dict:
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        dry_run = body.get("dry_run", True)
+        if not isinstance(dry_run, bool):
+            raise AdminError(422, "dry_run must be true or false", "dry_run")
+        if not dry_run:
+            self._writer(key)
+        endpoint = body.get("endpoint")
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise AdminError(422, "endpoint must be a name", "endpoint")
+            self._endpoint(key, endpoint)
+        elif ALL_TENANTS not in key.tenants:
+            raise AdminError(422, "endpoint is required for a tenant key", "endpoint")
+        keys = body.get("keys")
+        if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+            raise AdminError(422, "keys: a list of ActivityKeys", "keys")
+        max_replays = body.get("max_replays", env_int("ACTIVITY_SYNC_MAX_REPLAYS", 3, 0, 1000))
+        if not isinstance(max_replays, int) or isinstance(max_replays, bool) or not 0 <= max_replays <= 1000:
+            raise AdminError(422, "max_replays: a whole number from 0 to 1000", "max_replays")
+        decisions = await replay_mod.plan(self.settings, endpoint, None, None, set(keys) if keys else None, max_replays)
+        decisions = [d for d in decisions if (ep := self.routing.endpoints.get(d.candidate.info.endpoint)) is None
+                     and ALL_TENANTS in key.tenants or ep is not None and self._visible(key, ep)]
+        todo = [d for d in decisions if d.action == "replay"]
+        answer = {"dry_run": dry_run, "would_replay" if dry_run else "replayed": len(todo),
+                  "not_replayed": len(decisions) - len(todo),
+                  "items": [{"endpoint": d.candidate.info.endpoint, "activity_key": d.candidate.activity_key,
+                             "action": d.action, "reason": d.reason or None} for d in decisions]}
+        if dry_run:
+            answer["replayed"] = 0
+            return answer
+        answer["would_replay"] = len(todo)
+        n = await replay_mod.execute(self.settings, todo)
+        answer["replayed"] = n
+        md = await self.producer.send_and_wait(self.topics.audit, value=json.dumps({
+            "at": time.time(), "key_id": key.id, "role": key.role, "key_tenants": list(key.tenants),
+            "tenants": sorted({d.candidate.info.tenant for d in todo if d.candidate.info.tenant}),
+            "action": "replay", "target": endpoint or "*", "before": None,
+            "after": {"replayed": n, "keys": [d.candidate.activity_key for d in todo][:100]}}).encode())
+        await self.audit.caught_up_to(md.partition, md.offset)
+        return answer
+
+
+def _ep_record(ep: Endpoint) -> dict:
+    d = asdict(ep)
+    d["tenants"] = list(ep.tenants)
+    return d
+
+
+def _sub_record(sub: Subscription) -> dict:
+    d = asdict(sub)
+    d["writeback_codes"] = [d.pop("writeback_code1"), d.pop("writeback_code2")]
+    return d

@@ -1,0 +1,385 @@
+"use strict";
+// The admin page: plain DOM, no framework, no request anywhere but this server's /api/v1.
+// Text from the API is only ever set as textContent, never parsed as HTML.
+
+const state = { key: sessionStorage.getItem("activity-sync-key") || "", providers: [], activities: [],
+                endpoints: [], tab: "endpoints", timer: null, replayPlan: null };
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+class ApiError extends Error {
+  constructor(status, body) { super(body.error || `HTTP ${status}`); this.status = status; this.field = body.field; }
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { "Authorization": `Bearer ${state.key}` } };
+  if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+  const resp = await fetch(`/api/v1${path}`, opts);
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+function say(text, bad = false) {
+  const m = document.getElementById("message");
+  m.textContent = text; m.className = bad ? "bad" : "";
+}
+
+function when(t) { return t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + "Z" : "—"; }
+
+// ---------------------------------------------------------------- dialog
+function openDialog(title, body, okText, onOk) {
+  const d = document.getElementById("dialog");
+  document.getElementById("dialog-title").textContent = title;
+  const holder = document.getElementById("dialog-body");
+  holder.replaceChildren(body);
+  document.getElementById("dialog-error").textContent = "";
+  const ok = document.getElementById("dialog-ok");
+  ok.textContent = okText;
+  ok.hidden = !onOk;
+  ok.onclick = async (ev) => {
+    ev.preventDefault();
+    for (const x of holder.querySelectorAll(".invalid")) x.classList.remove("invalid");
+    try { await onOk(); d.close(); }
+    catch (e) {
+      document.getElementById("dialog-error").textContent = e.message;
+      if (e.field) {
+        const f = holder.querySelector(`[data-field="${CSS.escape(e.field)}"]`) ||
+                  holder.querySelector(`[data-field="${CSS.escape(e.field.split(".").slice(0, 2).join("."))}"]`);
+        if (f) f.classList.add("invalid");
+      }
+    }
+  };
+  document.getElementById("dialog-cancel").onclick = (ev) => { ev.preventDefault(); d.close(); };
+  d.showModal();
+}
+
+// ---------------------------------------------------------------- endpoints
+async function loadEndpoints() {
+  state.endpoints = await api("GET", "/endpoints");
+  const rows = state.endpoints.map((ep) => el("tr", { dataset: { endpoint: ep.name } },
+    el("td", { text: ep.name }), el("td", { text: ep.provider }), el("td", { text: ep.provider_type }),
+    el("td", { text: ep.tenants.join(", ") }),
+    el("td", {}, el("button", { class: `toggle ${ep.enabled ? "on" : "off"}`, "data-testid": `toggle-${ep.name}`,
+      text: ep.enabled ? "Enabled" : "Disabled",
+      onclick: () => act(() => api("PATCH", `/endpoints/${encodeURIComponent(ep.name)}`, { enabled: !ep.enabled }),
+                         `${ep.name} ${ep.enabled ? "disabled" : "enabled"}`, loadEndpoints) })),
+    el("td", { text: `${ep.subscriptions.active} / ${ep.subscriptions.inactive}`,
+               "data-testid": `counts-${ep.name}` }),
+    el("td", {}, el("button", { "data-testid": `edit-${ep.name}`, text: "Edit", onclick: () => endpointDialog(ep) }), " ",
+      el("button", { "data-testid": `delete-${ep.name}`, text: "Delete", onclick: () => deleteDialog(ep) }))));
+  document.getElementById("endpoint-rows").replaceChildren(...rows);
+}
+
+async function act(fn, done, reload) {
+  try { await fn(); say(done); if (reload) await reload(); }
+  catch (e) { say(e.message, true); }
+}
+
+function settingsForm(provider, values) {
+  const p = state.providers.find((x) => x.name === provider);
+  const box = el("fieldset", { "data-testid": "settings-form" }, el("legend", { text: `${provider} settings` }));
+  if (!p || !p.settings_schema) { box.append(el("p", { text: p && p.error ? p.error : "no settings" })); return box; }
+  const schema = p.settings_schema;
+  const required = new Set(schema.required || []);
+  for (const [name, prop] of Object.entries(schema.properties || {})) {
+    const field = `settings.${name}`;
+    const value = values[name] !== undefined ? values[name] : prop.default;
+    const types = [prop.type, ...(prop.anyOf || []).map((x) => x.type)].filter(Boolean);
+    const enumValues = prop.enum || (prop.anyOf || []).flatMap((x) => x.enum || (x.const !== undefined ? [x.const] : []));
+    let input;
+    if (enumValues.length) {
+      input = el("select", { name, "data-field": field, "data-kind": "enum" },
+        el("option", { value: "", text: "" }),
+        enumValues.map((v) => el("option", { value: v, text: v, selected: v === value })));
+    } else if (types.includes("boolean") && !types.includes("object")) {
+      input = el("input", { type: "checkbox", name, "data-field": field, "data-kind": "bool", checked: value === true });
+    } else if (types.includes("integer") || types.includes("number")) {
+      if (types.includes("object") || types.includes("array")) {
+        input = el("textarea", { name, "data-field": field, "data-kind": "json" });
+        input.value = value === undefined || value === null ? "" : JSON.stringify(value);
+      } else {
+        input = el("input", { type: "number", step: "any", name, "data-field": field, "data-kind": "number",
+                              value: value === undefined || value === null ? "" : value });
+      }
+    } else if (types.includes("object") || types.includes("array") || prop.$ref || (prop.anyOf || []).some((x) => x.$ref)) {
+      input = el("textarea", { name, "data-field": field, "data-kind": "json" });
+      input.value = value === undefined || value === null ? "" : JSON.stringify(value);
+    } else {
+      input = el("input", { type: "text", name, "data-field": field, "data-kind": "text",
+                            value: value === undefined || value === null ? "" : value });
+    }
+    input.dataset.testid = `setting-${name}`;
+    const secret = prop["x-secret-ref"] ? " (where a secret is: never the secret itself)" : "";
+    box.append(el("label", {}, `${name}${required.has(name) ? " *" : ""} `, input,
+      el("span", { class: "vars", text: ` ${prop.description || ""}${secret}` })));
+  }
+  return box;
+}
+
+function readSettings(box) {
+  const out = {};
+  for (const input of box.querySelectorAll("[data-field^='settings.']")) {
+    const name = input.name, kind = input.dataset.kind;
+    if (kind === "bool") { out[name] = input.checked; continue; }
+    const raw = input.value.trim();
+    if (raw === "") continue;
+    if (kind === "number") out[name] = Number(raw);
+    else if (kind === "json") {
+      try { out[name] = JSON.parse(raw); }
+      catch { const e = new Error(`settings.${name}: not JSON`); e.field = `settings.${name}`; throw e; }
+    } else out[name] = raw;
+  }
+  return out;
+}
+
+function endpointDialog(ep) {
+  const creating = !ep;
+  ep = ep || { name: "", enabled: true, provider_type: "membership", provider: "webhook", tenants: ["*"],
+               settings: {}, subscribed_codes: [] };
+  const enabled = el("input", { type: "checkbox", checked: ep.enabled, "data-field": "enabled", "data-testid": "ep-enabled" });
+  const name = el("input", { type: "text", value: ep.name, "data-field": "name", "data-testid": "ep-name", required: true });
+  const ptype = el("select", { "data-field": "provider_type", "data-testid": "ep-provider-type" },
+    ["membership", "activity-history"].map((t) => el("option", { value: t, text: t === "membership" ?
+      "Membership Provider" : "Activity History", selected: t === ep.provider_type })));
+  const provider = el("select", { "data-field": "provider", "data-testid": "ep-provider" });
+  const tenant = el("input", { type: "text", value: ep.tenants.join(","), "data-field": "tenant", "data-testid": "ep-tenant" });
+  const settingsHolder = el("div");
+  const fillProviders = () => {
+    const choices = state.providers.filter((p) => p.provider_types.includes(ptype.value));
+    provider.replaceChildren(...choices.map((p) => el("option", { value: p.name, text: p.name,
+                                                                  selected: p.name === ep.provider })));
+    settingsHolder.replaceChildren(settingsForm(provider.value, provider.value === ep.provider ? ep.settings : {}));
+  };
+  ptype.onchange = fillProviders;
+  provider.onchange = () => settingsHolder.replaceChildren(settingsForm(provider.value, {}));
+  fillProviders();
+  const subs = new Set(ep.subscribed_codes);
+  const checklist = el("div", { class: "checklist", "data-field": "subscriptions", "data-testid": "ep-subscriptions" },
+    state.activities.map((a) => el("label", {}, el("input", { type: "checkbox", value: a.activity_code,
+      checked: subs.has(a.activity_code), "data-testid": `ep-sub-${a.activity_code}` }),
+      ` ${a.activity_code} (${a.category})`)));
+  const body = el("div", {}, el("label", {}, enabled, " Enabled"), el("label", {}, "Name * ", name),
+    el("label", {}, "Provider type * ", ptype), el("label", {}, "Provider * ", provider),
+    el("label", {}, "Tenant (TenantCode, several separated by commas, or *) ", tenant), settingsHolder,
+    el("p", { text: "Activity subscriptions" }), checklist);
+  openDialog(creating ? "Create endpoint" : `Edit endpoint ${ep.name}`, body, "Save", async () => {
+    const tenants = tenant.value.split(",").map((t) => t.trim()).filter(Boolean);
+    const payload = { name: name.value.trim(), enabled: enabled.checked, provider_type: ptype.value,
+      provider: provider.value, tenant: tenants.length === 1 ? tenants[0] : tenants,
+      settings: readSettings(settingsHolder),
+      subscriptions: [...checklist.querySelectorAll("input:checked")].map((c) => c.value) };
+    if (creating) await api("POST", "/endpoints", payload);
+    else await api("PUT", `/endpoints/${encodeURIComponent(ep.name)}`, payload);
+    say(`endpoint ${payload.name} saved`);
+    await loadEndpoints();
+  });
+}
+
+async function deleteDialog(ep) {
+  let plan;
+  try { plan = await api("DELETE", `/endpoints/${encodeURIComponent(ep.name)}?dry_run=true`); }
+  catch (e) { say(e.message, true); return; }
+  const body = el("p", { "data-testid": "delete-summary",
+    text: `Delete ${ep.name}? This also removes its ${plan.subscriptions} activity subscription(s).` });
+  openDialog(`Delete endpoint ${ep.name}`, body, "Delete", async () => {
+    const done = await api("DELETE", `/endpoints/${encodeURIComponent(ep.name)}`);
+    say(`endpoint ${ep.name} deleted with ${done.subscriptions} subscription(s)`);
+    await loadEndpoints();
+  });
+}
+
+// ---------------------------------------------------------------- subscriptions
+function selected(id) { return [...document.getElementById(id).selectedOptions].map((o) => o.value); }
+
+async function loadSubscriptions() {
+  const q = new URLSearchParams();
+  const name = document.getElementById("f-name").value.trim();
+  if (name) q.set("name", name);
+  for (const e of selected("f-endpoint")) q.append("endpoint", e);
+  for (const c of selected("f-category")) q.append("category", c);
+  q.set("subscribed", document.getElementById("f-subscribed").value);
+  const rows = await api("GET", `/subscriptions?${q}`);
+  document.getElementById("subscription-rows").replaceChildren(...rows.map((r) => el("tr",
+    { dataset: { code: r.activity_code }, "data-testid": `sub-row-${r.activity_code}` },
+    el("td", { text: r.activity_code }), el("td", { text: r.category }),
+    el("td", {}, r.endpoints.map((e) => el("span", {
+      class: `badge ${!e.endpoint_enabled ? "ep-off" : !e.enabled ? "sub-off" : ""}`,
+      title: !e.endpoint_enabled ? "endpoint disabled" : !e.enabled ? "subscription disabled" : "active",
+      text: `${e.endpoint}${!e.enabled ? " ⓘ subscription disabled" : ""}${!e.endpoint_enabled ? " ⚠ endpoint disabled" : ""}` }))),
+    el("td", {}, el("button", { text: "Edit", "data-testid": `sub-edit-${r.activity_code}`,
+                                onclick: () => subscriptionDialog(r) })))));
+}
+
+function fillFilters() {
+  const epSel = document.getElementById("f-endpoint");
+  const keep = new Set(selected("f-endpoint"));
+  epSel.replaceChildren(...state.endpoints.map((e) => el("option", { value: e.name, text: e.name, selected: keep.has(e.name) })));
+  const catSel = document.getElementById("f-category");
+  const keepCats = new Set(selected("f-category"));
+  const cats = [...new Set(state.activities.map((a) => a.category))].sort();
+  catSel.replaceChildren(...cats.map((c) => el("option", { value: c, text: c, selected: keepCats.has(c) })));
+}
+
+function subscriptionDialog(row) {
+  const list = el("div", { "data-testid": "sub-endpoints" });
+  const editor = el("div", { "data-testid": "sub-editor" });
+  const render = () => list.replaceChildren(...row.endpoints.map((e) => el("p", {},
+    `${e.endpoint}${e.enabled ? "" : " (subscription disabled)"}${e.endpoint_enabled ? "" : " (endpoint disabled)"} `,
+    el("button", { text: "Edit", "data-testid": `sub-endpoint-edit-${e.endpoint}`, onclick: (ev) => { ev.preventDefault(); edit(e); } }))));
+  const free = state.endpoints.filter((e) => !row.endpoints.some((x) => x.endpoint === e.name));
+  const addSel = el("select", { "data-testid": "sub-add-endpoint" }, el("option", { value: "", text: "Add endpoint…" }),
+    free.map((e) => el("option", { value: e.name, text: e.name })));
+  addSel.onchange = () => { if (addSel.value) edit({ endpoint: addSel.value, enabled: true,
+    description: row.default_description, writeback_code1: null, writeback_code2: null, endpoint_enabled:
+    (state.endpoints.find((x) => x.name === addSel.value) || {}).enabled }); };
+  const edit = (e) => {
+    const en = el("input", { type: "checkbox", checked: e.enabled, "data-field": "enabled", "data-testid": "sub-enabled" });
+    const desc = el("textarea", { "data-field": "description", "data-testid": "sub-description", maxlength: 2000 });
+    desc.value = e.description;
+    const c1 = el("input", { type: "text", value: e.writeback_code1 || "", "data-field": "writeback_code1", "data-testid": "sub-code1" });
+    const c2 = el("input", { type: "text", value: e.writeback_code2 || "", "data-field": "writeback_code2", "data-testid": "sub-code2" });
+    const out = el("p", { "data-testid": "sub-preview-result" });
+    const err = el("p", { class: "error", "data-testid": "sub-error", role: "alert" });
+    const note = e.endpoint_enabled === false ? el("p", { class: "error", text: "This endpoint is disabled: enable it on the Endpoints tab." }) : null;
+    editor.replaceChildren(el("fieldset", {}, el("legend", { text: `${row.activity_code} → ${e.endpoint}` }), note,
+      el("label", {}, en, " Enabled?"),
+      el("label", {}, "Activity description (at most 500 characters before merging) ", desc),
+      el("p", { class: "vars", text: `Merge variables: ${row.merge_variables.map((v) => `{${v}}`).join(" ")}` }),
+      el("label", {}, "Write-back code 1 ", c1), el("label", {}, "Write-back code 2 ", c2),
+      el("button", { text: "Preview", "data-testid": "sub-preview", onclick: async (ev) => { ev.preventDefault();
+        try { const p = await api("POST", "/preview", { activity_code: row.activity_code, description: desc.value });
+              out.textContent = p.rendered === null ? p.note : `Preview (${p.activity_key}): ${p.rendered}`; err.textContent = ""; }
+        catch (x) { err.textContent = x.message; } } }), " ",
+      el("button", { text: "Save subscription", "data-testid": "sub-save", onclick: async (ev) => { ev.preventDefault();
+        for (const x of editor.querySelectorAll(".invalid")) x.classList.remove("invalid");
+        try {
+          await api("PUT", `/subscriptions/${encodeURIComponent(row.activity_code)}/${encodeURIComponent(e.endpoint)}`,
+            { enabled: en.checked, description: desc.value, writeback_code1: c1.value || null, writeback_code2: c2.value || null });
+          err.textContent = ""; say(`${row.activity_code} → ${e.endpoint} saved`);
+          const fresh = (await api("GET", `/subscriptions?name=${encodeURIComponent(row.activity_code)}`))
+            .find((x) => x.activity_code === row.activity_code);
+          if (fresh) { row.endpoints = fresh.endpoints; render(); }
+          editor.replaceChildren();
+          await loadSubscriptions();
+        } catch (x) {
+          err.textContent = x.message;
+          const f = x.field && editor.querySelector(`[data-field="${CSS.escape(x.field)}"]`);
+          if (f) f.classList.add("invalid");
+        } } }), out, err));
+  };
+  render();
+  openDialog(`Edit subscription: ${row.activity_code}`, el("div", {}, list, addSel, editor), "Close", async () => {});
+}
+
+// ---------------------------------------------------------------- status, dead letters, audit
+async function loadStatus() {
+  const rows = await api("GET", "/status");
+  document.getElementById("status-rows").replaceChildren(...rows.map((s) => el("tr", { "data-testid": `status-${s.endpoint}` },
+    el("td", { text: `${s.endpoint}${s.enabled ? "" : " (disabled)"}${s.workers ? "" : " — no worker reporting"}` }),
+    el("td", { text: String(s.delivered), "data-testid": `delivered-${s.endpoint}` }),
+    el("td", { text: Object.values(s.retrying).join(" / "), "data-testid": `retrying-${s.endpoint}` }),
+    el("td", { text: String(s.dead), "data-testid": `dead-${s.endpoint}` }),
+    el("td", { text: s.lag === null ? "—" : String(s.lag) }),
+    el("td", { text: when(s.last_success_at) }),
+    el("td", { text: s.last_error ? `${when(s.last_error_at)} ${s.last_error_class}: ${s.last_error}` : "—",
+               "data-testid": `last-error-${s.endpoint}` }),
+    el("td", { text: s.held_back ? `${s.held_back.reason} until ${when(s.held_back.until)}` : (s.paused || "no") }))));
+}
+
+async function loadDead() {
+  const sel = document.getElementById("d-endpoint");
+  const keep = sel.value;
+  sel.replaceChildren(el("option", { value: "", text: "All endpoints" }),
+    ...state.endpoints.map((e) => el("option", { value: e.name, text: e.name, selected: e.name === keep })));
+  const q = sel.value ? `?endpoint=${encodeURIComponent(sel.value)}` : "";
+  const rows = await api("GET", `/dead-letters${q}`);
+  document.getElementById("dead-rows").replaceChildren(...rows.map((d) => el("tr", { "data-testid": `dead-row-${d.activity_key}` },
+    el("td", {}, el("input", { type: "checkbox", value: d.activity_key, "data-endpoint": d.endpoint || "",
+                               "data-testid": `dead-select-${d.activity_key}`, disabled: d.replayed })),
+    el("td", { text: d.endpoint || "" }), el("td", { text: d.activity_key }), el("td", { text: d.reason }),
+    el("td", { text: String(d.attempts) }), el("td", { text: when(d.first_failure_at) }),
+    el("td", { text: d.last_error }), el("td", { text: d.replayed ? "yes" : "" }))));
+  state.replayPlan = null;
+  document.getElementById("d-replay").disabled = true;
+}
+
+function replayBody() {
+  const checked = [...document.querySelectorAll("#dead-rows input:checked")];
+  const endpoint = document.getElementById("d-endpoint").value || (checked[0] && checked[0].dataset.endpoint) || undefined;
+  return { endpoint, keys: checked.map((c) => c.value) };
+}
+
+async function loadAudit() {
+  const rows = await api("GET", "/audit");
+  document.getElementById("audit-rows").replaceChildren(...rows.map((a) => el("tr", {},
+    el("td", { text: when(a.at) }), el("td", { text: `${a.key_id} (${a.role})` }), el("td", { text: a.action }),
+    el("td", { text: a.target }), el("td", { text: (a.tenants || []).join(", ") }))));
+}
+
+// ---------------------------------------------------------------- tabs and start
+const loaders = { endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
+                  status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit };
+
+async function show(tab) {
+  state.tab = tab;
+  for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
+  for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== tab;
+  clearInterval(state.timer);
+  try { await loaders[tab](); } catch (e) { say(e.message, true); }
+  if (tab === "status") state.timer = setInterval(() => loadStatus().catch((e) => say(e.message, true)), 2000);
+}
+
+async function signIn() {
+  try {
+    [state.providers, state.activities] = await Promise.all([api("GET", "/providers"), api("GET", "/activities")]);
+    document.getElementById("who").textContent = "signed in";
+    say("");
+    await show(state.tab);
+  } catch (e) { document.getElementById("who").textContent = ""; say(e.message, true); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.key = document.getElementById("api-key").value.trim();
+    sessionStorage.setItem("activity-sync-key", state.key);
+    signIn();
+  });
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
+  document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
+  document.getElementById("f-name").addEventListener("input", () => loadSubscriptions().catch((e) => say(e.message, true)));
+  for (const id of ["f-endpoint", "f-category", "f-subscribed"])
+    document.getElementById(id).addEventListener("change", () => loadSubscriptions().catch((e) => say(e.message, true)));
+  document.getElementById("d-endpoint").addEventListener("change", () => loadDead().catch((e) => say(e.message, true)));
+  document.getElementById("d-refresh").addEventListener("click", () => loadDead().catch((e) => say(e.message, true)));
+  document.getElementById("d-all").addEventListener("change", (ev) => {
+    for (const c of document.querySelectorAll("#dead-rows input:not(:disabled)")) c.checked = ev.target.checked; });
+  document.getElementById("d-dry-run").addEventListener("click", async () => {
+    try {
+      const plan = await api("POST", "/replay", { ...replayBody(), dry_run: true });
+      state.replayPlan = replayBody();
+      document.getElementById("d-result").textContent = `dry run: ${plan.would_replay} would be replayed, ${plan.not_replayed} not`;
+      document.getElementById("d-replay").disabled = plan.would_replay === 0;
+    } catch (e) { say(e.message, true); }
+  });
+  document.getElementById("d-replay").addEventListener("click", async () => {
+    try {
+      const done = await api("POST", "/replay", { ...state.replayPlan, dry_run: false });
+      document.getElementById("d-result").textContent = `replayed ${done.replayed}`;
+      await loadDead();
+    } catch (e) { say(e.message, true); }
+  });
+  if (state.key) { document.getElementById("api-key").value = state.key; signIn(); }
+});

@@ -1,0 +1,182 @@
+"""The admin API against a real broker: access control, validation naming the field, endpoints and
+subscriptions written to activity.config (and read back), filters, previews, delete with its
+count, tenant scoping and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import produce, seed_events
+
+from activity_sync.admin.api import make_app
+from activity_sync.admin.keys import ApiKey, authenticate, parse_keys
+from activity_sync.admin.state import AdminState
+from streams.catalog import load_catalog
+from streams.routing import Routing
+from streams.topics import Topics
+
+ADMIN = ApiKey("ops", "admin", ("*",), "admin-secret-0123456789")
+READ = ApiKey("viewer", "read", ("*",), "read-secret-0123456789ab")
+HUG = ApiKey("hug", "admin", ("HUG",), "hug-secret-0123456789abc")
+
+
+def auth(key: ApiKey) -> dict:
+    return {"Authorization": f"Bearer {key.secret}"}
+
+
+@pytest.fixture
+async def client(settings):
+    state = AdminState(settings, load_catalog())
+    await state.start()
+    c = TestClient(TestServer(make_app(state, [ADMIN, READ, HUG])))
+    await c.start_server()
+    c.state = state
+    yield c
+    await c.close()
+    await state.stop()
+
+
+WEBHOOK = {"url": "http://127.0.0.1:9/none"}
+
+
+async def create(client, key=ADMIN, **body):
+    doc = {"name": "crm2", "provider_type": "membership", "provider": "webhook", "tenant": "DEMO",
+           "settings": WEBHOOK, **body}
+    return await client.post("/api/v1/endpoints", json=doc, headers=auth(key))
+
+
+async def test_keys_are_required_and_roles_and_tenants_respected(client):
+    assert (await client.get("/api/v1/endpoints")).status == 401
+    assert (await client.get("/api/v1/endpoints", headers={"Authorization": "Bearer wrong"})).status == 401
+    assert (await client.get("/api/v1/endpoints", headers={"X-API-Key": READ.secret})).status == 200
+    r = await create(client, READ)
+    assert r.status == 403 and "read-only" in (await r.json())["error"]
+    r = await create(client, HUG, tenant="ACME")
+    assert r.status == 403 and (await r.json())["field"] == "tenant"
+    assert (await create(client, HUG, name="hug-crm", tenant="HUG")).status == 201
+    assert (await create(client, ADMIN, name="acme-crm", tenant="ACME")).status == 201
+    names = {e["name"] for e in await (await client.get("/api/v1/endpoints", headers=auth(HUG))).json()}
+    assert "hug-crm" in names and "acme-crm" not in names
+    assert (await client.get("/api/v1/endpoints/acme-crm", headers=auth(HUG))).status == 404
+    assert (await client.delete("/api/v1/endpoints/acme-crm", headers=auth(HUG))).status == 404
+    audit = await (await client.get("/api/v1/audit", headers=auth(HUG))).json()
+    assert [a["target"] for a in audit] == ["hug-crm"] and audit[0]["key_id"] == "hug" and audit[0]["tenants"] == ["HUG"]
+    full = await (await client.get("/api/v1/audit", headers=auth(ADMIN))).json()
+    assert {a["target"] for a in full} >= {"hug-crm", "acme-crm"}
+
+
+async def test_cross_site_and_non_json_changes_are_refused(client):
+    r = await client.post("/api/v1/endpoints", data="name=x", headers={**auth(ADMIN),
+                                                                       "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400
+    r = await client.post("/api/v1/endpoints", json={"name": "x"}, headers={**auth(ADMIN), "Origin": "https://evil.example"})
+    assert r.status == 403 and "cross-site" in (await r.json())["error"]
+    page = await client.get("/")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"] and page.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("body, field, text", [
+    ({"name": ""}, "name", "name is required"),
+    ({"name": "twice"}, "name", "exists already"),
+    ({"provider": "nope"}, "provider", "unknown provider"),
+    ({"provider_type": "other"}, "provider_type", "provider_type must be one of"),
+    ({"settings": {"url": "http://x", "batch_size": 100000}}, "settings.batch_size", "limit of 1000"),
+    ({"settings": {"url": "http://x", "hmac_secret": "s3cret-inline"}}, "settings.hmac_secret", "looks like a secret"),
+    ({"tenant": None}, "tenant", "tenant is required"),
+    ({"subscriptions": ["NoSuchActivity"]}, "subscriptions", "unknown activity code"),
+])
+async def test_endpoint_validation_names_the_field(client, body, field, text):
+    if body.get("name") == "twice":
+        assert (await create(client, name="twice")).status == 201
+    r = await create(client, **body)
+    doc = await r.json()
+    assert r.status in (409, 422) and doc["field"] == field and text in doc["error"], doc
+
+
+async def test_endpoint_lifecycle_subscriptions_filters_preview_and_delete(client, settings):
+    r = await create(client, subscriptions=["DiscussionMessageCreate", "LibraryEntryView"])
+    ep = await r.json()
+    assert r.status == 201 and ep["subscriptions"] == {"active": 2, "inactive": 0} and ep["enabled"] is True
+    # written to activity.config: a Routing fed from the topic sees it as a worker would
+    from streams.configtable import ConfigTable
+    routing = Routing(load_catalog())
+    table = ConfigTable(settings.kafka, Topics(settings.topic_prefix).config, routing)
+    await table.start()
+    await asyncio.wait_for(table.wait_ready(), 30)
+    await table.stop()
+    assert routing.endpoints["crm2"].settings == WEBHOOK and "subscription:LibraryEntryView:crm2" in routing.subscriptions
+    # edit a subscription: template errors name the field, the write-back code length is checked
+    put = lambda body: client.put("/api/v1/subscriptions/LibraryEntryView/crm2", json=body, headers=auth(ADMIN))  # noqa: E731
+    r = await put({"description": "{AccessedByDisplayName} read {NoSuchVar}"})
+    doc = await r.json()
+    assert r.status == 422 and doc["field"] == "description" and "NoSuchVar" in doc["error"]
+    r = await put({"description": "x" * 501})
+    assert r.status == 422 and "at most 500" in (await r.json())["error"]
+    r = await put({"writeback_code1": "C" * 101})
+    assert r.status == 422 and (await r.json())["field"] == "writeback_code1"
+    r = await put({"enabled": False, "description": "{AccessedByDisplayName} viewed {ParentName}",
+                   "writeback_code1": "LIB", "writeback_code2": "VIEW"})
+    assert r.status == 200 and (await r.json())["writeback_codes"] == ["LIB", "VIEW"]
+    ep = await (await client.get("/api/v1/endpoints/crm2", headers=auth(ADMIN))).json()
+    assert ep["subscriptions"] == {"active": 1, "inactive": 1}
+    # filters: name substring (any case), endpoint, category, subscribed / unsubscribed
+    q = lambda qs: client.get(f"/api/v1/subscriptions?{qs}", headers=auth(READ))  # noqa: E731
+    rows = await (await q("name=LIBRARYentry")).json()
+    assert [r["activity_code"] for r in rows] == ["LibraryEntryView"]
+    lib = rows[0]["endpoints"][0]
+    assert lib == {"endpoint": "crm2", "enabled": False, "endpoint_enabled": True,
+                   "description": "{AccessedByDisplayName} viewed {ParentName}", "writeback_code1": "LIB",
+                   "writeback_code2": "VIEW"}
+    subscribed = {r["activity_code"] for r in await (await q("endpoint=crm2&subscribed=subscribed")).json()}
+    assert subscribed == {"DiscussionMessageCreate", "LibraryEntryView"}
+    unsub = {r["activity_code"] for r in await (await q("subscribed=unsubscribed&category=Discussions")).json()}
+    assert "DiscussionMessageCreate" not in unsub and all(c for c in unsub)
+    assert (await q("subscribed=maybe")).status == 422
+    # preview against a real recent activity of that code
+    await produce(settings, Topics(settings.topic_prefix).enriched, [])  # nothing yet: a note, not an error
+    r = await client.post("/api/v1/preview", json={"activity_code": "LibraryEntryView",
+                                                   "description": "{AccessedByDisplayName} viewed {ParentName}"},
+                          headers=auth(READ))
+    assert r.status == 200 and (await r.json())["rendered"] is None
+    # disable, then delete: the dry run says how many subscriptions go with it
+    r = await client.patch("/api/v1/endpoints/crm2", json={"enabled": False}, headers=auth(ADMIN))
+    assert r.status == 200 and (await r.json())["enabled"] is False
+    dry = await (await client.delete("/api/v1/endpoints/crm2?dry_run=true", headers=auth(ADMIN))).json()
+    assert dry == {"endpoint": "crm2", "subscriptions": 2, "dry_run": True}
+    done = await (await client.delete("/api/v1/endpoints/crm2", headers=auth(ADMIN))).json()
+    assert done["subscriptions"] == 2
+    assert (await client.get("/api/v1/endpoints/crm2", headers=auth(ADMIN))).status == 404
+    rows = await (await q("endpoint=crm2&subscribed=subscribed")).json()
+    assert rows == []
+    actions = [a["action"] for a in await (await client.get("/api/v1/audit", headers=auth(ADMIN))).json()]
+    assert actions[:2] == ["delete endpoint", "update endpoint"] and "put subscription" in actions
+
+
+async def test_preview_renders_the_newest_activity_of_that_code(client, settings, stream_worker):
+    import json as _json
+    from conftest import publish_config_file
+    await publish_config_file(settings, settings.config_path)
+    stream_worker()
+    ev = dict(seed_events()[2], ActivityKey="preview-0001")
+    await produce(settings, Topics(settings.topic_prefix).raw, [(None, _json.dumps(ev).encode())])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while "LibraryEntryView" not in client.state.recent and loop.time() < deadline:
+        await asyncio.sleep(0.3)
+    r = await client.post("/api/v1/preview", json={"activity_code": "LibraryEntryView",
+                                                   "description": "{AccessedByDisplayName} viewed \"{ParentName}\""},
+                          headers=auth(READ))
+    doc = await r.json()
+    assert doc["activity_key"] == "preview-0001"
+    assert doc["rendered"] == f'{ev["AccessedByDisplayName"]} viewed "{ev["ParentName"]}"'
+
+
+def test_keys_file_format_and_constant_time_lookup():
+    keys = parse_keys("# comment\nops admin * 0123456789abcdef0123\nhug read HUG,HUG2 fedcba9876543210fedc\n", "f")
+    assert [(k.id, k.role, k.tenants) for k in keys] == [("ops", "admin", ("*",)), ("hug", "read", ("HUG", "HUG2"))]
+    assert authenticate(keys, "fedcba9876543210fedc").id == "hug" and authenticate(keys, "nope") is None
+    assert "fedcba" not in repr(keys[1])
+    with pytest.raises(ValueError, match="16 characters"):
+        parse_keys("x admin * short", "f")

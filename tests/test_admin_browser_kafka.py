@@ -1,0 +1,174 @@
+"""The admin page in real headless Chromium (Debian's, driven by Playwright) against a real broker,
+a stream worker, a sink worker and the fake CRM: create an endpoint, subscribe two activities,
+filter, a template error, a delivery seen in Status, retries then a dead letter, its replay,
+disable, delete. Screenshots of each tab go to test-artifacts/admin/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import pytest
+from conftest import ROOT, produce, seed_events, worker_env
+
+from activity_sync.admin.api import serve
+from activity_sync.admin.keys import ApiKey
+from activity_sync.devtools.browser import chromium
+from sinks.providers.webhook.fake import FakeCRM
+from streams.topics import Topics
+
+KEY = ApiKey("ops", "admin", ("*",), "browser-test-key-0123456789")
+ARTIFACTS = ROOT / "test-artifacts" / "admin"
+
+
+async def eventually(check, timeout: float = 60, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            if await check():
+                return
+        except AssertionError:
+            pass
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    path = chromium()
+    assert path, "Chromium is missing: `make test` installs Debian's chromium (activity_sync/devtools/browser.py)"
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        await b.close()
+
+
+async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path, spawn, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    crm = await FakeCRM().start()
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    env = worker_env(settings, tmp_path, ACTIVITY_SYNC_RETRY_DELAYS="1 1 1 1", ACTIVITY_SYNC_RETRY_WINDOW_S="4",
+                     ACTIVITY_SYNC_INLINE_RETRIES="0")
+    spawn(["-m", "streams.app"], env, "stream")
+    requests_elsewhere: list[str] = []
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("request", lambda r: None if r.url.startswith(f"http://127.0.0.1:{port}/")
+            else requests_elsewhere.append(r.url))
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await page.goto(base + "/")
+        await page.fill("[data-testid=api-key]", "wrong-key-wrong-key")
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=message].bad")
+        assert "API key" in await page.text_content("[data-testid=message]")
+        await page.fill("[data-testid=api-key]", KEY.secret)
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+
+        # ---- create an endpoint with its provider's settings form and two subscriptions
+        await page.click("[data-testid=create-endpoint]")
+        await page.fill("[data-testid=ep-name]", "crm-ui")
+        await page.select_option("[data-testid=ep-provider]", "webhook")
+        await page.fill("[data-testid=ep-tenant]", "DEMO")
+        await page.fill("[data-testid=setting-url]", crm.url)
+        await page.fill("[data-testid=setting-batch_size]", "5000")  # over the webhook's limit of 1000
+        await page.check("[data-testid=ep-sub-DiscussionMessageCreate]")
+        await page.check("[data-testid=ep-sub-CommunityMemberJoin]")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=dialog-error]:has-text('batch_size')")
+        assert await page.get_attribute("[data-testid=setting-batch_size]", "class") == "invalid"
+        await page.fill("[data-testid=setting-batch_size]", "50")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=counts-crm-ui]:has-text('2 / 0')")
+        await page.screenshot(path=str(ARTIFACTS / "endpoints.png"), full_page=True)
+        spawn(["-m", "sinks.worker", "crm-ui"], env, "sink")
+
+        # ---- subscriptions: filter by category, by name as you type; a template with an unknown variable
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.select_option("[data-testid=filter-category]", ["Communities"])
+        await page.wait_for_selector("[data-testid=sub-row-CommunityMemberJoin]")
+        codes = await page.eval_on_selector_all("[data-testid=subscription-rows] tr", "rs => rs.map(r => r.dataset.code)")
+        assert "CommunityMemberJoin" in codes and "DiscussionMessageCreate" not in codes
+        await page.select_option("[data-testid=filter-category]", [])
+        await page.type("[data-testid=filter-name]", "discussionmessagec", delay=20)
+        await page.wait_for_function("document.querySelectorAll('[data-testid=subscription-rows] tr').length === 1")
+        assert await page.text_content("[data-testid=subscription-rows] tr td") == "DiscussionMessageCreate"
+        await page.click("[data-testid=sub-edit-DiscussionMessageCreate]")
+        await page.click("[data-testid=sub-endpoint-edit-crm-ui]")
+        await page.fill("[data-testid=sub-description]", "{AuthorDisplayName} wrote {NoSuchThing}")
+        await page.click("[data-testid=sub-save]")
+        await page.wait_for_selector("[data-testid=sub-error]:has-text('NoSuchThing')")
+        await page.fill("[data-testid=sub-description]", '{AuthorDisplayName} posted "{Subject}"')
+        await page.fill("[data-testid=sub-code1]", "COMMUNITY")
+        await page.click("[data-testid=sub-save]")
+        await page.wait_for_selector("[data-testid=message]:has-text('saved')")
+        await page.screenshot(path=str(ARTIFACTS / "subscriptions.png"), full_page=True)
+        await page.click("[data-testid=dialog-cancel]")
+
+        # ---- a produced activity appears as delivered in Status
+        seeds = seed_events()
+        await produce(settings, Topics(settings.topic_prefix).raw, [(None, json.dumps(dict(seeds[0], ActivityKey="ui-1"))
+                                                                     .encode())])
+        await page.click("[data-testid=tab-status]")
+        await page.wait_for_selector("[data-testid=delivered-crm-ui]:has-text('1')", timeout=90_000)
+        assert crm.stored["ui-1"]["description"] == f'{seeds[0]["AuthorDisplayName"]} posted "{seeds[0]["Subject"]}"'
+        assert crm.stored["ui-1"]["writeback_code1"] == "COMMUNITY"
+        await page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
+
+        # ---- the CRM fails: retries, then (the window is 4 s here) the dead letter
+        crm.control({"fail": {"status": 503, "seconds": 600}})
+        await produce(settings, Topics(settings.topic_prefix).raw, [(None, json.dumps(dict(seeds[0], ActivityKey="ui-2"))
+                                                                     .encode())])
+        await page.wait_for_selector("[data-testid=last-error-crm-ui]:has-text('503')", timeout=90_000)
+        await page.wait_for_selector("[data-testid=dead-crm-ui]:has-text('1')", timeout=90_000)
+        status = next(s for s in state.status(KEY) if s["endpoint"] == "crm-ui")
+        assert status["retried"] >= 1 and status["dead"] == 1
+        await page.click("[data-testid=tab-dead]")
+        await page.wait_for_selector("[data-testid=dead-row-ui-2]")
+        await page.check("[data-testid=dead-select-ui-2]")
+        await page.click("[data-testid=replay-dry-run]")
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('1 would be replayed')")
+        await page.screenshot(path=str(ARTIFACTS / "dead-letters.png"), full_page=True)
+        crm.control({"fail": {"status": 503, "count": 0, "seconds": 0}})
+        crm._fail_until = 0
+        await page.click("[data-testid=replay-confirm]")
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('replayed 1')")
+        await eventually(lambda: _stored(crm, "ui-2"), 90, "the replayed activity at the CRM")
+
+        # ---- disable, then delete: its subscriptions go too
+        await page.click("[data-testid=tab-endpoints]")
+        await page.click("[data-testid=toggle-crm-ui]")
+        await page.wait_for_selector("[data-testid=toggle-crm-ui]:has-text('Disabled')")
+        await page.click("[data-testid=delete-crm-ui]")
+        await page.wait_for_selector("[data-testid=delete-summary]:has-text('2 activity subscription')")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=toggle-crm-ui]", state="detached")
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.fill("[data-testid=filter-name]", "")
+        await page.select_option("[data-testid=filter-subscribed]", "subscribed")
+        await page.wait_for_function("!document.querySelector('[data-testid=subscription-rows]').textContent"
+                                     ".includes('crm-ui')")
+        await page.click("[data-testid=tab-audit]")
+        await page.wait_for_selector("[data-testid=audit-rows] tr:has-text('delete endpoint')")
+        await page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()
+        await crm.stop()
+    assert requests_elsewhere == [], "the page requested something outside this server"
+    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+    for tab in ("endpoints", "subscriptions", "status", "dead-letters", "audit"):
+        assert (ARTIFACTS / f"{tab}.png").stat().st_size > 5000
+    shutil.copytree(ARTIFACTS, tmp_path / "screenshots")
+
+
+async def _stored(crm, key: str) -> bool:
+    return key in crm.stored
