@@ -51,10 +51,11 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
     assert "[fake CRM] 5 activities stored, 0 duplicates ignored, 0 rejected" in out
     assert f"starting Kafka on 127.0.0.1:{base} " in out and f"fake CRM: http://127.0.0.1:{base + 2}/" in out
     assert f"sink crm (webhook): metrics http://127.0.0.1:{base + 4}/metrics" in out
+    assert f"admin page: http://127.0.0.1:{base + 6}/" in out
     # the history endpoint wrote its store (relative to the working directory, as configured)
     assert (tmp_path / "var" / "activity-history.db").exists()
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
-    assert len(pids) == 5, out  # the broker, the stream worker, the fake CRM, two sink workers
+    assert len(pids) == 6, out  # the broker, the stream worker, the fake CRM, two sink workers, the admin
     assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
     time.sleep(1)
     assert not running(pids)
