@@ -188,11 +188,16 @@ class PerRecordSink(HttpSink):
         raise NotImplementedError
 
     def write_timeout_s(self, n: int) -> float:
-        rounds = 1 + -(-max(0, n - 1) // max(1, self.ctx.settings.concurrency))
-        return rounds * self.ctx.settings.timeout_s * 2 + 5
+        return each_timeout_s(n, self.ctx.settings.concurrency, self.ctx.settings.timeout_s)
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
         return await write_each(batch, self.write_one, self.ctx.settings.concurrency)
+
+
+def each_timeout_s(n: int, concurrency: int, timeout_s: float) -> float:
+    """How long a :func:`write_each` of ``n`` records may take: the canary, then rounds of ``concurrency``."""
+    rounds = 1 + -(-max(0, n - 1) // max(1, concurrency))
+    return rounds * timeout_s * 2 + 5
 
 
 async def write_each(batch: Sequence[Delivery], one: Callable[[Delivery], Awaitable[None]],

@@ -159,12 +159,11 @@ def create_sink_app(endpoint: str, settings: Settings | None = None, health=None
         await holds.publish_status(worker_id, {
             **st.as_dict(), "endpoint": endpoint, "worker": worker_id, "at": time.time(),
             "paused": delivery.paused, "hold_until": holds.hold_until(),
-            "enriched_lag": metrics.ENRICHED_LAG.labels(endpoint)._value.get(),
-            "retry_backlog": {tier: metrics.RETRY_BACKLOG.labels(endpoint, tier)._value.get()
-                              for tier, _ in H.RETRY_TIERS}})
+            "enriched_lag": backlog.lag.get("enriched", 0),
+            "retry_backlog": {tier: backlog.lag.get(tier, 0) for tier, _ in H.RETRY_TIERS}})
 
-    app.timer(3.0)(publish_status)
     backlog = RetryBacklog(settings, gid, endpoint, topics)
+    app.timer(3.0)(publish_status)
     app.timer(2.0)(backlog.measure)
     app.timer(1.0)(delivery.watch)
     app.timer(5.0)(MemoryTrim(delivery).maybe_trim)
@@ -260,6 +259,7 @@ class RetryBacklog:
         self.settings, self.group, self.endpoint, self.topics = settings, group, endpoint, topics
         self.admin = self.consumer = None
         self.parts: dict = {}
+        self.lag: dict[str, int] = {}  # the last measure: "enriched" and each tier
         self.warned = False
         for tier, _ in H.RETRY_TIERS:
             metrics.RETRY_BACKLOG.labels(endpoint, tier).set(0)
@@ -284,6 +284,7 @@ class RetryBacklog:
                 for tp in parts:
                     c = committed.get(tp)
                     lag += ends[tp] - (c.offset if c is not None and c.offset >= 0 else 0)
+                self.lag[tier] = lag
                 if tier == "enriched":
                     metrics.ENRICHED_LAG.labels(self.endpoint).set(lag)
                 else:

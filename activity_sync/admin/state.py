@@ -25,7 +25,7 @@ from streams import headers as H
 from streams.avro import DecodeError, decode_any
 from streams.envvars import env_int
 from streams.routing import (ALL_TENANTS, PROVIDER_TYPES, ConfigError, Endpoint, Routing, Subscription,
-                             check_endpoint, check_subscription, read_config_file)
+                             check_endpoint, check_subscription, parse_tenants, read_config_file)
 from streams.settings import Settings
 from streams.tools import bundled
 from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
@@ -211,6 +211,11 @@ class AdminState:
             raise AdminError(404, f"no endpoint named {name!r}")
         return ep
 
+    def _sees_dead_letter(self, key: ApiKey, endpoint: str | None) -> bool:
+        """A dead letter of an endpoint the key sees; one of a deleted endpoint only for an every-tenant key."""
+        ep = self.routing.endpoints.get(endpoint or "")
+        return self._visible(key, ep) if ep is not None else ALL_TENANTS in key.tenants
+
     def _subs_of(self, name: str) -> list[Subscription]:
         return [s for s in self.routing.subscriptions.values() if s.endpoint == name]
 
@@ -304,10 +309,7 @@ class AdminState:
         rows = []
         for d in decisions:
             c = d.candidate
-            ep = self.routing.endpoints.get(c.info.endpoint)
-            if ep is not None and not self._visible(key, ep):
-                continue
-            if ep is None and ALL_TENANTS not in key.tenants:
+            if not self._sees_dead_letter(key, c.info.endpoint):
                 continue
             rows.append({"endpoint": c.info.endpoint, "activity_key": c.activity_key, "tenant": c.info.tenant,
                          "reason": c.info.error_class, "last_error": c.info.message, "attempts": c.info.attempts,
@@ -336,17 +338,11 @@ class AdminState:
             await self.config.caught_up_to(last.partition, last.offset)
         await self.audit.caught_up_to(audit.partition, audit.offset)
 
-    def _check_tenants(self, key: ApiKey, body: dict) -> tuple[str, ...]:
-        value = body.get("tenants", body.get("tenant"))
-        if value is None:
-            raise AdminError(422, 'tenant is required: a TenantCode, a list of them, or "*"', "tenant")
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() and len(v) <= 100
-                                                                 for v in values):
-            raise AdminError(422, 'tenant: a TenantCode, a non-empty list of them, or "*"', "tenant")
-        tenants = tuple(dict.fromkeys(v.strip() for v in values))
-        if ALL_TENANTS in tenants and len(tenants) > 1:
-            raise AdminError(422, 'tenant "*" (every tenant) stands alone', "tenant")
+    def _check_tenants(self, key: ApiKey, name: str, body: dict) -> tuple[str, ...]:
+        try:
+            tenants = parse_tenants({"name": name, **{k: body[k] for k in ("tenant", "tenants") if k in body}})
+        except ConfigError as exc:
+            raise AdminError(422, str(exc), "tenant") from None
         if not key.sees(tenants):
             raise AdminError(403, f"key {key.id!r} may not manage tenant(s) {', '.join(tenants)}", "tenant")
         return tenants
@@ -386,7 +382,7 @@ class AdminState:
             if "provider_type" in text and "is for provider_type" in text:
                 field = "provider_type"
             raise AdminError(422, text, field) from None
-        tenants = self._check_tenants(key, merged if ("tenant" in body or "tenants" in body or not current)
+        tenants = self._check_tenants(key, name, body if ("tenant" in body or "tenants" in body or not current)
                                       else {"tenants": list(current.tenants)})
         ep = Endpoint(name=name, provider_type=ptype, provider=provider, enabled=enabled, settings=settings,
                       tenants=tenants)
@@ -550,19 +546,14 @@ class AdminState:
         if not isinstance(max_replays, int) or isinstance(max_replays, bool) or not 0 <= max_replays <= 1000:
             raise AdminError(422, "max_replays: a whole number from 0 to 1000", "max_replays")
         decisions = await replay_mod.plan(self.settings, endpoint, None, None, set(keys) if keys else None, max_replays)
-        decisions = [d for d in decisions if (ep := self.routing.endpoints.get(d.candidate.info.endpoint)) is None
-                     and ALL_TENANTS in key.tenants or ep is not None and self._visible(key, ep)]
+        decisions = [d for d in decisions if self._sees_dead_letter(key, d.candidate.info.endpoint)]
         todo = [d for d in decisions if d.action == "replay"]
-        answer = {"dry_run": dry_run, "would_replay" if dry_run else "replayed": len(todo),
-                  "not_replayed": len(decisions) - len(todo),
+        n = 0 if dry_run else await replay_mod.execute(self.settings, todo)
+        answer = {"dry_run": dry_run, "would_replay": len(todo), "replayed": n, "not_replayed": len(decisions) - len(todo),
                   "items": [{"endpoint": d.candidate.info.endpoint, "activity_key": d.candidate.activity_key,
                              "action": d.action, "reason": d.reason or None} for d in decisions]}
         if dry_run:
-            answer["replayed"] = 0
             return answer
-        answer["would_replay"] = len(todo)
-        n = await replay_mod.execute(self.settings, todo)
-        answer["replayed"] = n
         md = await self.producer.send_and_wait(self.topics.audit, value=json.dumps({
             "at": time.time(), "key_id": key.id, "role": key.role, "key_tenants": list(key.tenants),
             "tenants": sorted({d.candidate.info.tenant for d in todo if d.candidate.info.tenant}),

@@ -22,7 +22,7 @@ import time
 from typing import Sequence
 
 from sinks.contract import (AuthExpired, Delivery, MappingError, RecordFailure, RetriableError, SinkError)
-from sinks.http import HttpResponse, HttpSink, Token, classify_http, write_each
+from sinks.http import HttpResponse, HttpSink, Token, classify_http, each_timeout_s, write_each
 
 from . import template as T
 
@@ -63,7 +63,7 @@ class ConfigurableHttpSink(HttpSink):
         s = self.ctx.settings
         if s.mode == "batch":
             return None
-        return (1 + -(-max(0, n - 1) // s.concurrency)) * s.timeout_s * 2 + 5
+        return each_timeout_s(n, s.concurrency, s.timeout_s)
 
     # ------------------------------------------------------------------ auth
     async def authenticate(self) -> Token | None:
