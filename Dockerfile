@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas

@@ -25,12 +25,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
-from streams.tools import publish_config, seed_lines
-from streams.settings import KafkaSettings, Settings
-from streams.topics import Topics, ensure_topics, partition_ids
+from activity_sync.tools import publish_config, seed_lines
+from core.settings import KafkaSettings, Settings
+from core.topics import Topics, ensure_topics, partition_ids
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "streams" / "data" / "embedded.yaml"
+CONFIG = ROOT / "activity_sync" / "data" / "embedded.yaml"
 
 
 def synthetic_lines(n: int) -> list[tuple[bytes, bytes]]:

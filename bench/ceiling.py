@@ -13,14 +13,14 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.routing import catalog_for
-from streams.avro import make_codec
-from streams.configtable import read_config_topic
+from core.config import catalog_for
+from core.avro import make_codec
+from core.configtable import read_config_topic
 from streams.enrich import Enricher
-from streams.envelope import MalformedEvent
-from streams.routing import Routing
-from streams.settings import Settings
-from streams.topics import Topics
+from core.envelope import MalformedEvent
+from core.routing import Routing
+from core.settings import Settings
+from core.topics import Topics
 
 
 async def main(mode: str) -> None:

@@ -31,10 +31,10 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalCluster, LocalKafka, free_port
-from streams import headers as H
-from streams.settings import KafkaSettings, Settings
-from streams.tools import publish_config, seed_lines
-from streams.topics import Topics, ensure_topics, partition_ids
+from core import headers as H
+from core.settings import KafkaSettings, Settings
+from activity_sync.tools import publish_config, seed_lines
+from core.topics import Topics, ensure_topics, partition_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [json.loads(x) for x in seed_lines()]
@@ -379,9 +379,10 @@ async def backlog(kafka, log_dir, n=1_000_000) -> dict:
 
 async def enriched_sample(kafka: KafkaSettings, log_dir: Path) -> bytes:
     """One enriched record (Avro) as the stream worker writes it, its ActivityKey a placeholder."""
-    from streams.catalog import load_catalog
+    from core.catalog import load_catalog
     from streams.enrich import Enricher
-    from streams.routing import Endpoint, Routing, Subscription
+    from core.config import Endpoint, Subscription
+    from core.routing import Routing
 
     routing = Routing(load_catalog())
     routing.put_endpoint(Endpoint("crm", tenants=("*",)))
@@ -389,7 +390,7 @@ async def enriched_sample(kafka: KafkaSettings, log_dir: Path) -> bytes:
         routing.put_subscription(Subscription(c, "crm", "{ActivityCode}", True, "A", "B"))
     ev = dict(SEEDS[2], ActivityKey="BACKLOGKEY0", TenantCode="DEMO")
     out = Enricher(load_catalog(), routing).enrich(json.dumps(ev).encode(), None, "raw", 0, 0, 0)
-    from streams.avro import SingleObjectCodec
+    from core.avro import SingleObjectCodec
 
     return SingleObjectCodec().encode(out.record)
 

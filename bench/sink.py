@@ -24,14 +24,15 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from streams.avro import SingleObjectCodec
+from core.avro import SingleObjectCodec
 from activity_sync.devtools.broker import free_port
-from streams.catalog import load_catalog
-from streams.tools import publish_config, seed_lines
+from core.catalog import load_catalog
+from activity_sync.tools import publish_config, seed_lines
 from streams.enrich import Enricher
-from streams.routing import Routing, parse_config
-from streams.settings import KafkaSettings, Settings
-from streams.topics import Topics, ensure_topics
+from core.config import parse_config
+from core.routing import Routing
+from core.settings import KafkaSettings, Settings
+from core.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ The agents hand it batches of messages (anything with ``key``, ``value``, ``head
 :class:`~sinks.runner.DeliveryRunner`, and returns once every retry and dead letter it produced
 is acknowledged, so the agent may then acknowledge the batch.
 
-Between batches it follows ``activity.config`` (read into a :class:`~streams.routing.Routing` by
+Between batches it follows ``activity.config`` (read into a :class:`~core.routing.Routing` by
 the worker's config table):
 
 - settings changed (URL, batch size, rate limit, credential reference …): the sink is stopped and
@@ -32,8 +32,9 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
-from streams import headers as H
-from streams.routing import Endpoint, Routing
+from core import headers as H
+from core.config import Endpoint
+from core.routing import Routing
 
 from . import metrics
 from .contract import Delivery, Sink, SinkContext

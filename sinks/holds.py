@@ -22,8 +22,8 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mode import Service
 
-from streams.settings import KafkaSettings
-from streams.topics import partition_ids
+from core.settings import KafkaSettings
+from core.topics import partition_ids
 
 log = logging.getLogger("activity_sync.sinks")
 

@@ -1,4 +1,5 @@
-"""Providers by name, registered by import path, and the one path that parses an endpoint's settings.
+"""Providers by name, as their packages declare them (:mod:`sinks.spec`), and the one path that
+parses an endpoint's settings.
 
 A provider's sink module is imported only when an endpoint uses it, so its optional dependency
 (a SOAP library, a PostgreSQL driver) is needed only there; its settings module imports nothing
@@ -9,83 +10,72 @@ provider's settings without any of those libraries.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import json
+import os
+import pkgutil
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from .settings import EndpointSettings, describe_errors, find_inline_secrets
+from core.secrets import find_inline_secrets
+
+from .settings import EndpointSettings, describe_errors
+from .spec import ProviderSpec
 
 
 class SettingsError(ValueError):
-    """An endpoint's provider or settings cannot be used; the message names endpoint and field."""
+    """An endpoint's provider or settings cannot be used; the message names endpoint and field, and
+    ``field`` holds the first field it is about (``provider``, ``settings.batch_size``, …) as data."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ProviderUnavailable(SettingsError):
     """The provider's optional dependency is not installed."""
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
-    name: str
-    summary: str
-    settings: str                       # "module:Class" of its EndpointSettings model
-    sink: str                           # "module:Class" of its Sink
-    fake: str | None = None             # "module:Class" of its fake server, if it has one
-    extra: str | None = None            # the pip extra that brings its dependencies
-    provider_types: tuple[str, ...] = ("membership",)
+#: packages besides ``sinks.providers.*`` that declare a provider (comma-separated import names)
+EXTRA_PACKAGES_ENV = "ACTIVITY_SYNC_PROVIDER_PACKAGES"
 
 
-PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in [
-    ProviderSpec("webhook", "JSON batch POST, HMAC-signed, an idempotency key per activity",
-                 "sinks.providers.webhook.settings:WebhookSettings", "sinks.providers.webhook.sink:WebhookSink",
-                 "sinks.providers.webhook.fake:FakeCRM"),
-    ProviderSpec("salesforce", "Salesforce (Fonteva, Nimble AMS): idempotent upsert through sObject Collections, "
-                               "200 a call, OAuth client credentials or JWT bearer",
-                 "sinks.providers.salesforce.settings:SalesforceSettings",
-                 "sinks.providers.salesforce.sink:SalesforceSink",
-                 "sinks.providers.salesforce.fake:FakeSalesforce", "salesforce"),
-    ProviderSpec("dynamics", "Microsoft Dynamics 365 / Dataverse (Cobalt): upsert by alternate key, "
-                             "UpsertMultiple or $batch, Entra ID client credentials (msal)",
-                 "sinks.providers.dynamics.settings:DynamicsSettings",
-                 "sinks.providers.dynamics.sink:DynamicsSink",
-                 "sinks.providers.dynamics.fake:FakeDataverse", "dynamics"),
-    ProviderSpec("imis", "iMIS (ASI REST API): one Activity generic entity per request, bounded concurrency, "
-                         "a duplicate guard by ActivityKey; password or refresh-token grant",
-                 "sinks.providers.imis.settings:ImisSettings", "sinks.providers.imis.sink:ImisSink",
-                 "sinks.providers.imis.fake:FakeImis"),
-    ProviderSpec("netforum", "netFORUM Enterprise (xWeb SOAP 1.1): InsertFacadeObject of CustomerMessagingActivity "
-                             "rows, the rotating token of every answer, SOAP faults classified",
-                 "sinks.providers.netforum.settings:NetforumSettings", "sinks.providers.netforum.sink:NetforumSink",
-                 "sinks.providers.netforum.fake:FakeNetforum", "netforum"),
-    ProviderSpec("ramco", "RAMCO AMS (API v2): CreateEntity form posts, the string delimiter escaped, "
-                          "ResponseCode read from the body",
-                 "sinks.providers.ramco.settings:RamcoSettings", "sinks.providers.ramco.sink:RamcoSink",
-                 "sinks.providers.ramco.fake:FakeRamco"),
-    ProviderSpec("aptify", "Aptify (Services API): GenericEntity AddData, one record per request, "
-                           "AptifyAuthorization token from the Login endpoint",
-                 "sinks.providers.aptify.settings:AptifySettings", "sinks.providers.aptify.sink:AptifySink",
-                 "sinks.providers.aptify.fake:FakeAptify"),
-    ProviderSpec("personify", "Personify360 (Personify Data Services, OData): Create template then Save of the "
-                              "activity entity, HTTP Basic",
-                 "sinks.providers.personify.settings:PersonifySettings",
-                 "sinks.providers.personify.sink:PersonifySink", "sinks.providers.personify.fake:FakePersonify"),
-    ProviderSpec("http", "Configurable HTTP: URL, method, auth, JSON/XML/form body templates, one or a batch a "
-                         "request, answer rules; presets for Impexium, MemberSuite, Association Anywhere, "
-                         "UX Online, YourMembership and the seed vendor's activity webhook",
-                 "sinks.providers.http.settings:HttpSinkSettings", "sinks.providers.http.sink:ConfigurableHttpSink",
-                 "sinks.providers.http.fake:FakeReceiver"),
-    ProviderSpec("postgresql", "PostgreSQL activity table: batched upsert on (endpoint, activity_key), "
-                               "indexes by member, code and date, details as jsonb (asyncpg)",
-                 "sinks.providers.postgresql.settings:PostgresSettings",
-                 "sinks.providers.postgresql.sink:PostgresSink", None, "postgresql"),
-    ProviderSpec("activity-history", "append-only SQLite store, queried with `activity-sync history`",
-                 "sinks.providers.activity_history.settings:HistorySettings",
-                 "sinks.providers.activity_history.sink:ActivityHistorySink", None, None, ("activity-history",)),
-]}
+def _discover() -> dict[str, ProviderSpec]:
+    """Every provider declared: each package under ``sinks.providers`` and each package named in
+    ``ACTIVITY_SYNC_PROVIDER_PACKAGES``, by the ``PROVIDER`` its ``__init__`` declares."""
+    from . import providers
+
+    names = [f"{providers.__name__}.{m.name}" for m in pkgutil.iter_modules(providers.__path__) if m.ispkg]
+    names += [n.strip() for n in os.environ.get(EXTRA_PACKAGES_ENV, "").split(",") if n.strip()]
+    found: dict[str, ProviderSpec] = {}
+    for package in names:
+        try:
+            declared = getattr(importlib.import_module(package), "PROVIDER", None)
+        except ImportError as exc:
+            raise SettingsError(f"{EXTRA_PACKAGES_ENV}: cannot import {package}: {exc}") from None
+        if not isinstance(declared, ProviderSpec):
+            raise SettingsError(f"{package} declares no PROVIDER = ProviderSpec(...)")
+        if declared.name in found:
+            raise SettingsError(f"provider {declared.name!r} is declared twice ({found[declared.name].package}, "
+                                f"{package})")
+        found[declared.name] = replace(declared, package=package)
+    return dict(sorted(found.items()))
+
+
+PROVIDERS: dict[str, ProviderSpec] = _discover()
+
+
+def example_config(name: str) -> Path | None:
+    """The example config a provider's package ships (``example.yaml``), if it has one."""
+    s = spec(name)
+    path = Path(str(resources.files(s.package).joinpath("example.yaml")))
+    return path if path.exists() else None
 
 
 def _load(path: str, spec: ProviderSpec):
-    module, _, attr = path.partition(":")
+    module, _, attr = spec.resolve(path).partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as exc:
@@ -97,7 +87,7 @@ def spec(name: str) -> ProviderSpec:
     try:
         return PROVIDERS[name]
     except KeyError:
-        raise SettingsError(f"unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}") from None
+        raise SettingsError(f"unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}", "provider") from None
 
 
 def settings_class(name: str) -> type[EndpointSettings]:
@@ -113,16 +103,18 @@ def parse_settings(provider: str, raw: dict, provider_type: str = "membership") 
     s = spec(provider)
     if provider_type not in s.provider_types:
         raise SettingsError(f"provider {provider} is for provider_type {' or '.join(s.provider_types)}, "
-                            f"not {provider_type}")
+                            f"not {provider_type}", "provider_type")
     if not isinstance(raw, dict):
-        raise SettingsError("settings must be a mapping")
-    problems = [f"{where}: looks like {what}" for where, what in find_inline_secrets(raw)]
+        raise SettingsError("settings must be a mapping", "settings")
+    problems = [(where, f"looks like {what}") for where, what in find_inline_secrets(raw)]
     try:
-        parsed = settings_class(provider).model_validate(raw)
+        # strict, as JSON: a string is never taken for a number or a boolean, a boolean never for a number
+        parsed = settings_class(provider).model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as exc:
-        problems += [p for p in describe_errors(exc) if p.split(":")[0] not in {q.split(":")[0] for q in problems}]
+        seen = {where for where, _ in problems}
+        problems += [(where, why) for where, why in describe_errors(exc) if where not in seen]
     if problems:
-        raise SettingsError("; ".join(problems))
+        raise SettingsError("; ".join(f"{where}: {why}" for where, why in problems), problems[0][0])
     return parsed
 
 
@@ -131,7 +123,7 @@ def parse_endpoint(ep) -> EndpointSettings:
     try:
         return parse_settings(ep.provider, ep.settings, ep.provider_type)
     except SettingsError as exc:
-        raise type(exc)(f"endpoint {ep.name}: {exc}") from None
+        raise type(exc)(f"endpoint {ep.name}: {exc}", exc.field) from None
 
 
 def describe() -> list[dict]:

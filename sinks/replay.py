@@ -17,9 +17,18 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams import headers as H
-from streams.settings import Settings
-from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
+from core import headers as H
+from core.envvars import env_int
+from core.settings import Settings
+from core.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
+
+
+DEFAULT_MAX_REPLAYS = 3
+
+
+def max_replays() -> int:
+    """How often the same dead letter may be put back (``ACTIVITY_SYNC_MAX_REPLAYS``, default 3)."""
+    return env_int("ACTIVITY_SYNC_MAX_REPLAYS", DEFAULT_MAX_REPLAYS, 0, 1000)
 
 
 @dataclass
@@ -53,7 +62,7 @@ class Decision:
 def parse_time(text: str | None) -> float | None:
     if not text:
         return None
-    from streams.envelope import parse_date
+    from core.envelope import parse_date
 
     if len(text) == 10:  # a date alone: midnight UTC
         text += "T00:00:00Z"

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from streams import headers as H
-from streams.envvars import env_float, env_floats, env_int
-from streams.logs import record_fields
+from core import headers as H
+from core.envvars import env_float, env_floats, env_int
+from core.logs import record_fields
 
 from .contract import AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
 

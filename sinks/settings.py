@@ -7,10 +7,8 @@ environment variable, ``…_file``: a file) is declared with :func:`secret_ref`.
 serves ``load-config``, the sink workers, ``activity-sync providers --schema`` (JSON Schema for
 forms) and the admin API, through :func:`parse` in :mod:`sinks.registry`.
 
-Secrets are never values here. :func:`find_inline_secrets` refuses anything that looks like a
-credential outside a secret reference: a key named like a secret, a URL with ``user:pass@`` or a
-``token=``/``key=`` query parameter, an ``Authorization``-style header, a value of the form
-``Bearer …``/``Basic …``, a JWT, a PEM private key, a well-known API-key prefix.
+Secrets are never values here: :func:`core.secrets.find_inline_secrets` refuses anything that
+looks like a credential outside a secret reference.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streams.headers import TWO_WEEKS_S
+from core.headers import TWO_WEEKS_S
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -106,6 +104,7 @@ class EndpointSettings(BaseModel):
         if isinstance(v, (list, tuple)):
             if any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in v):
                 raise ValueError("four positive numbers of seconds")
+            return tuple(v)
         elif v is not None:
             raise ValueError("a list of four numbers of seconds, e.g. [60, 600, 3600, 21600]")
         return v
@@ -139,7 +138,7 @@ class EndpointSettings(BaseModel):
     def secret(self, name: str) -> str | None:
         """The secret ``name`` from where ``name_env`` / ``name_file`` says (None if neither is set);
         registered with the log redactor, so it never appears in a log line."""
-        from streams.logs import register_secret
+        from core.logs import register_secret
 
         value = self._secret(name)
         register_secret(value)
@@ -231,74 +230,12 @@ class HttpSettings(EndpointSettings):
                                             "TLS-inspecting proxy, a fake's test CA); the system's CAs stay trusted")
 
 
-# ----------------------------------------------------------------------------- inline secrets
-
-SECRET_KEY = re.compile(r"(secret|passw(or)?d|passwd|api[_-]?key|token|credential|private[_-]?key)", re.I)
-SECRET_HEADER = re.compile(r"^(authorization|proxy-authorization|cookie|x-api-key|api-key|apikey|"
-                           r".*(token|secret|passw|api[_-]?key|auth).*)$", re.I)
-SECRET_VALUE = [
-    (re.compile(r"^\s*(bearer|basic|digest|token|apikey|sharedaccesssignature)\s+\S{6,}", re.I),
-     "an Authorization value"),
-    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."), "a JWT"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
-    (re.compile(r"\b(sk_live_|sk_test_|rk_live_|xox[abpr]-|ghp_|gho_|github_pat_|AKIA[0-9A-Z]{12}|AIza[0-9A-Za-z_-]{20})"),
-     "an API key"),
-]
-URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.I)
-URL_SECRET_PARAM = re.compile(r"[?&](access_token|token|api[_-]?key|key|secret|password|sig|signature|"
-                              r"client_secret|auth)=[^&]+", re.I)
-
-
-def find_inline_secrets(settings: dict, path: str = "settings") -> list[tuple[str, str]]:
-    """``(field path, what it looks like)`` for every credential found outside a secret reference."""
-    found = _find(settings, path)
-    return [f for i, f in enumerate(found) if f[0] not in {g[0] for g in found[:i]}]
-
-
-def _find(settings: dict, path: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for k, v in settings.items():
-        where = f"{path}.{k}"
-        is_ref = isinstance(k, str) and re.search(r"_(env|file)$", k)
-        if isinstance(k, str) and SECRET_KEY.search(k) and not is_ref:
-            found.append((where, f"a secret setting; name where it is instead ({k}_env or {k}_file)"))
-            continue
-        if isinstance(v, dict):
-            if k == "headers":
-                for hk in v:
-                    if isinstance(hk, str) and SECRET_HEADER.match(hk):
-                        found.append((f"{where}.{hk}", "a header that carries a credential; put such headers "
-                                                       "in headers_env or headers_file"))
-            found += _find(v, where)
-        elif isinstance(v, (list, tuple)):
-            for i, item in enumerate(v):
-                if isinstance(item, dict):
-                    found += _find(item, f"{where}[{i}]")
-                elif isinstance(item, str):
-                    found += _secret_value(f"{where}[{i}]", item)
-        elif isinstance(v, str) and not is_ref:
-            found += _secret_value(where, v)
-    return found
-
-
-def _secret_value(where: str, v: str) -> list[tuple[str, str]]:
-    if URL_USERINFO.match(v):
-        return [(where, "a URL with a user name and password in it; use the provider's credential settings")]
-    if URL_SECRET_PARAM.search(v):
-        return [(where, "a URL with a credential in its query string")]
-    for rx, what in SECRET_VALUE:
-        if rx.search(v):
-            return [(where, f"{what}; name where it is instead (an …_env or …_file setting)")]
-    return []
-
-
-def describe_errors(exc: ValidationError) -> list[str]:
-    """One line per field: ``settings.batch_size: Input should be a valid integer``."""
+def describe_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field, why)`` per problem: ``("settings.batch_size", "Input should be a valid integer")``."""
     out = []
     for e in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(x) for x in e["loc"] if not (isinstance(x, str) and x in ("Interval", "literal['realtime']")))
-        msg = e["msg"].removeprefix("Value error, ")
-        out.append(f"settings.{loc}: {msg}" if loc else f"settings: {msg}")
+        out.append((f"settings.{loc}" if loc else "settings", e["msg"].removeprefix("Value error, ")))
     return out
 
 

@@ -51,10 +51,11 @@ def opt_out(reason: str):
 
 def sample_deliveries(n: int, endpoint: str = "crm", customer=lambda i: f"cust-{i % 17}") -> list[Delivery]:
     """``n`` deliveries built from the seed's activities by the real enrichment, keys ``act-000000``…"""
-    from streams.catalog import load_catalog
+    from core.catalog import load_catalog
     from streams.enrich import Enricher
-    from streams.routing import Endpoint, Routing, Subscription
-    from streams.tools import seed_lines
+    from core.config import Endpoint, Subscription
+    from core.routing import Routing
+    from activity_sync.tools import seed_lines
 
     seeds = [json.loads(x) for x in seed_lines()]
     cat = load_catalog()

@@ -26,19 +26,21 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams import headers as H
-from streams.avro import decode_any, decode_single_object, reader_schema_without
-from streams.configtable import ConfigTable
-from streams.faustapp import GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now
-from streams.envvars import env_float
-from streams.errors import UsageError, guarded, kafka_reachable
-from streams.logs import configure_logging
-from streams.health import Health, metric_names
-from streams.routing import Routing, catalog_for
-from streams.settings import Settings
-from streams.topics import Topics, partition_ids
+from core import headers as H
+from core.avro import decode_any, decode_single_object, reader_schema_without
+from core.configtable import ConfigTable
+from core.faustapp import GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now
+from core.envvars import env_float
+from core.errors import UsageError, guarded, kafka_reachable
+from core.logs import configure_logging
+from core.health import Health, metric_names
+from core.config import catalog_for
+from core.routing import Routing
+from core.settings import Settings
+from core.topics import Topics, partition_ids
 
 from . import metrics
+from core import metrics as core_metrics
 from .delivery import EndpointDelivery
 from .holds import EndpointHolds
 from .runner import RetryPolicy, clock_from_env
@@ -309,7 +311,7 @@ def _main(argv: list[str]) -> int:
     drain_s()
     RetryPolicy.from_settings()  # a bad ACTIVITY_SYNC_RETRY_* value: one line, before anything starts
     configure_logging("sink", endpoint=endpoint)
-    health = Health("sink", metric_names(metrics))
+    health = Health("sink", metric_names(metrics, core_metrics))
     health.serve(settings.metrics_host, settings.metrics_port)  # a port in use: a one-line error first
     kafka_reachable(settings.kafka)
     app = create_sink_app(endpoint, settings, health)

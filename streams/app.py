@@ -23,20 +23,22 @@ from functools import partial
 import faust
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from . import headers as H
+from core import headers as H
+from core import metrics as core_metrics
 from . import metrics
-from .avro import make_codec
-from .configtable import ConfigTable
-from .envvars import env_float, env_int
-from .errors import guarded, kafka_reachable
-from .logs import configure_logging, record_fields
-from .health import Health, metric_names
+from core.avro import make_codec
+from core.configtable import ConfigTable
+from core.envvars import env_float, env_int
+from core.errors import guarded, kafka_reachable
+from core.logs import configure_logging, record_fields
+from core.health import Health, metric_names
 from .enrich import Enricher
-from .envelope import MalformedEvent
-from .faustapp import GracefulStop, hold_batch, install_health, make_app, run_worker, stop_now
-from .routing import Routing, catalog_for
-from .settings import Settings
-from .topics import Topics
+from core.envelope import MalformedEvent
+from core.faustapp import GracefulStop, hold_batch, install_health, make_app, run_worker, stop_now
+from core.config import catalog_for
+from core.routing import Routing
+from core.settings import Settings
+from core.topics import Topics
 
 log = logging.getLogger("activity_sync.streams")
 
@@ -209,7 +211,7 @@ def _main() -> int:
     settings = Settings.from_env()
     batch_settings()  # a bad ACTIVITY_SYNC_BATCH_* value is a one-line error before anything starts
     configure_logging("stream")
-    health = Health("stream", metric_names(metrics))
+    health = Health("stream", metric_names(metrics, core_metrics))
     health.serve(settings.metrics_host, settings.metrics_port)  # a port in use: a one-line error first
     kafka_reachable(settings.kafka)
     app = create_app(settings, health)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import UNCATEGORIZED, Catalog
-from .details import details_json, details_pairs, details_xml
-from .envelope import decode_event, parse_date, to_micros
-from .routing import Routing
+from core.catalog import UNCATEGORIZED, Catalog
+from core.details import details_json, details_pairs, details_xml
+from core.envelope import decode_event, parse_date, to_micros
+from core.routing import Routing
 
 
 def choose_customer(event: dict, candidates: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -55,7 +55,7 @@ class Enricher:
 
     def enrich(self, raw: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
                now_ms: int) -> Enriched:
-        """Raise :class:`~streams.envelope.MalformedEvent` for input that can never be enriched."""
+        """Raise :class:`~core.envelope.MalformedEvent` for input that can never be enriched."""
         event = decode_event(raw, self.max_event_bytes)
         when = parse_date(event["ActivityDate"])
         code = event["ActivityCode"]

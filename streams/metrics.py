@@ -1,4 +1,4 @@
-"""Prometheus metrics of the stream worker, served on ``/metrics`` (:mod:`streams.health`)."""
+"""Prometheus metrics of the stream worker, served on ``/metrics`` (:mod:`core.health`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ LATENCY = Histogram("activity_sync_enrich_latency_seconds",
 BATCH_SECONDS = Histogram("activity_sync_enrich_batch_seconds", "Processing time of one batch of raw events")
 UNROUTED = Counter("activity_sync_unrouted_activities_total",
                    "Enriched activities that no enabled endpoint of their tenant subscribes to", ["tenant"])
-CONFIG_RECORDS = Counter("activity_sync_config_records_total", "activity.config records applied", ["outcome"])
 
 _MAX_CODE_LABELS = 200
 _seen_codes: set[str] = set()

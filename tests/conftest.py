@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
-from streams.settings import KafkaSettings, Settings
-from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, ensure_topics, partition_ids
+from core.settings import KafkaSettings, Settings
+from core.topics import MAX_EVENT_TOPIC_BYTES, Topics, ensure_topics, partition_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -133,7 +133,7 @@ def stream_worker(settings, tmp_path, spawn):
 
 
 async def publish_config_file(settings: Settings, path: Path) -> None:
-    from streams.tools import publish_config
+    from activity_sync.tools import publish_config
 
     await publish_config(settings, path)
 
@@ -180,6 +180,6 @@ async def consume(settings: Settings, topic: str, until, timeout: float = 60.0, 
 
 
 def seed_events() -> list[dict]:
-    from streams.tools import seed_lines
+    from activity_sync.tools import seed_lines
 
     return [json.loads(line) for line in seed_lines()]

@@ -13,9 +13,9 @@ from conftest import produce, seed_events
 from activity_sync.admin.api import make_app
 from activity_sync.admin.keys import ApiKey, authenticate, parse_keys
 from activity_sync.admin.state import AdminState
-from streams.catalog import load_catalog
-from streams.routing import Routing
-from streams.topics import Topics
+from core.catalog import load_catalog
+from core.routing import Routing
+from core.topics import Topics
 
 ADMIN = ApiKey("ops", "admin", ("*",), "admin-secret-0123456789")
 READ = ApiKey("viewer", "read", ("*",), "read-secret-0123456789ab")
@@ -100,7 +100,7 @@ async def test_endpoint_lifecycle_subscriptions_filters_preview_and_delete(clien
     ep = await r.json()
     assert r.status == 201 and ep["subscriptions"] == {"active": 2, "inactive": 0} and ep["enabled"] is True
     # written to activity.config: a Routing fed from the topic sees it as a worker would
-    from streams.configtable import ConfigTable
+    from core.configtable import ConfigTable
     routing = Routing(load_catalog())
     table = ConfigTable(settings.kafka, Topics(settings.topic_prefix).config, routing)
     await table.start()

@@ -16,7 +16,7 @@ from activity_sync.admin.api import serve
 from activity_sync.admin.keys import ApiKey
 from activity_sync.devtools.browser import chromium
 from sinks.providers.webhook.fake import FakeCRM
-from streams.topics import Topics
+from core.topics import Topics
 
 KEY = ApiKey("ops", "admin", ("*",), "browser-test-key-0123456789")
 ARTIFACTS = ROOT / "test-artifacts" / "admin"

@@ -7,10 +7,11 @@ import pytest
 from conftest import seed_events
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from streams.avro import DecodeError, SingleObjectCodec, decode_any
-from streams.catalog import load_catalog
+from core.avro import DecodeError, SingleObjectCodec, decode_any
+from core.catalog import load_catalog
 from streams.enrich import Enricher
-from streams.routing import Endpoint, Routing, Subscription
+from core.config import Endpoint, Subscription
+from core.routing import Routing
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "activity_enriched.avsc"
 
@@ -71,7 +72,7 @@ def _project(value, schema):
 def test_the_current_schema_reads_every_released_version():
     """Avro schema resolution: bytes written with any schemas/history version decode with the current
     schema (a field added since takes its default); the current schema is itself released."""
-    from streams.avro import history, known_writers, parsed_schema, schema_fingerprint
+    from core.avro import history, known_writers, parsed_schema, schema_fingerprint
 
     versions = history()
     current = json.loads(SCHEMA_FILE.read_text())
@@ -90,7 +91,7 @@ def test_the_current_schema_reads_every_released_version():
 
 def test_a_record_of_an_earlier_schema_decodes_and_takes_the_defaults(monkeypatch):
     """What the history buys: a reader of today reads what a release without ``customer_key_field`` wrote."""
-    import streams.avro as avro
+    import core.avro as avro
 
     current = json.loads(SCHEMA_FILE.read_text())
     earlier = dict(current, fields=[f for f in current["fields"] if f["name"] != "customer_key_field"])

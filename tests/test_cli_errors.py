@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.envvars import DOCUMENTED, EnvError, env_floats, env_int
+from core.envvars import DOCUMENTED, EnvError, env_floats, env_int
 
 ROOT = Path(__file__).resolve().parent.parent
 DEAD_KAFKA = "127.0.0.1:1"
@@ -34,7 +34,7 @@ def one_line(r: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("args", [["tail", "--idle", "1"], ["topics"], ["produce", "--seed"], ["replay", "--dry-run"],
-                                  ["load-config", "streams/data/embedded.yaml"]])
+                                  ["load-config", "activity_sync/data/embedded.yaml"]])
 def test_kafka_unreachable_is_one_line_and_status_1(args):
     r = cli(*args)
     assert r.returncode == 1 and "cannot reach Kafka at 127.0.0.1:1" in one_line(r)
@@ -94,16 +94,16 @@ def test_environment_values_take_spaces_or_commas_and_name_the_variable(monkeypa
 
 def test_every_environment_variable_the_code_reads_is_documented():
     used = set()
-    for folder in ("streams", "sinks", "activity_sync"):
+    for folder in ("core", "streams", "sinks", "activity_sync"):
         for path in (ROOT / folder).rglob("*.py"):
             used |= set(re.findall(r'"((?:ACTIVITY_SYNC|KAFKA)_[A-Z0-9_]+|SCHEMA_REGISTRY_URL)"', path.read_text()))
     readme = (ROOT / "README.md").read_text()
-    assert used - set(DOCUMENTED) == set(), "read but not in streams/envvars.py DOCUMENTED"
+    assert used - set(DOCUMENTED) == set(), "read but not in core/envvars.py DOCUMENTED"
     assert [n for n in DOCUMENTED if f"`{n}`" not in readme] == [], "not in the README's table"
 
 
 def test_json_logs_one_object_per_line_with_the_record_and_no_secret(monkeypatch, capsys):
-    from streams import logs
+    from core import logs
 
     monkeypatch.setenv("ACTIVITY_SYNC_LOG_FORMAT", "json")
     monkeypatch.setenv("CRM_API_TOKEN", "tok-very-secret-42")

@@ -19,8 +19,8 @@ from conftest import ROOT, publish_config_file, seed_events, worker_env
 
 from activity_sync.devtools.broker import LocalCluster
 from sinks.providers.webhook.fake import FakeCRM
-from streams.settings import KafkaSettings, Settings
-from streams.topics import Topics, ensure_topics
+from core.settings import KafkaSettings, Settings
+from core.topics import Topics, ensure_topics
 
 SECRET = "cluster-test-secret-81f0"
 N = 3000
@@ -61,7 +61,7 @@ async def test_replication_factor_is_honoured_and_refused_clearly(cluster, monke
     finally:
         await admin.close()
     assert all(len(p["replicas"]) == 3 for p in meta[0]["partitions"])
-    from streams.topics import describe_topic_configs
+    from core.topics import describe_topic_configs
 
     assert (await describe_topic_configs(kafka, [Topics(prefix).raw]))[Topics(prefix).raw]["min.insync.replicas"] == "2"
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap, ACTIVITY_SYNC_TOPIC_PREFIX=f"x{prefix}")

@@ -11,7 +11,7 @@ from conftest import produce, publish_config_file, seed_events, worker_env
 
 from sinks.providers.dynamics.fake import FakeDataverse
 from sinks.providers.salesforce.fake import FakeSalesforce
-from streams.topics import Topics
+from core.topics import Topics
 
 SF_SECRET, DV_SECRET = "e2e-sf-secret-77a1", "e2e-dv-secret-0c4d"
 CODES = sorted({e["ActivityCode"] for e in seed_events()})

@@ -16,12 +16,13 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from conftest import ROOT, consume, produce, publish_config_file, seed_events, worker_env
 
 from sinks.providers.webhook.fake import FakeCRM
-from streams.avro import SingleObjectCodec
+from core.avro import SingleObjectCodec
 from activity_sync.devtools.broker import free_port
-from streams.catalog import load_catalog
+from core.catalog import load_catalog
 from streams.enrich import Enricher
-from streams.routing import Routing, parse_config
-from streams.topics import Topics
+from core.config import parse_config
+from core.routing import Routing
+from core.topics import Topics
 
 SECRET = "webhook-secret-for-tests-5b1c"
 CODES = sorted({e["ActivityCode"] for e in seed_events()})

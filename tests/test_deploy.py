@@ -110,7 +110,7 @@ def test_workers_have_probes_resources_scrape_annotations_and_secrets_from_secre
 def exported_metrics() -> set[str]:
     from sinks import metrics as sink_metrics
     from streams import metrics as stream_metrics
-    from streams.health import metric_names
+    from core.health import metric_names
 
     out = set()
     for name in metric_names(stream_metrics, sink_metrics):

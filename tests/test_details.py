@@ -1,7 +1,7 @@
 import json
 import xml.etree.ElementTree as ET
 
-from streams.details import details_json, details_pairs, details_xml
+from core.details import details_json, details_pairs, details_xml
 
 EVENT = {
     "ActivityKey": "k", "ActivityCode": "C", "ActivityDate": "2016-06-13T20:10:53Z", "TenantCode": "T",

@@ -12,11 +12,12 @@ import pytest
 from sinks.delivery import EndpointDelivery
 from sinks.providers.webhook.fake import FakeCRM
 from sinks.testing import Recorder
-from streams.avro import SingleObjectCodec
-from streams.catalog import load_catalog
+from core.avro import SingleObjectCodec
+from core.catalog import load_catalog
 from streams.enrich import Enricher
-from streams.routing import Routing, Subscription
-from streams.tools import seed_lines
+from core.config import Subscription
+from core.routing import Routing
+from activity_sync.tools import seed_lines
 
 
 def endpoint_record(url: str, **kw) -> bytes:

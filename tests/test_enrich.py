@@ -3,9 +3,10 @@ import json
 import pytest
 from conftest import FIXTURES, seed_events
 
-from streams.catalog import load_catalog
+from core.catalog import load_catalog
 from streams.enrich import Enricher, choose_customer, link_of
-from streams.routing import Routing, parse_config, read_config_file
+from core.config import parse_config, read_config_file
+from core.routing import Routing
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams.envelope import (BadDate, EventTooLarge, InvalidField, MissingField, NotAnObject, NotJson,
+from core.envelope import (BadDate, EventTooLarge, InvalidField, MissingField, NotAnObject, NotJson,
                               decode_event, iso_utc, parse_date, to_micros)
 
 UTC = timezone.utc

@@ -11,8 +11,8 @@ import sys
 
 from conftest import ROOT, consume, publish_config_file, seed_events, worker_env
 
-from streams.avro import decode_any
-from streams.topics import Topics
+from core.avro import decode_any
+from core.topics import Topics
 
 
 def kafka_tool(settings, *args, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -62,10 +62,11 @@ async def test_tail_decodes_both_stages_dead_letters(settings):
     the stream stage's the raw event (shown as JSON), each with its error headers."""
     from conftest import produce
 
-    from streams.avro import SingleObjectCodec
-    from streams.catalog import load_catalog
+    from core.avro import SingleObjectCodec
+    from core.catalog import load_catalog
     from streams.enrich import Enricher
-    from streams.routing import Endpoint, Routing
+    from core.config import Endpoint
+    from core.routing import Routing
 
     routing = Routing(load_catalog())
     routing.put_endpoint(Endpoint("crm", tenants=("*",)))

@@ -1,12 +1,13 @@
 import pytest
 from conftest import FIXTURES
 
-from streams.catalog import load_catalog
-from streams.routing import ConfigError, Routing, parse_config, read_config_file
+from core.catalog import load_catalog
+from core.config import ConfigError, parse_config, read_config_file
+from core.routing import Routing
 
 
 def test_fixture_and_bundled_configs_are_valid():
-    from streams.tools import bundled
+    from activity_sync.tools import bundled
 
     for path in (FIXTURES / "config.yaml", bundled("embedded.yaml")):
         cfg = parse_config(read_config_file(path), load_catalog())

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import ROOT
 from sinks.registry import SettingsError, parse_settings
-from sinks.settings import find_inline_secrets
+from core.secrets import find_inline_secrets
 
 
 def webhook(**kw) -> dict:

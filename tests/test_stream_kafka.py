@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES, ROOT, consume, produce, publish_config_file, seed_events, worker_env
 
 from activity_sync.devtools.broker import BrokerError, LocalKafka, free_port
-from streams.topics import TWO_WEEKS_MS, Topics, describe_topic_configs
+from core.topics import TWO_WEEKS_MS, Topics, describe_topic_configs
 
 SCHEMA = fastavro.parse_schema(json.loads((ROOT / "schemas" / "activity_enriched.avsc").read_text()))
 
@@ -221,7 +221,7 @@ async def test_confluent_wire_format_with_a_schema_registry(settings, stream_wor
     """With SCHEMA_REGISTRY_URL: magic byte 0, the registered schema's id, the body; tail decodes it."""
     import struct
 
-    from streams.avro import decode_any
+    from core.avro import decode_any
     from activity_sync.devtools.fake_registry import FakeSchemaRegistry
 
     registry = await FakeSchemaRegistry().start()

@@ -1,7 +1,7 @@
 import pytest
 
-from streams.catalog import load_catalog
-from streams.templates import MAX_TEMPLATE_CHARS, TemplateError, compile_template
+from core.catalog import load_catalog
+from core.templates import MAX_TEMPLATE_CHARS, TemplateError, compile_template
 
 KNOWN = {"AuthorDisplayName", "Subject", "ParentName", "IsNew", "Count", "Roles"}
 
@@ -56,7 +56,7 @@ def test_catalog_checks_per_activity():
 
 
 def test_contact_activities_take_property_names_not_aliases():
-    from streams.catalog import bundled_document, build_catalog
+    from core.catalog import bundled_document, build_catalog
 
     extra = {"codes": {"ContactUpdate": {"category": "Contacts", "properties": ["Bool01", "FirstName"]}}}
     cat = build_catalog(bundled_document(), extra)

@@ -14,7 +14,7 @@ from conftest import ROOT, produce, publish_config_file, seed_events, worker_env
 
 from activity_sync.devtools.broker import free_port
 from sinks.providers.webhook.fake import FakeCRM
-from streams.topics import Topics
+from core.topics import Topics
 
 SECRET = "tenant-test-secret-2d4e"
 N = 1000

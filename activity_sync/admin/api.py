@@ -215,7 +215,7 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
 
 async def serve(settings, host: str, port: int, keys: list[ApiKey]):
     """Start the admin server; answer (runner, state, port)."""
-    from streams.routing import catalog_for
+    from core.config import catalog_for
 
     state = AdminState(settings, catalog_for(settings))
     await state.start()
@@ -230,8 +230,8 @@ async def serve(settings, host: str, port: int, keys: list[ApiKey]):
 def main(host: str, port: int) -> int:
     import asyncio
 
-    from streams.errors import UsageError
-    from streams.settings import Settings
+    from core.errors import UsageError
+    from core.settings import Settings
 
     from .keys import load_keys
 

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.envvars import EnvError
-from streams.logs import register_secret
+from core.envvars import EnvError
+from core.logs import register_secret
 
 ALL = "*"
 

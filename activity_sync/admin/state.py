@@ -12,28 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from dataclasses import asdict
 from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from activity_sync.tools import bundled
+from core import headers as H
+from core.avro import DecodeError, decode_any
+from core.config import (ALL_TENANTS, DEFAULT_DESCRIPTION, ConfigError, Endpoint, Subscription, check_subscription,
+                         endpoint_from_dict, read_config_file, subscription_from_dict)
+from core.envvars import env_int
+from core.routing import Routing
+from core.settings import Settings
+from core.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
 from sinks import replay as replay_mod
-from sinks.registry import PROVIDERS, SettingsError, describe, parse_settings
-from streams import headers as H
-from streams.avro import DecodeError, decode_any
-from streams.envvars import env_int
-from streams.routing import (ALL_TENANTS, PROVIDER_TYPES, ConfigError, Endpoint, Routing, Subscription,
-                             check_endpoint, check_subscription, parse_tenants, read_config_file)
-from streams.settings import Settings
-from streams.tools import bundled
-from streams.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
+from sinks.registry import SettingsError, describe, parse_endpoint
 
 from .keys import ApiKey
 
 log = logging.getLogger("activity_sync.admin")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 STALE_S = 30.0  # a worker status older than this is shown as not reporting
 
 
@@ -233,7 +231,7 @@ class AdminState:
         for code, info in sorted(self.catalog.codes.items()):
             props = sorted(self.catalog.known_properties(code))
             out.append({"activity_code": code, "category": info.category, "merge_variables": props,
-                        "default_description": self.defaults.get(code) or "{ActivityDescription}"})
+                        "default_description": self.defaults.get(code) or DEFAULT_DESCRIPTION})
         return out
 
     def endpoints(self, key: ApiKey) -> list[dict]:
@@ -338,58 +336,23 @@ class AdminState:
             await self.config.caught_up_to(last.partition, last.offset)
         await self.audit.caught_up_to(audit.partition, audit.offset)
 
-    def _check_tenants(self, key: ApiKey, name: str, body: dict) -> tuple[str, ...]:
-        try:
-            tenants = parse_tenants({"name": name, **{k: body[k] for k in ("tenant", "tenants") if k in body}})
-        except ConfigError as exc:
-            raise AdminError(422, str(exc), "tenant") from None
-        if not key.sees(tenants):
-            raise AdminError(403, f"key {key.id!r} may not manage tenant(s) {', '.join(tenants)}", "tenant")
-        return tenants
-
     def _build_endpoint(self, key: ApiKey, body: dict, current: Endpoint | None) -> Endpoint:
+        """The endpoint a body asks for (merged over ``current``), through the one parser every worker
+        and ``load-config`` use; its errors name their field."""
         if not isinstance(body, dict):
             raise AdminError(400, "the body must be a JSON object")
-        allowed = {"name", "enabled", "provider_type", "provider", "settings", "tenant", "tenants", "subscriptions"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise AdminError(422, f"unknown field {unknown[0]!r}", unknown[0])
-        merged = {**(asdict(current) if current else {}), **body}
-        name = merged.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise AdminError(422, "name is required", "name")
-        if not NAME.match(name):
-            raise AdminError(422, "name: letters, digits, '_', '.', '-' (at most 100), starting with a letter or digit",
-                             "name")
-        ptype = merged.get("provider_type", "membership")
-        if ptype not in PROVIDER_TYPES:
-            raise AdminError(422, f"provider_type must be one of {', '.join(PROVIDER_TYPES)}", "provider_type")
-        provider = merged.get("provider") or ("activity-history" if ptype == "activity-history" else None)
-        if not isinstance(provider, str) or provider not in PROVIDERS:
-            raise AdminError(422, f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}", "provider")
-        enabled = merged.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise AdminError(422, "enabled must be true or false", "enabled")
-        settings = merged.get("settings") or {}
-        if not isinstance(settings, dict):
-            raise AdminError(422, "settings must be an object", "settings")
+        fields = {k: v for k, v in body.items() if k != "subscriptions"}
+        merged = {**(current.record() if current else {}), **fields}
+        if current is not None and ("tenant" in fields or "tenants" in fields):
+            merged.pop("tenants" if "tenant" in fields else "tenant", None)
         try:
-            parse_settings(provider, settings, ptype)
-        except SettingsError as exc:
-            text = str(exc)
-            m = re.match(r"(settings(?:\.[\w\[\]]+)*)", text)
-            field = m.group(1) if m else "settings"
-            if "provider_type" in text and "is for provider_type" in text:
-                field = "provider_type"
-            raise AdminError(422, text, field) from None
-        tenants = self._check_tenants(key, name, body if ("tenant" in body or "tenants" in body or not current)
-                                      else {"tenants": list(current.tenants)})
-        ep = Endpoint(name=name, provider_type=ptype, provider=provider, enabled=enabled, settings=settings,
-                      tenants=tenants)
-        try:
-            return check_endpoint(ep)
-        except ConfigError as exc:
-            raise AdminError(422, str(exc), "settings") from None
+            ep = endpoint_from_dict(merged)
+            parse_endpoint(ep)
+        except (ConfigError, SettingsError) as exc:
+            raise AdminError(422, str(exc), exc.field) from None
+        if not key.sees(ep.tenants):
+            raise AdminError(403, f"key {key.id!r} may not manage tenant(s) {', '.join(ep.tenants)}", "tenant")
+        return ep
 
     def _subscription_records(self, ep: Endpoint, codes) -> list[tuple[str, dict]]:
         if codes is None:
@@ -400,12 +363,12 @@ class AdminState:
         for code in dict.fromkeys(codes):
             if code not in self.catalog.codes:
                 raise AdminError(422, f"subscriptions: unknown activity code {code!r}", "subscriptions")
-            sub = Subscription(code, ep.name, self.defaults.get(code) or "{ActivityDescription}", True, None, None)
+            sub = Subscription(code, ep.name, self.defaults.get(code) or DEFAULT_DESCRIPTION)
             try:
                 check_subscription(sub, self.catalog)
             except ConfigError as exc:
                 raise AdminError(422, str(exc), "subscriptions") from None
-            out.append((sub.key(), _sub_record(sub)))
+            out.append((sub.key(), sub.record()))
         return out
 
     async def create_endpoint(self, key: ApiKey, body: dict) -> dict:
@@ -414,8 +377,8 @@ class AdminState:
             ep = self._build_endpoint(key, body, None)
             if ep.name in self.routing.endpoints:
                 raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
-            records = [(ep.key(), _ep_record(ep))] + self._subscription_records(ep, body.get("subscriptions"))
-            await self._publish(key, records, "create endpoint", ep.name, None, _ep_record(ep), ep.tenants)
+            records = [(ep.key(), _record(ep))] + self._subscription_records(ep, body.get("subscriptions"))
+            await self._publish(key, records, "create endpoint", ep.name, None, _record(ep), ep.tenants)
             return self.endpoint(key, ep.name)
 
     async def update_endpoint(self, key: ApiKey, name: str, body: dict) -> dict:
@@ -427,20 +390,20 @@ class AdminState:
             if ep.name != name:  # a rename: the new one with the old one's subscriptions, then the old one goes
                 if ep.name in self.routing.endpoints:
                     raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
-                records.append((ep.key(), _ep_record(ep)))
+                records.append((ep.key(), _record(ep)))
                 for s in self._subs_of(name):
                     moved = Subscription(s.activity_code, ep.name, s.description, s.enabled, s.writeback_code1,
                                          s.writeback_code2)
-                    records += [(moved.key(), _sub_record(moved)), (s.key(), None)]
+                    records += [(moved.key(), _record(moved)), (s.key(), None)]
                 records.append((current.key(), None))
             else:
-                records.append((ep.key(), _ep_record(ep)))
+                records.append((ep.key(), _record(ep)))
             if "subscriptions" in body:
                 wanted = set(body.get("subscriptions") or [])
                 have = {s.activity_code: s for s in self._subs_of(name)}
                 records += self._subscription_records(ep, [c for c in body["subscriptions"] if c not in have])
                 records += [(Subscription(c, ep.name, "", True).key(), None) for c in have if c not in wanted]
-            await self._publish(key, records, "update endpoint", name, _ep_record(current), _ep_record(ep),
+            await self._publish(key, records, "update endpoint", name, _record(current), _record(ep),
                                 set(current.tenants) | set(ep.tenants))
             return self.endpoint(key, ep.name)
 
@@ -454,7 +417,7 @@ class AdminState:
             if dry_run:
                 return answer
             records = [(s.key(), None) for s in subs] + [(ep.key(), None)]
-            await self._publish(key, records, "delete endpoint", name, _ep_record(ep), None, ep.tenants)
+            await self._publish(key, records, "delete endpoint", name, _record(ep), None, ep.tenants)
             return answer
 
     async def put_subscription(self, key: ApiKey, code: str, endpoint: str, body: dict) -> dict:
@@ -469,30 +432,19 @@ class AdminState:
             if unknown:
                 raise AdminError(422, f"unknown field {unknown[0]!r}", unknown[0])
             current = self.routing.subscriptions.get(f"subscription:{code}:{endpoint}")
-            base = asdict(current) if current else {"description": self.defaults.get(code) or "{ActivityDescription}",
-                                                     "enabled": True, "writeback_code1": None, "writeback_code2": None}
-            merged = {**base, **body}
-            if not isinstance(merged.get("enabled"), bool):
-                raise AdminError(422, "enabled must be true or false", "enabled")
-            if not isinstance(merged.get("description"), str):
-                raise AdminError(422, "description must be text", "description")
-            for f in ("writeback_code1", "writeback_code2"):
-                v = merged.get(f)
-                if v is not None and not isinstance(v, str):
-                    raise AdminError(422, f"{f} must be text", f)
-                if isinstance(v, str) and len(v) > self.writeback_max:
-                    raise AdminError(422, f"{f}: {len(v)} characters, at most {self.writeback_max}", f)
-                if v == "":
-                    merged[f] = None
-            sub = Subscription(code, endpoint, merged["description"], merged["enabled"], merged.get("writeback_code1"),
-                               merged.get("writeback_code2"))
+            base = current.record() if current else Subscription(
+                code, endpoint, self.defaults.get(code) or DEFAULT_DESCRIPTION).record()
+            base.pop("writeback_codes")
+            if current:
+                base.update(writeback_code1=current.writeback_code1, writeback_code2=current.writeback_code2)
             try:
+                sub = subscription_from_dict({**base, **body}, self.writeback_max)
                 check_subscription(sub, self.catalog)
             except ConfigError as exc:
-                raise AdminError(422, str(exc), "description") from None
-            await self._publish(key, [(sub.key(), _sub_record(sub))], "put subscription", sub.key(),
-                                _sub_record(current) if current else None, _sub_record(sub), ep.tenants)
-            return {"activity_code": code, **_sub_record(sub)}
+                raise AdminError(422, str(exc), exc.field) from None
+            await self._publish(key, [(sub.key(), _record(sub))], "put subscription", sub.key(),
+                                _record(current), _record(sub), ep.tenants)
+            return {"activity_code": code, **_record(sub)}
 
     async def delete_subscription(self, key: ApiKey, code: str, endpoint: str) -> dict:
         self._writer(key)
@@ -502,7 +454,7 @@ class AdminState:
             if current is None:
                 raise AdminError(404, f"{code} is not subscribed to {endpoint}")
             await self._publish(key, [(current.key(), None)], "delete subscription", current.key(),
-                                _sub_record(current), None, ep.tenants)
+                                _record(current), None, ep.tenants)
             return {"deleted": current.key()}
 
     def preview(self, code: str, description: str) -> dict:
@@ -542,7 +494,7 @@ class AdminState:
         keys = body.get("keys")
         if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
             raise AdminError(422, "keys: a list of ActivityKeys", "keys")
-        max_replays = body.get("max_replays", env_int("ACTIVITY_SYNC_MAX_REPLAYS", 3, 0, 1000))
+        max_replays = body.get("max_replays", replay_mod.max_replays())
         if not isinstance(max_replays, int) or isinstance(max_replays, bool) or not 0 <= max_replays <= 1000:
             raise AdminError(422, "max_replays: a whole number from 0 to 1000", "max_replays")
         decisions = await replay_mod.plan(self.settings, endpoint, None, None, set(keys) if keys else None, max_replays)
@@ -563,13 +515,5 @@ class AdminState:
         return answer
 
 
-def _ep_record(ep: Endpoint) -> dict:
-    d = asdict(ep)
-    d["tenants"] = list(ep.tenants)
-    return d
-
-
-def _sub_record(sub: Subscription) -> dict:
-    d = asdict(sub)
-    d["writeback_codes"] = [d.pop("writeback_code1"), d.pop("writeback_code2")]
-    return d
+def _record(x: Endpoint | Subscription | None) -> dict | None:
+    return None if x is None else x.record()

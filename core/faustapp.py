@@ -58,7 +58,7 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
 
 def install_health(app: faust.App, health, config_table) -> None:
     """Readiness checks every worker has (joined its consumer group, ``activity.config`` loaded), and
-    the worker's loop handed to ``/healthz``. ``health`` is a :class:`streams.health.Health` or None."""
+    the worker's loop handed to ``/healthz``. ``health`` is a :class:`core.health.Health` or None."""
     if health is None:
         return
     state = {"joined": False}

@@ -45,6 +45,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_RETRY_WINDOW_S": ("1209600", "seconds after the first failure before a delivery is dead-lettered"),
     "ACTIVITY_SYNC_INLINE_RETRIES": ("2", "in-process tries of a failed batch before it goes to a retry tier"),
     "ACTIVITY_SYNC_MAX_REPLAYS": ("3", "how often `replay` puts the same dead letter back"),
+    "ACTIVITY_SYNC_PROVIDER_PACKAGES": ("", "packages outside sinks/providers that declare a provider, comma-separated"),
     "ACTIVITY_SYNC_METRICS_HOST": ("127.0.0.1", "address of a worker's /metrics, /healthz and /readyz (0.0.0.0 in "
                                    "containers)"),
     "ACTIVITY_SYNC_METRICS_PORT": ("6066", "port of a worker's /metrics, /healthz and /readyz; 0: off"),

@@ -1,4 +1,4 @@
-"""Stream-side Kafka helpers for the command line and tests: topics, config, producing, tailing."""
+"""Operator tooling for the command line, the embedded run and tests: topics, config, producing, tailing."""
 
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .settings import Settings
-from .topics import MAX_EVENT_TOPIC_BYTES, Topics, describe_topic_configs, ensure_topics, partition_ids
+from core.config import ConfigError, parse_config, read_config_file
+from core.errors import UsageError
+from core.settings import Settings
+from core.topics import MAX_EVENT_TOPIC_BYTES, Topics, describe_topic_configs, ensure_topics, partition_ids
 
 
 def bundled(name: str) -> Path:
-    return Path(str(resources.files("streams").joinpath(f"data/{name}")))
+    return Path(str(resources.files("activity_sync").joinpath(f"data/{name}")))
 
 
 def seed_lines() -> list[bytes]:
@@ -25,8 +27,8 @@ def seed_lines() -> list[bytes]:
 
 def raw_key(line: bytes) -> bytes | None:
     """The member's contact key for a raw event (the key producers are asked to use), if it has one."""
-    from .catalog import load_catalog
-    from .enrich import choose_customer, contact_key_of
+    from core.catalog import load_catalog
+    from streams.enrich import choose_customer, contact_key_of
 
     try:
         ev = json.loads(line)
@@ -58,11 +60,7 @@ async def cmd_topics(settings: Settings, describe: bool) -> None:
 async def publish_config(settings: Settings, path: str | Path) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from .catalog import load_catalog
-    from .routing import parse_config, read_config_file
-
-    doc = read_config_file(path)
-    cfg = parse_config(doc, load_catalog(doc.get("catalog"), doc.get("customer_keys")))
+    cfg = parse_config(read_config_file(path))
     producer = AIOKafkaProducer(acks="all", **settings.kafka.aiokafka_kwargs())
     await producer.start()
     try:
@@ -98,7 +96,7 @@ def _jsonable(record: dict) -> dict:
 
 
 def format_message(msg, kind: str, registry_url: str | None) -> dict:
-    from .avro import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, DecodeError, decode_any
+    from core.avro import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, DecodeError, decode_any
 
     base = {"partition": msg.partition, "offset": msg.offset,
             "key": msg.key.decode("utf-8", "replace") if msg.key else None}
@@ -151,7 +149,7 @@ def summary(rec: dict) -> str:
 def tenant_of(msg, rec: dict) -> str | None:
     """The tenant a message belongs to: its ``tenant`` / ``error.tenant`` / ``retry.tenant`` header, else
     the decoded record's ``tenant_code``, else a raw event's ``TenantCode``."""
-    from . import headers as H
+    from core import headers as H
 
     h = H.text(msg.headers)
     for name in (H.TENANT, H.ERROR_TENANT, H.RETRY_TENANT):
@@ -215,3 +213,27 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
     finally:
         await consumer.stop()
     return count
+
+
+def check_config_file(path) -> None:
+    """Everything a config can be refused for, before any of it is published: the file itself (YAML,
+    size, anchors, tags), templates, names (core.config), and each endpoint's provider and
+    settings (sinks.registry, the one parse path). Raises UsageError naming file, endpoint and field."""
+    from sinks.registry import SettingsError, parse_endpoint
+
+    try:
+        doc = read_config_file(path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        cfg = parse_config(doc)
+        for ep in cfg.endpoints:
+            parse_endpoint(ep)
+    except (ConfigError, SettingsError) as exc:
+        where = f" (field {exc.field})" if exc.field and exc.field not in str(exc) else ""
+        raise UsageError(f"{path}: {exc}{where}") from None
+
+
+def check_and_read(path) -> dict:
+    check_config_file(path)
+    return read_config_file(path)

@@ -84,7 +84,7 @@ def build_catalog(doc: dict, extra: dict | None = None, customer_keys: dict | No
 
 
 def bundled_document() -> dict:
-    return yaml.safe_load(resources.files("streams").joinpath("data/catalog.yaml").read_text())
+    return yaml.safe_load(resources.files("core").joinpath("data/catalog.yaml").read_text())
 
 
 def load_catalog(extra: dict | None = None, customer_keys: dict | None = None) -> Catalog:

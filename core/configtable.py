@@ -14,7 +14,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
-from . import metrics
+from . import metrics  # the shared config counter
 from .routing import Routing
 from .settings import KafkaSettings
 from .topics import partition_ids

@@ -1,0 +1,1 @@
+"""The shared core every stage imports: the Faust app factory and graceful stop, topics, headers, Avro, settings, environment, logs, health, errors, the endpoint/subscription/catalog config model, templates and details rendering. Imports no stage."""

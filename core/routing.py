@@ -1,0 +1,99 @@
+"""The route index every worker keeps: activity code -> the enabled subscriptions of enabled
+endpoints, their templates compiled, rebuilt on each ``activity.config`` change.
+
+Records are parsed by :mod:`core.config` (the one parser); a record that cannot be applied is
+refused with its reason kept in ``refused``, and the previous state stays in force.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .catalog import Catalog
+from .config import (ALL_TENANTS, ConfigError, Endpoint, Subscription, check_subscription, endpoint_from_dict,
+                     subscription_from_dict)
+from .templates import Template
+
+
+@dataclass(frozen=True)
+class Route:
+    """One enabled subscription on an enabled endpoint, its template compiled."""
+
+    endpoint: str
+    provider_type: str
+    template: Template
+    writeback_code1: str | None
+    writeback_code2: str | None
+    tenants: frozenset[str] | None  # None: every tenant
+
+
+class Routing:
+    """The route index the enrich agent reads: activity code -> routes, rebuilt on each change."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.endpoints: dict[str, Endpoint] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self._templates: dict[str, Template] = {}
+        self._index: dict[str, tuple[Route, ...]] = {}
+        self.refused: dict[str, str] = {}  # config key -> why its latest record was refused
+        self.version = 0                   # bumped by every change
+
+    def routes(self, code: str, tenant: str | None = None) -> tuple[Route, ...]:
+        """The routes of an activity code; with ``tenant``, only those of endpoints serving that tenant."""
+        routes = self._index.get(code, ())
+        if tenant is None:
+            return routes
+        return tuple(r for r in routes if r.tenants is None or tenant in r.tenants)
+
+    def put_endpoint(self, ep: Endpoint) -> None:
+        self.endpoints[ep.name] = ep
+        self._rebuild()
+
+    def put_subscription(self, sub: Subscription) -> None:
+        self._templates[sub.key()] = check_subscription(sub, self.catalog)
+        self.subscriptions[sub.key()] = sub
+        self._rebuild()
+
+    def delete(self, key: str) -> None:
+        if key.startswith("endpoint:"):
+            self.endpoints.pop(key.split(":", 1)[1], None)
+        else:
+            self.subscriptions.pop(key, None)
+            self._templates.pop(key, None)
+        self._rebuild()
+
+    def apply_record(self, key: str, value: bytes | None) -> None:
+        """Apply one ``activity.config`` record (``None`` value: tombstone).
+
+        A record that cannot be applied raises, and the key's reason is kept in ``refused`` (the
+        previous state stays in force) so a worker can say why in one line.
+        """
+        try:
+            self.refused.pop(key, None)
+            if value is None:
+                self.delete(key)
+                return
+            data = json.loads(value)
+            if key.startswith("endpoint:"):
+                self.put_endpoint(endpoint_from_dict(data))
+            elif key.startswith("subscription:"):
+                self.put_subscription(subscription_from_dict(data))
+            else:
+                raise ConfigError(f"unknown config record key {key!r}")
+        except Exception as exc:
+            self.refused[key] = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _rebuild(self) -> None:
+        self.version += 1
+        index: dict[str, list[Route]] = {}
+        for key, sub in sorted(self.subscriptions.items()):
+            ep = self.endpoints.get(sub.endpoint)
+            if not sub.enabled or ep is None or not ep.enabled:
+                continue
+            index.setdefault(sub.activity_code, []).append(
+                Route(ep.name, ep.provider_type, self._templates[key], sub.writeback_code1, sub.writeback_code2,
+                      None if ALL_TENANTS in ep.tenants else frozenset(ep.tenants)))
+        self._index = {k: tuple(v) for k, v in index.items()}
