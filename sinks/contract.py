@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
-
-if TYPE_CHECKING:
-    from .settings import EndpointSettings
+from typing import Any, Callable, Sequence
 
 
 class SinkError(Exception):
@@ -67,6 +64,18 @@ class PayloadTooLarge(BatchRefused):
 
 class MappingError(FatalError):
     """The activity cannot be turned into a request for this provider (e.g. no customer ID)."""
+
+
+#: the defaults every endpoint's settings start from (sinks.settings.EndpointSettings declares them)
+DEFAULT_BATCH_SIZE = 200
+DEFAULT_LINGER_MS = 50
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def write_budget_s(timeout_s: float, rounds: int = 1) -> float:
+    """The one formula for how long a write may take: each round of requests its timeout twice (a
+    token renewal, then the request itself), plus 5 s."""
+    return rounds * timeout_s * 2 + 5
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ class SinkContext:
     """What a sink gets at start: its endpoint's name and parsed settings, and a hook for metrics."""
 
     endpoint: str
-    settings: "EndpointSettings"
+    settings: Any  # the provider's parsed settings (a sinks.settings.EndpointSettings)
     observe_http: Callable[[int | str], None] = lambda status: None
 
     def secret(self, name: str) -> str | None:
@@ -135,6 +144,26 @@ class Sink:
     """Base class of providers. Subclasses set ``provider`` and implement the three methods."""
 
     provider = "abstract"
+    #: whom an activity must name to be written (the ``no customer ID`` error says so); None: nobody
+    member_noun: str | None = "member"
+
+    def __repr__(self) -> str:  # never the settings: they name where secrets are, and a repr ends up in logs
+        return f"{type(self).__name__}(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
+
+    def no_customer(self, d: "Delivery") -> "MappingError | None":
+        """The mapping error of an activity that names no member, where this provider needs one."""
+        if self.member_noun and not d.customer_id:
+            return MappingError(f"no customer ID: the activity names no {self.member_noun} to write to")
+        return None
+
+    def duplicate_guard(self) -> bool:
+        """Whether to look an activity up before writing it (``duplicate_guard`` setting): for APIs
+        with no upsert by an external key, so a redelivery is not written twice."""
+        return bool(getattr(self.ctx.settings, "duplicate_guard", False))
+
+    async def already_written(self, d: "Delivery") -> bool:
+        """The duplicate guard's look-up: whether ``d`` is in the target already (by its ActivityKey)."""
+        return False
 
     @property
     def max_batch_size(self) -> int:
@@ -155,10 +184,15 @@ class Sink:
         least this long between writes, e.g. Salesforce as its daily API allocation runs low."""
         return 0.0
 
-    def write_timeout_s(self, n: int) -> float | None:
-        """How long a write of ``n`` records may take in all before the runner gives up on it (None:
-        the endpoint's default, three request timeouts): a one-record-per-request API needs more."""
-        return None
+    def request_rounds(self, n: int) -> int:
+        """How many requests a write of ``n`` records makes one after another (1: one request; a
+        one-record-per-request API with bounded concurrency makes more)."""
+        return 1
+
+    def write_timeout_s(self, n: int) -> float:
+        """How long a write of ``n`` records may take in all before the runner gives up on it."""
+        settings = getattr(getattr(self, "ctx", None), "settings", None)
+        return write_budget_s(settings.timeout_s if settings is not None else DEFAULT_TIMEOUT_S, self.request_rounds(n))
 
     def request_cost(self, n: int) -> int:
         """How many requests a write of ``n`` records counts for against the endpoint's request

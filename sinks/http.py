@@ -169,6 +169,15 @@ class HttpSink(Sink):
                 raise error
         return resp
 
+    async def guarded_write(self, d: Delivery) -> None:
+        """One record: refused without a customer ID, skipped when the duplicate guard finds it written."""
+        error = self.no_customer(d)
+        if error is not None:
+            raise error
+        if self.duplicate_guard() and await self.already_written(d):
+            return
+        await self.write_one(d)
+
 
 class PerRecordSink(HttpSink):
     """Base of providers whose API takes one record per request (iMIS, Aptify, Personify): a batch
@@ -187,17 +196,18 @@ class PerRecordSink(HttpSink):
     async def write_one(self, d: Delivery) -> None:
         raise NotImplementedError
 
-    def write_timeout_s(self, n: int) -> float:
-        return each_timeout_s(n, self.ctx.settings.concurrency, self.ctx.settings.timeout_s)
+    def request_rounds(self, n: int) -> int:
+        return each_rounds(n, self.ctx.settings.concurrency)
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
-        return await write_each(batch, self.write_one, self.ctx.settings.concurrency)
+        return await write_each(batch, self.guarded_write, self.ctx.settings.concurrency)
 
 
-def each_timeout_s(n: int, concurrency: int, timeout_s: float) -> float:
-    """How long a :func:`write_each` of ``n`` records may take: the canary, then rounds of ``concurrency``."""
-    rounds = 1 + -(-max(0, n - 1) // max(1, concurrency))
-    return rounds * timeout_s * 2 + 5
+
+def each_rounds(n: int, concurrency: int) -> int:
+    """The requests one after another of a :func:`write_each` of ``n`` records: the canary, then
+    rounds of ``concurrency``."""
+    return 1 + -(-max(0, n - 1) // max(1, concurrency))
 
 
 async def write_each(batch: Sequence[Delivery], one: Callable[[Delivery], Awaitable[None]],

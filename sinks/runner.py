@@ -29,7 +29,7 @@ from core import headers as H
 from core.envvars import env_float, env_floats, env_int
 from core.logs import record_fields
 
-from .contract import AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
+from .contract import DEFAULT_BATCH_SIZE, AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -147,13 +147,16 @@ class Publisher(Protocol):
 
     async def dead(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
 
+    async def flush(self) -> None:
+        """Wait until every record handed over so far is written."""
+
 
 class Outcome(Protocol):
     def delivered(self, p: Pending, now: float) -> None: ...
 
     def retried(self, p: Pending, tier: str) -> None: ...
 
-    def dead(self, p: Pending, reason: str) -> None: ...
+    def dead(self, p: Pending | None, reason: str) -> None: ...  # None: a record that could not be read
 
     def waited(self, reason: str, seconds: float) -> None: ...
 
@@ -223,9 +226,8 @@ class DeliveryRunner:
     publisher: Publisher
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Clock = field(default_factory=Clock)
-    batch_size: int = 200
+    batch_size: int = DEFAULT_BATCH_SIZE
     rate_per_s: float = 0.0            # requests per second; 0: unlimited
-    write_timeout_s: float = 60.0
     outcome: Outcome = field(default_factory=NoOutcome)
     not_before: float = 0.0            # no request before this (Retry-After), clock time
     window: RequestWindow | None = None  # a request budget over a sliding window (rate_window)
@@ -244,7 +246,7 @@ class DeliveryRunner:
         rw = getattr(settings, "rate_window", None)
         kw.setdefault("batch_size", settings.batch_size)
         return cls(endpoint, sink, publisher, policy or RetryPolicy.from_settings(settings), clock or Clock(),
-                   rate_per_s=settings.rate_limit_per_s, write_timeout_s=settings.timeout_s * 3 + 5,
+                   rate_per_s=settings.rate_limit_per_s,
                    window=RequestWindow(rw.requests, rw.seconds) if rw else None, **kw)
 
     # ------------------------------------------------------------------ gate
@@ -297,10 +299,10 @@ class DeliveryRunner:
     async def _deliver_chunk(self, chunk: list[Pending], tries: int = 0, reauthenticated: bool = False) -> None:
         while True:
             cost = await self.gate(self.sink.request_cost(len(chunk)))
+            timeout = self.sink.write_timeout_s(len(chunk))
             try:
                 try:
-                    failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]),
-                                                      self.sink.write_timeout_s(len(chunk)) or self.write_timeout_s)
+                    failures = await asyncio.wait_for(self.sink.write([p.delivery for p in chunk]), timeout)
                 finally:
                     self._last_request = time.monotonic()
                     if self.window is not None:
@@ -334,7 +336,7 @@ class DeliveryRunner:
                 await self._route_all(chunk, exc)
                 return
             except asyncio.TimeoutError:
-                exc = RetriableError(f"write did not finish within {self.write_timeout_s:g}s")
+                exc = RetriableError(f"write did not finish within {timeout:g}s")
                 if tries < self.policy.inline_attempts:
                     tries += 1
                     continue

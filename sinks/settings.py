@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.headers import TWO_WEEKS_S
 
+from .contract import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, DEFAULT_TIMEOUT_S
+
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 
@@ -81,9 +83,12 @@ class EndpointSettings(BaseModel):
     #: the largest batch the provider's API accepts (a class constant, not a setting)
     max_batch: ClassVar[int] = 1000
 
-    batch_size: int = Field(200, ge=1, description="activities per request (at most the provider's limit)")
-    linger_ms: int = Field(50, ge=0, le=60_000, description="how long to wait to fill a batch, in milliseconds")
-    timeout_s: float = Field(10, gt=0, le=600, description="seconds one request may take before it is retried")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1,
+                            description="activities per request (at most the provider's limit)")
+    linger_ms: int = Field(DEFAULT_LINGER_MS, ge=0, le=60_000,
+                           description="how long to wait to fill a batch, in milliseconds")
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=600,
+                             description="seconds one request may take before it is retried")
     rate_limit_per_s: float = Field(0, ge=0, le=100_000, description="requests per second at most; 0: no limit")
     rate_window: RateWindow | None = Field(
         None, description="a request budget over a sliding window, e.g. {requests: 6000, seconds: 300}; "

@@ -83,6 +83,7 @@ def query(path: str | Path, member: str | None = None, code: str | None = None, 
 
 class ActivityHistorySink(Sink):
     provider = "activity-history"
+    member_noun = None  # the history keeps a member known only by contact key too
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)

@@ -24,7 +24,7 @@ URLs, and a failed sign-in's error names the status only.
 from __future__ import annotations
 
 from sinks import mapping
-from sinks.contract import AuthExpired, Delivery, MappingError, RetriableError, SinkError
+from sinks.contract import AuthExpired, Delivery, RetriableError, SinkError
 from sinks.http import HttpResponse, PerRecordSink, Token, classify_http
 
 
@@ -37,12 +37,11 @@ def message(resp: HttpResponse) -> str:
 
 class AptifySink(PerRecordSink):
     provider = "aptify"
+    member_noun = "Aptify person"
 
     async def setup(self) -> None:
         self._password = self.ctx.settings.secret("password")
 
-    def __repr__(self) -> str:
-        return f"AptifySink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     async def authenticate(self) -> Token:
         s = self.ctx.settings
@@ -61,8 +60,6 @@ class AptifySink(PerRecordSink):
 
     async def write_one(self, d: Delivery) -> None:
         s = self.ctx.settings
-        if not d.customer_id:
-            raise MappingError("no customer ID: the activity names no Aptify person to write to")
         values = mapping.apply(s.fields, s.constants, d)
         body = {"ID": -1, "EntityName": s.entity,
                 "EntityData": [{"Field": k, "Value": v} for k, v in values.items() if v is not None]}

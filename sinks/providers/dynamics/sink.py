@@ -41,7 +41,7 @@ import uuid
 from typing import Sequence
 
 from sinks import mapping
-from sinks.contract import (BatchRefused, Delivery, FatalError, MappingError, RecordFailure, RetriableError,
+from sinks.contract import (BatchRefused, Delivery, FatalError, RecordFailure, RetriableError,
                             SinkError)
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 
@@ -58,6 +58,7 @@ def error_text(resp: HttpResponse) -> str:
 
 class DynamicsSink(HttpSink):
     provider = "dynamics"
+    member_noun = "contact"
     renew_before_s = 300.0  # as MSAL: a token within 5 minutes of its expiry is renewed
 
     async def setup(self) -> None:
@@ -66,8 +67,6 @@ class DynamicsSink(HttpSink):
         self._secret = self.ctx.settings.secret("client_secret")
         self._msal = None
 
-    def __repr__(self) -> str:
-        return f"DynamicsSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     # ------------------------------------------------------------------ auth (MSAL, in a thread: it is blocking)
     def _app(self):
@@ -142,9 +141,8 @@ class DynamicsSink(HttpSink):
         failures: list[RecordFailure] = []
         todo: list[tuple[int, Delivery]] = []
         for i, d in enumerate(batch):
-            if s.contact_bind and not d.customer_id:
-                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no contact "
-                                                              "this endpoint can link it to")))
+            if s.contact_bind and (error := self.no_customer(d)) is not None:
+                failures.append(RecordFailure(i, error))
             else:
                 todo.append((i, d))
         if not todo:

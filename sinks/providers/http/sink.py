@@ -21,8 +21,8 @@ import json
 import time
 from typing import Sequence
 
-from sinks.contract import (AuthExpired, Delivery, MappingError, RecordFailure, RetriableError, SinkError)
-from sinks.http import HttpResponse, HttpSink, Token, classify_http, each_timeout_s, write_each
+from sinks.contract import (AuthExpired, Delivery, RecordFailure, RetriableError, SinkError)
+from sinks.http import HttpResponse, HttpSink, Token, classify_http, each_rounds, write_each
 
 from . import template as T
 
@@ -56,14 +56,10 @@ class ConfigurableHttpSink(HttpSink):
         if s.body_format == "json":
             self._template, self._wrapper = s.json_template(), s.json_wrapper()
 
-    def __repr__(self) -> str:
-        return f"ConfigurableHttpSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
-    def write_timeout_s(self, n: int) -> float | None:
+    def request_rounds(self, n: int) -> int:
         s = self.ctx.settings
-        if s.mode == "batch":
-            return None
-        return each_timeout_s(n, s.concurrency, s.timeout_s)
+        return 1 if s.mode == "batch" else each_rounds(n, s.concurrency)
 
     # ------------------------------------------------------------------ auth
     async def authenticate(self) -> Token | None:
@@ -136,11 +132,11 @@ class ConfigurableHttpSink(HttpSink):
             return []
         s = self.ctx.settings
         if s.mode == "one":
-            return await write_each(batch, self.write_one, s.concurrency)
+            return await write_each(batch, self.guarded_write, s.concurrency)
         failures, items, index = [], [], []
         for i, d in enumerate(batch):
-            if not d.customer_id:
-                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member")))
+            if (error := self.no_customer(d)) is not None:
+                failures.append(RecordFailure(i, error))
                 continue
             items.append(self.render(d))
             index.append(i)
@@ -153,8 +149,6 @@ class ConfigurableHttpSink(HttpSink):
         return sorted(failures, key=lambda f: f.index)
 
     async def write_one(self, d: Delivery) -> None:
-        if not d.customer_id:
-            raise MappingError("no customer ID: the activity names no member")
         await self.send(self.render(d))
 
     def read_results(self, resp: HttpResponse, sent: list[Delivery], index: list[int]) -> list[RecordFailure]:

@@ -37,7 +37,7 @@ import time
 from urllib.parse import quote
 
 from sinks import mapping
-from sinks.contract import Delivery, MappingError, RetriableError, SinkError
+from sinks.contract import Delivery, RetriableError, SinkError
 from sinks.http import HttpResponse, PerRecordSink, Token, classify_http
 
 ASI = "Asi.Soa.Core.DataContracts.{}, Asi.Contracts"
@@ -69,13 +69,12 @@ def error_message(resp: HttpResponse) -> str:
 
 class ImisSink(PerRecordSink):
     provider = "imis"
+    member_noun = "iMIS member"
 
     async def setup(self) -> None:
         s = self.ctx.settings
         self._credential = s.secret("password") if s.grant == "password" else s.secret("refresh_token")
 
-    def __repr__(self) -> str:
-        return f"ImisSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     async def authenticate(self) -> Token:
         s = self.ctx.settings
@@ -134,9 +133,5 @@ class ImisSink(PerRecordSink):
         return int(body.get("TotalCount") or body.get("Count") or 0) > 0
 
     async def write_one(self, d: Delivery) -> None:
-        if not d.customer_id:
-            raise MappingError("no customer ID: the activity names no iMIS member to write to")
-        if self.ctx.settings.duplicate_guard and await self.already_written(d):
-            return
         await self.request("POST", f"{self.ctx.settings.site_url}/api/Activity", json=self.entity(d),
                            headers=await self.headers())

@@ -44,14 +44,13 @@ VALIDATION = {"ValidationException", "SoapException", "ArgumentException"}
 
 class NetforumSink(HttpSink):
     provider = "netforum"
+    member_noun = "netFORUM customer"
 
     async def setup(self) -> None:
         self._password = self.ctx.settings.secret("password")
         self._call_lock = asyncio.Lock()
         self.emails: OrderedDict[str, str] = OrderedDict()
 
-    def __repr__(self) -> str:
-        return f"NetforumSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     # ------------------------------------------------------------------ calls
     def classify(self, resp: HttpResponse) -> SinkError | None:
@@ -129,9 +128,8 @@ class NetforumSink(HttpSink):
         async with self._call_lock:
             records, index = [], []
             for i, d in enumerate(batch):
-                if not d.customer_id:
-                    failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no "
-                                                                  "netFORUM customer to write to")))
+                if (error := self.no_customer(d)) is not None:
+                    failures.append(RecordFailure(i, error))
                     continue
                 row = {"cma_cst_key": d.customer_id, **mapping.apply(s.fields, s.constants, d)}
                 if s.email == "lookup" and not (row.get("cma_eml_key") or row.get("cma_eml_address")):

@@ -38,6 +38,7 @@ def odata_error(resp: HttpResponse) -> str:
 
 class PersonifySink(PerRecordSink):
     provider = "personify"
+    member_noun = "Personify customer"
 
     async def setup(self) -> None:
         s = self.ctx.settings
@@ -45,8 +46,6 @@ class PersonifySink(PerRecordSink):
         self._auth = "Basic " + base64.b64encode(pair).decode()
         self._template: dict | None = None
 
-    def __repr__(self) -> str:
-        return f"PersonifySink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     def classify(self, resp: HttpResponse) -> SinkError | None:
         if resp.status == 401:
@@ -72,8 +71,6 @@ class PersonifySink(PerRecordSink):
 
     async def write_one(self, d: Delivery) -> None:
         s = self.ctx.settings
-        if not d.customer_id:
-            raise MappingError("no customer ID: the activity names no Personify customer to write to")
         master, sep, sub = d.customer_id.partition(s.sub_customer_separator)
         if sep and not sub.isdigit():
             raise MappingError(f"customer ID {d.customer_id!r}: the SubCustomerId after "

@@ -25,7 +25,7 @@ import asyncio
 import json
 from typing import Sequence
 
-from sinks.contract import BatchRefused, Delivery, MappingError, RecordFailure, RetriableError, Sink, SinkContext
+from sinks.contract import BatchRefused, Delivery, RecordFailure, RetriableError, Sink, SinkContext
 
 COLUMNS = ("endpoint", "activity_key", "tenant_code", "customer_id", "contact_key", "activity_code", "category",
            "activity_date", "description", "link_url", "writeback_code1", "writeback_code2", "details")
@@ -99,8 +99,6 @@ class PostgresSink(Sink):
         if s.create_table:
             await migrate(self.pool, s.schema_name, s.table)
 
-    def __repr__(self) -> str:
-        return f"PostgresSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     async def stop(self) -> None:
         pool = getattr(self, "pool", None)
@@ -113,8 +111,8 @@ class PostgresSink(Sink):
             return []
         failures, rows = [], []
         for i, d in enumerate(batch):
-            if not d.customer_id:
-                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member")))
+            if (error := self.no_customer(d)) is not None:
+                failures.append(RecordFailure(i, error))
                 continue
             rows.append((d.endpoint if d.endpoint else self.ctx.endpoint, d.activity_key, d.tenant_code, d.customer_id,
                          d.contact_key, d.activity_code, d.category, d.activity_date, d.description, d.link_url,

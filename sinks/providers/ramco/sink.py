@@ -19,7 +19,7 @@ Follows the RAMCO API v2 documentation (RAMCO "API Guide": "Making requests", "C
 from __future__ import annotations
 
 from sinks import mapping
-from sinks.contract import Delivery, FatalError, MappingError, RetriableError, SinkError, Throttled
+from sinks.contract import Delivery, FatalError, RetriableError, SinkError, Throttled
 from sinks.http import HttpResponse, PerRecordSink, classify_http, parse_retry_after
 
 from . import wire
@@ -30,12 +30,11 @@ RECORD_ERRORS = {400, 404, 422}
 
 class RamcoSink(PerRecordSink):
     provider = "ramco"
+    member_noun = "RAMCO contact"
 
     async def setup(self) -> None:
         self._key = self.ctx.settings.secret("api_key")
 
-    def __repr__(self) -> str:
-        return f"RamcoSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     def classify(self, resp: HttpResponse) -> SinkError | None:
         body = resp.json()
@@ -68,10 +67,6 @@ class RamcoSink(PerRecordSink):
 
     async def write_one(self, d: Delivery) -> None:
         s = self.ctx.settings
-        if not d.customer_id:
-            raise MappingError("no customer ID: the activity names no RAMCO contact to write to")
-        if s.duplicate_guard and await self.already_written(d):
-            return
         values = mapping.apply(s.fields, s.constants, d)
         if s.duplicate_guard:
             values[s.key_attribute] = d.activity_key

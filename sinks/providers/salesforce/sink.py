@@ -35,7 +35,7 @@ import time
 from typing import Sequence
 
 from sinks import mapping
-from sinks.contract import (Delivery, FatalError, MappingError, RecordFailure, RetriableError, SinkError,
+from sinks.contract import (Delivery, FatalError, RecordFailure, RetriableError, SinkError,
                             Throttled)
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 from sinks.metrics import API_USAGE
@@ -74,8 +74,6 @@ class SalesforceSink(HttpSink):
             self._private_key = s.secret("private_key")
             import jwt  # noqa: F401  (PyJWT, the salesforce extra: fail at start, not at the first token)
 
-    def __repr__(self) -> str:
-        return f"SalesforceSink(endpoint={getattr(self, 'ctx', None) and self.ctx.endpoint!r})"
 
     # ------------------------------------------------------------------ auth
     async def authenticate(self) -> Token:
@@ -149,9 +147,8 @@ class SalesforceSink(HttpSink):
         failures: list[RecordFailure] = []
         records, index = [], []
         for i, d in enumerate(batch):
-            if not d.customer_id and "customer_id" in s.fields.values():
-                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member "
-                                                              "this endpoint can write to")))
+            if "customer_id" in s.fields.values() and (error := self.no_customer(d)) is not None:
+                failures.append(RecordFailure(i, error))
                 continue
             records.append(self.record(d))
             index.append(i)

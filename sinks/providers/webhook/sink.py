@@ -35,7 +35,7 @@ import json
 import time
 from typing import Sequence
 
-from sinks.contract import Delivery, MappingError, RecordFailure, RetriableError
+from sinks.contract import Delivery, RecordFailure, RetriableError
 from sinks.http import HttpSink, classify_http
 
 SIGNATURE_HEADER = "X-Activity-Sync-Signature-256"
@@ -84,9 +84,8 @@ class WebhookSink(HttpSink):
         failures: list[RecordFailure] = []
         items, index = [], []
         for i, d in enumerate(batch):
-            if not d.customer_id:
-                failures.append(RecordFailure(i, MappingError("no customer ID: the activity names no member "
-                                                              "external key this endpoint can write to")))
+            if (error := self.no_customer(d)) is not None:
+                failures.append(RecordFailure(i, error))
                 continue
             items.append(activity_json(d, self.ctx.settings.details_format))
             index.append(i)
