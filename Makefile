@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test bench chaos golden broker-fetch broker-start broker-stop postgres-install browser-install clean
+.PHONY: install run demo test lint-imports bench chaos golden broker-fetch broker-start broker-stop postgres-install browser-install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ postgres-install: install
 browser-install: install
 	$(PY) -m activity_sync.devtools.browser install
 
-test: broker-fetch postgres-install browser-install
+## The layer rules first ([tool.importlinter] in pyproject.toml), then the tests.
+lint-imports: install
+	$(VENV)/bin/lint-imports
+
+test: broker-fetch postgres-install browser-install lint-imports
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Regenerate the providers' golden request files after a deliberate change to what they send.

@@ -139,7 +139,17 @@ def main() -> int:
     ap.add_argument("--only", choices=["stream", "sink", "providers", "ams"], default=None,
                     help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
                          "(the AMS providers and PostgreSQL only)")
+    ap.add_argument("--provider", action="append", metavar="NAME",
+                    help="only this declared provider's bench cases against its fake (repeat for more)")
+    ap.add_argument("--records", type=int, default=2_000, help="records per provider case (with --provider)")
     args = ap.parse_args()
+    if args.provider:  # what each provider's declaration asks for, and nothing else
+        from bench.providers import bench_declared
+
+        print("\n== declared providers: sink + runner -> fake API in its own process, 20 ms a response ==",
+              flush=True)
+        asyncio.run(bench_declared(args.records, only=tuple(args.provider)))
+        return 0
     if args.only in ("providers", "ams"):  # no broker needed
         from bench.providers import bench_ams_providers, bench_providers
 

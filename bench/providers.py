@@ -22,24 +22,33 @@ from pathlib import Path
 
 from activity_sync.devtools.broker import free_port
 from sinks.contract import SinkContext
-from sinks.registry import parse_settings, sink_class
+from core.config import read_config_file
+from sinks.registry import PROVIDERS, example_config, parse_settings, sink_class
 from sinks.runner import DeliveryRunner, Pending, RetryPolicy
-from sinks.testing import Recorder, sample_deliveries
+from activity_sync.devtools.sink_testing import Recorder, sample_deliveries
 
 SECRET = "bench-secret-" + os.urandom(6).hex()
-SECRET_ENVS = ("ACTIVITY_SYNC_SALESFORCE_SECRET", "ACTIVITY_SYNC_DYNAMICS_SECRET", "ACTIVITY_SYNC_IMIS_PASSWORD",
-               "ACTIVITY_SYNC_NETFORUM_PASSWORD", "ACTIVITY_SYNC_RAMCO_KEY", "ACTIVITY_SYNC_APTIFY_PASSWORD",
-               "ACTIVITY_SYNC_PERSONIFY_PASSWORD", "ACTIVITY_SYNC_HTTP_SECRET")
+URL_SETTINGS = ("url", "login_url", "authority_host", "site_url", "oauth_endpoint", "dsn")
+
+
+def secret_env() -> dict[str, str]:
+    """Every declared fake's credential (and what is made from it), the same made-up one for both sides."""
+    env = {}
+    for p in PROVIDERS.values():
+        if p.fake is not None:
+            env[p.fake.secret_env] = SECRET
+            env.update({name: template.format(secret=SECRET) for name, template in p.fake.env})
+    return env
 
 
 class Fake:
     def __init__(self, module: str, args: list[str], https: bool, tmp: Path) -> None:
         self.port = free_port()
         self.ca = tmp / f"ca-{self.port}.pem"
-        cmd = [sys.executable, "-m", module, "--port", str(self.port), *args]
-        if https:
+        cmd = [sys.executable, "-m", module, "--port", str(self.port), *(a.format(ca_file=self.ca) for a in args)]
+        if https and not any("{ca_file}" in a for a in args):
             cmd += ["--ca-file", str(self.ca)]
-        env = dict(os.environ, **{k: SECRET for k in SECRET_ENVS})
+        env = dict(os.environ, **secret_env())
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
@@ -87,44 +96,48 @@ async def run_sink(provider: str, settings: dict, n: int, env: dict, policy: Ret
             "dead": len(pub.deads)}
 
 
-async def bench_ams_providers(n: int = 2_000) -> None:
-    """The AMS providers, each against its fake in its own process answering in 20 ms, with their
-    default batch size and concurrency; PostgreSQL: rows/s into a real server."""
-    tmp = Path(tempfile.mkdtemp(prefix="activity-sync-bench-ams-"))
-    env = {"BENCH_SECRET": SECRET, "BENCH_HEADERS": f"X-Api-Key: {SECRET}"}
-    print("\n== AMS providers: sink + runner -> fake API in its own process, 20 ms a response ==", flush=True)
-    cases = [
-        ("imis", "one Activity per request, 4 at once, duplicate guard (GET then POST)", [], lambda u: {
-            "site_url": u, "username": "activity-sync", "password_env": "BENCH_SECRET"}, ""),
-        ("imis", "the same without the duplicate guard", [], lambda u: {
-            "site_url": u, "username": "activity-sync", "password_env": "BENCH_SECRET", "duplicate_guard": False}, ""),
-        ("netforum", "InsertFacadeObject, 25 rows a call, every member new (a lookup each)", [], lambda u: {
-            "url": u + "/xweb/secure/netforumxml.asmx", "username": "xweb-user", "password_env": "BENCH_SECRET"}, 5000),
-        ("netforum", "the same, 100 members (their e-mail keys cached after the first)", [], lambda u: {
-            "url": u + "/xweb/secure/netforumxml.asmx", "username": "xweb-user", "password_env": "BENCH_SECRET"}, 100),
-        ("ramco", "one CreateEntity per request, 4 at once, duplicate guard", [], lambda u: {
-            "url": u + "/api/v2/", "api_key_env": "BENCH_SECRET"}, ""),
-        ("aptify", "one AddData per request, 4 at once", [], lambda u: {
-            "url": u + "/AptifyServicesAPI", "username": "activity-sync", "password_env": "BENCH_SECRET"}, ""),
-        ("personify", "one Save per request, 4 at once", [], lambda u: {
-            "url": u + "/PersonifyDataServices/PersonifyData.svc", "username": "activity-sync",
-            "password_env": "BENCH_SECRET"}, ""),
-        ("http", "activity_webhook preset: one POST per activity, 4 at once", [], lambda u: {
-            "preset": "activity_webhook", "url": u + "/activities", "headers_env": "BENCH_HEADERS"}, ""),
-        ("http", "batch of 100 a POST, per-record results", ["--auth", "none"], lambda u: {
-            "url": u + "/activities", "mode": "batch", "batch_size": 100, "results_path": "results",
-            "result_key_field": "ActivityKey", "template": '{"ActivityKey": "{{activity_key}}", '
-                                                           '"ContributorMemberKey": "{{customer_id}}"}'}, ""),
-    ]
-    for provider, what, args, settings, members in cases:
-        fake = Fake(f"sinks.providers.{provider}.fake", ["--latency-ms", "20", *args], False, tmp)
+def declared_cases(only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()):
+    """``(provider, case, settings for a fake at URL)`` for every declared provider with a fake and an
+    example config: the example's endpoint of that provider, pointed at the fake, changed by the case."""
+    for name, p in PROVIDERS.items():
+        example = example_config(name) if p.fake is not None else None
+        if example is None or name in skip or (only is not None and name not in only):
+            continue
+        raw = next(e for e in read_config_file(example)["endpoints"] if e.get("provider") == name)["settings"]
+        for case in p.bench:
+            def settings(url: str, ca: Path, raw=raw, case=case, address=p.fake.address) -> dict:
+                s = {k: v for k, v in raw.items() if not case.replace or k in URL_SETTINGS}
+                for k in URL_SETTINGS:
+                    if isinstance(s.get(k), str) and s[k].startswith(address):
+                        s[k] = url + s[k][len(address):]
+                if "ca_file" in s:
+                    s["ca_file"] = str(ca)
+                return {**s, **case.settings}
+            yield p, case, settings
+
+
+async def bench_declared(n: int, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> list[dict]:
+    """Each declared provider's bench cases against its fake (20 ms a response), one line each."""
+    tmp = Path(tempfile.mkdtemp(prefix="activity-sync-bench-declared-"))
+    out = []
+    for p, case, settings in declared_cases(only, skip):
+        fake = Fake(p.resolve(p.fake.module), ["--latency-ms", "20", *p.fake.args, *case.fake_args],
+                    p.fake.scheme == "https", tmp)
         try:
-            r = await run_sink(provider, settings(fake.url), n, env, members=members or 5000)
+            r = await run_sink(p.name, settings(fake.url, fake.ca), n, secret_env(), members=case.members)
             st = fake.stats()
-            print(f"  {provider + ': ' + what:78} {r['records_per_s']:8,.0f} records/s ({st['stored']} stored of "
+            print(f"  {p.name + ': ' + case.what:78} {r['records_per_s']:8,.0f} records/s ({st['stored']} stored of "
                   f"{n} in {r['seconds']:.1f}s, {st['requests']} write requests)", flush=True)
+            out.append({"provider": p.name, "case": case.what, **r, "stored": st["stored"]})
         finally:
             fake.stop()
+    return out
+
+
+async def bench_ams_providers(n: int = 2_000) -> None:
+    """The AMS providers, each against its fake in its own process answering in 20 ms, with their
+    default batch size and concurrency (as their declarations say); PostgreSQL: rows/s into a real server."""
+    await bench_declared(n, skip=("webhook", "salesforce", "dynamics"))
     from activity_sync.devtools.postgres import LocalPostgres
 
     print("\n== PostgreSQL activity table: batched upsert into a real server (Debian's package) ==", flush=True)

@@ -168,7 +168,7 @@ class EndpointDelivery:
     # ------------------------------------------------------------------ batches
     async def deliver(self, messages) -> None:
         """A batch from ``activity.enriched``: deliver what is addressed to this endpoint."""
-        runner = await self.schedule.wait_for_run(await self.runner())
+        await self.schedule.wait_for_run(await self.runner())  # real-time: at once; interval: when a run opens
         items: list[Pending] = []
         for msg in messages:
             if H.addressed_to(msg.headers, self.endpoint) is False:

@@ -1,7 +1,7 @@
 """A sink worker: one Faust app, and so one consumer group, per endpoint.
 
 Agents ``deliver_to_endpoint`` (on ``activity.enriched``) and ``retry_<tier>`` (one per retry
-tier) are a few lines each: they hand batches to the endpoint's
+tier) are methods of :class:`SinkWorker`, a few lines each: they hand batches to the endpoint's
 :class:`~sinks.delivery.EndpointDelivery`, which owns everything else. An
 endpoint's outage only lags its own group; start the same command again to add workers to the
 endpoint (up to the partition count), without touching any other endpoint.
@@ -33,6 +33,7 @@ from core.faustapp import GracefulStop, commit, hold_batch, install_health, make
 from core.envvars import env_float
 from core.errors import UsageError, guarded, kafka_reachable
 from core.logs import configure_logging
+from core.consumer_state import read_progress
 from core.health import Health, metric_names
 from core.config import catalog_for
 from core.routing import Routing
@@ -93,101 +94,114 @@ def make_decoder(settings: Settings):
     return lambda value: decode_single_object(value, slim)
 
 
-def stop_worker() -> None:
-    """The endpoint was deleted: stop as on SIGTERM (Faust commits what was delivered)."""
-    os.kill(os.getpid(), signal.SIGTERM)
+class SinkWorker:
+    """A sink worker: one Faust app (one consumer group) for one endpoint, its agents and timers.
 
+    The agents are short loops that hand batches to the endpoint's :class:`EndpointDelivery`; state
+    lives there, and in the services this class wires to the app (the config table, the endpoint's
+    shared holds, the backlog gauges, the memory trim)."""
 
-def create_sink_app(endpoint: str, settings: Settings | None = None, health=None) -> faust.App:
-    settings = settings or Settings.from_env()
-    topics = Topics(settings.topic_prefix)
-    gid = group_id(settings, endpoint)
-    app = make_app(gid, settings, f"sink-{endpoint}",
-                   stream_wait_empty=False,  # a retry agent may sleep until its record is due
-                   producer_linger=0.002, stream_buffer_maxsize=STREAM_BUFFER)
-    raw = dict(key_serializer="raw", value_serializer="raw", internal=False)
-    enriched = app.topic(topics.enriched, **raw)
-    retry_topics = {tier: app.topic(topics.retry(tier), **raw) for tier, _ in H.RETRY_TIERS}
-    routing = Routing(catalog_for(settings))
-    config_table = ConfigTable(settings.kafka, topics.config, routing)
-    app.service(config_table)
-    install_health(app, health, config_table)
-    holds = EndpointHolds(settings.kafka, topics.control, endpoint)
-    app.service(holds)
-    delivery = EndpointDelivery(endpoint, routing, FaustPublisher(retry_topics, app.topic(topics.dead, **raw)),
-                                make_decoder(settings), clock_from_env(), on_deleted=stop_worker,
-                                progress=lambda: read_progress(app, topics.enriched), ack=lambda ms: done(ms),
-                                holds=holds, share=lambda: partition_share(app, [topics.enriched, *topics.retries]))
+    def __init__(self, endpoint: str, settings: Settings | None = None, health=None) -> None:
+        self.endpoint = endpoint
+        self.settings = settings = settings or Settings.from_env()
+        self.topics = topics = Topics(settings.topic_prefix)
+        self.group = group_id(settings, endpoint)
+        self.health = health
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.app = app = make_app(self.group, settings, f"sink-{endpoint}",
+                                  stream_wait_empty=False,  # a retry agent may sleep until its record is due
+                                  producer_linger=0.002, stream_buffer_maxsize=STREAM_BUFFER)
+        raw = dict(key_serializer="raw", value_serializer="raw", internal=False)
+        self.enriched = app.topic(topics.enriched, **raw)
+        self.retry_topics = {tier: app.topic(topics.retry(tier), **raw) for tier, _ in H.RETRY_TIERS}
+        self.routing = Routing(catalog_for(settings))
+        self.config_table = ConfigTable(settings.kafka, topics.config, self.routing)
+        self.holds = EndpointHolds(settings.kafka, topics.control, endpoint)
+        self.delivery = EndpointDelivery(
+            endpoint, self.routing, FaustPublisher(self.retry_topics, app.topic(topics.dead, **raw)),
+            make_decoder(settings), clock_from_env(), on_deleted=self.stop_worker,
+            progress=lambda: read_progress(app, topics.enriched), ack=self.done, holds=self.holds,
+            share=lambda: partition_share(app, [topics.enriched, *topics.retries]))
+        self.backlog = RetryBacklog(settings, self.group, endpoint, topics)
+        self._wire()
 
-    async def batches(stream):
-        await config_table.wait_ready()
-        await delivery.runner()
-        size, linger = delivery.batch_settings()
+    def _wire(self) -> None:
+        app, delivery = self.app, self.delivery
+        app.service(self.config_table)
+        app.service(self.holds)
+        install_health(app, self.health, self.config_table)
+        app.agent(self.enriched, name="deliver_to_endpoint", concurrency=1)(self.deliver_to_endpoint)
+        for tier, _ in H.RETRY_TIERS:
+            app.agent(self.retry_topics[tier], name=f"retry_{tier}", concurrency=1)(self.retry_from_tier)
+        if self.health is not None:  # started, or disabled on purpose (then nothing is to be started)
+            self.health.check("sink_started", lambda: delivery.active is not None
+                              or str(delivery.paused or "").startswith("disabled"))
+        app.timer(3.0)(self.publish_status)
+        app.timer(2.0)(self.backlog.measure)
+        app.timer(1.0)(delivery.watch)
+        app.timer(5.0)(MemoryTrim(delivery).maybe_trim)
+        app.on_partitions_revoked.connect(self.finish_before_handing_over)
+        app.task(self.graceful_stop_on_signals)
+        app.on_before_shutdown.connect(self.close_sink)
+
+    # ------------------------------------------------------------------ agents
+    async def batches(self, stream):
+        await self.config_table.wait_ready()
+        await self.delivery.runner()
+        size, linger = self.delivery.batch_settings()
         async for events in stream.take_events(size, within=linger):
             yield [ev.message for ev in events]
 
-    async def done(messages) -> None:
+    async def deliver_to_endpoint(self, stream) -> None:
+        async for messages in self.batches(stream):
+            if self.delivery.stopping:
+                await hold_batch()  # stopping: this batch stays unacknowledged, for the partition's next owner
+            await self.delivery.deliver(messages)
+            await self.done(messages)
+
+    async def retry_from_tier(self, stream) -> None:
+        async for messages in self.batches(stream):
+            if self.delivery.stopping:
+                await hold_batch()
+            await self.delivery.retry(messages)
+            await self.done(messages)
+
+    async def done(self, messages) -> None:
         """A batch is delivered (or on a retry tier, or dead-lettered): acknowledge and commit it now, so
         neither a stop nor a crash after this point sends it again."""
         for m in messages:
-            app.consumer.ack(m)
-        await app.consumer.commit()
+            self.app.consumer.ack(m)
+        await self.app.consumer.commit()
 
-    @app.agent(enriched, name="deliver_to_endpoint", concurrency=1)
-    async def deliver_to_endpoint(stream):
-        async for messages in batches(stream):
-            if delivery.stopping:
-                await hold_batch()  # stopping: this batch stays unacknowledged, for the partition's next owner
-            await delivery.deliver(messages)
-            await done(messages)
+    # ------------------------------------------------------------------ timers and signals
+    async def publish_status(self) -> None:
+        st = metrics.status(self.endpoint)
+        lag = self.backlog.lag
+        await self.holds.publish_status(self.worker_id, {
+            **st.as_dict(), "endpoint": self.endpoint, "worker": self.worker_id, "at": time.time(),
+            "paused": self.delivery.paused, "hold_until": self.holds.hold_until(),
+            "enriched_lag": lag.get("enriched", 0),
+            "retry_backlog": {tier: lag.get(tier, 0) for tier, _ in H.RETRY_TIERS}})
 
-    for tier, _ in H.RETRY_TIERS:
-        async def retry(stream):
-            async for messages in batches(stream):
-                if delivery.stopping:
-                    await hold_batch()
-                await delivery.retry(messages)
-                await done(messages)
-
-        app.agent(retry_topics[tier], name=f"retry_{tier}", concurrency=1)(retry)
-
-    if health is not None:  # started, or disabled on purpose (then nothing is to be started)
-        health.check("sink_started", lambda: delivery.active is not None
-                     or str(delivery.paused or "").startswith("disabled"))
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
-
-    async def publish_status() -> None:
-        st = metrics.status(endpoint)
-        await holds.publish_status(worker_id, {
-            **st.as_dict(), "endpoint": endpoint, "worker": worker_id, "at": time.time(),
-            "paused": delivery.paused, "hold_until": holds.hold_until(),
-            "enriched_lag": backlog.lag.get("enriched", 0),
-            "retry_backlog": {tier: backlog.lag.get(tier, 0) for tier, _ in H.RETRY_TIERS}})
-
-    backlog = RetryBacklog(settings, gid, endpoint, topics)
-    app.timer(3.0)(publish_status)
-    app.timer(2.0)(backlog.measure)
-    app.timer(1.0)(delivery.watch)
-    app.timer(5.0)(MemoryTrim(delivery).maybe_trim)
-
-    @app.on_partitions_revoked.connect
-    async def finish_before_handing_over(app, revoked, **kwargs) -> None:
+    async def finish_before_handing_over(self, app, revoked, **kwargs) -> None:
         # the write under way finishes and is committed before another worker takes its partitions
-        if await delivery.drain(drain_s()):
+        if await self.delivery.drain(drain_s()):
             await commit(app)
 
-    def stopping() -> None:
-        delivery.stopping = True
+    async def graceful_stop_on_signals(self) -> None:
+        GracefulStop(self.app, f"endpoint {self.endpoint}", self.stopping,
+                     lambda: self.delivery.drain(drain_s())).install()
 
-    @app.task
-    async def graceful_stop_on_signals() -> None:
-        GracefulStop(app, f"endpoint {endpoint}", stopping, lambda: delivery.drain(drain_s())).install()
+    def stopping(self) -> None:
+        self.delivery.stopping = True
 
-    @app.on_before_shutdown.connect
-    async def close_sink(app, **kwargs) -> None:
-        await delivery.stop()
+    async def close_sink(self, app, **kwargs) -> None:
+        await self.delivery.stop()
 
-    return app
+    @staticmethod
+    def stop_worker() -> None:
+        """The endpoint was deleted: stop as on SIGTERM (Faust commits what was delivered)."""
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def partition_share(app: faust.App, topic_names: list[str]) -> float:
@@ -200,23 +214,6 @@ def partition_share(app: faust.App, topic_names: list[str]) -> float:
     except Exception:  # noqa: BLE001 - not known yet
         return 1.0
     return mine / total if mine and total else 1.0
-
-
-def read_progress(app: faust.App, topic: str) -> dict:
-    """Per partition of ``topic`` assigned to this worker: (fetch position, offset of the last record
-    Faust handed to the agents, high watermark), None where not known yet. Reads aiokafka's
-    assignment state and Faust's read offsets, as Faust's own consumer does."""
-    consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer under Faust's consumer thread
-    assignment = consumer._subscription.subscription.assignment
-    if assignment is None:
-        return {("?", -1): (None, None, None)}
-    out = {}
-    for tp in assignment.tps:
-        if tp.topic == topic:
-            state = assignment.state_value(tp)
-            position = state.position if state.has_valid_position else None
-            out[(tp.topic, tp.partition)] = (position, app.consumer._read_offset.get(tp), state.highwater)
-    return out
 
 
 class MemoryTrim:
@@ -314,8 +311,7 @@ def _main(argv: list[str]) -> int:
     health = Health("sink", metric_names(metrics, core_metrics))
     health.serve(settings.metrics_host, settings.metrics_port)  # a port in use: a one-line error first
     kafka_reachable(settings.kafka)
-    app = create_sink_app(endpoint, settings, health)
-    run_worker(app, level.lower())
+    run_worker(SinkWorker(endpoint, settings, health).app, level.lower())
     return 0
 
 

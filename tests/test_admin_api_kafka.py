@@ -20,6 +20,8 @@ from core.topics import Topics
 ADMIN = ApiKey("ops", "admin", ("*",), "admin-secret-0123456789")
 READ = ApiKey("viewer", "read", ("*",), "read-secret-0123456789ab")
 HUG = ApiKey("hug", "admin", ("HUG",), "hug-secret-0123456789abc")
+ACME = ApiKey("acme-ro", "read", ("ACME",), "acme-secret-0123456789abc")
+ACME_ADMIN = ApiKey("acme", "admin", ("ACME",), "acme-admin-secret-0123456789")
 
 
 def auth(key: ApiKey) -> dict:
@@ -30,7 +32,7 @@ def auth(key: ApiKey) -> dict:
 async def client(settings):
     state = AdminState(settings, load_catalog())
     await state.start()
-    c = TestClient(TestServer(make_app(state, [ADMIN, READ, HUG])))
+    c = TestClient(TestServer(make_app(state, [ADMIN, READ, HUG, ACME, ACME_ADMIN])))
     await c.start_server()
     c.state = state
     yield c
@@ -163,7 +165,7 @@ async def test_preview_renders_the_newest_activity_of_that_code(client, settings
     await produce(settings, Topics(settings.topic_prefix).raw, [(None, _json.dumps(ev).encode())])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    while "LibraryEntryView" not in client.state.recent and loop.time() < deadline:
+    while ("DEMO", "LibraryEntryView") not in client.state.recent and loop.time() < deadline:
         await asyncio.sleep(0.3)
     r = await client.post("/api/v1/preview", json={"activity_code": "LibraryEntryView",
                                                    "description": "{AccessedByDisplayName} viewed \"{ParentName}\""},
@@ -180,3 +182,62 @@ def test_keys_file_format_and_constant_time_lookup():
     assert "fedcba" not in repr(keys[1])
     with pytest.raises(ValueError, match="16 characters"):
         parse_keys("x admin * short", "f")
+
+
+async def wait_recent(client, *where, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not all(w in client.state.recent for w in where):
+        assert loop.time() < deadline, f"not enriched in time: {where}"
+        await asyncio.sleep(0.3)
+
+
+async def test_a_tenant_key_never_sees_another_tenants_data(client, settings, stream_worker):
+    """The preview renders only activities of tenants the key sees (and of the endpoint's own), and no
+    route answers a tenant key with another tenant's data, counts or endpoint names."""
+    import json as _json
+    assert (await create(client, ADMIN, name="demo-crm", tenant="DEMO", subscriptions=["LibraryEntryView"])).status \
+        == 201
+    assert (await create(client, ADMIN, name="acme-crm", tenant="ACME", subscriptions=["LibraryEntryView"])).status \
+        == 201
+    stream_worker()
+    seed = seed_events()[2]
+    acme = dict(seed, ActivityKey="acme-0001", TenantCode="ACME", AccessedByDisplayName="Wile Coyote")
+    demo = dict(seed, ActivityKey="demo-0001", AccessedByDisplayName="Dana Demo-Member")
+    raw = Topics(settings.topic_prefix).raw
+    await produce(settings, raw, [(None, _json.dumps(acme).encode())])
+    await wait_recent(client, ("ACME", "LibraryEntryView"))
+    await produce(settings, raw, [(None, _json.dumps(demo).encode())])  # the newest of the code: DEMO's
+    await wait_recent(client, ("DEMO", "LibraryEntryView"))
+    template = {"activity_code": "LibraryEntryView", "description": "{AccessedByDisplayName} / {TenantCode}"}
+
+    async def preview(key, **extra):
+        r = await client.post("/api/v1/preview", json={**template, **extra}, headers=auth(key))
+        return r.status, await r.json()
+
+    assert await preview(ACME) == (200, {"activity_code": "LibraryEntryView", "rendered": "Wile Coyote / ACME",
+                                         "activity_key": "acme-0001", "note": None})
+    assert (await preview(ACME, endpoint="acme-crm"))[1]["activity_key"] == "acme-0001"
+    assert (await preview(ACME, endpoint="demo-crm"))[0] == 404  # another tenant's endpoint: not there
+    assert (await preview(ADMIN, endpoint="acme-crm"))[1]["activity_key"] == "acme-0001"  # the endpoint's tenant
+    assert (await preview(ADMIN))[1]["rendered"] == "Dana Demo-Member / DEMO"
+    # every read route, with the ACME key: nothing of DEMO's
+    secrets_of_demo = ("demo-crm", "Dana Demo-Member", "demo-0001")
+    for path in ("/api/v1/endpoints", "/api/v1/endpoints/acme-crm", "/api/v1/subscriptions",
+                 "/api/v1/subscriptions?subscribed=subscribed", "/api/v1/status", "/api/v1/dead-letters",
+                 "/api/v1/audit", "/api/v1/activities"):
+        r = await client.get(path, headers=auth(ACME))
+        text = await r.text()
+        assert r.status == 200, (path, text)
+        assert not [s for s in secrets_of_demo if s in text], (path, text[:2000])
+    rows = await (await client.get("/api/v1/subscriptions?subscribed=subscribed", headers=auth(ACME))).json()
+    assert [e["endpoint"] for row in rows for e in row["endpoints"]] == ["acme-crm"]
+    r = await client.post("/api/v1/replay", json={"endpoint": "acme-crm", "dry_run": True}, headers=auth(ACME))
+    assert r.status == 200 and not [s for s in secrets_of_demo if s in await r.text()]
+    assert (await client.post("/api/v1/replay", json={"dry_run": True}, headers=auth(ACME))).status == 422
+    # the uniqueness message does not tell a tenant key that another tenant's endpoint has that name
+    r = await create(client, ACME_ADMIN, name="demo-crm", tenant="ACME")
+    doc = await r.json()
+    assert r.status == 409 and doc["field"] == "name" and "exists" not in doc["error"], doc
+    r = await create(client, ADMIN, name="demo-crm", tenant="DEMO")
+    assert r.status == 409 and "exists already" in (await r.json())["error"]

@@ -11,7 +11,7 @@ import pytest
 
 from sinks.delivery import EndpointDelivery
 from sinks.providers.webhook.fake import FakeCRM
-from sinks.testing import Recorder
+from activity_sync.devtools.sink_testing import Recorder
 from core.avro import SingleObjectCodec
 from core.catalog import load_catalog
 from streams.enrich import Enricher

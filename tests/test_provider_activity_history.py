@@ -10,7 +10,7 @@ import pytest
 from sinks.contract import SinkContext
 from sinks.providers.activity_history.settings import HistorySettings
 from sinks.providers.activity_history.sink import ActivityHistorySink, query
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 NO_REMOTE = "a local SQLite file: there is no remote API to throttle, fail, time out, refuse a record or expire a token"
 

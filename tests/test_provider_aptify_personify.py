@@ -14,7 +14,7 @@ from sinks.providers.aptify.fake import FakeAptify
 from sinks.providers.personify.fake import FakePersonify
 from sinks.providers.personify.settings import ACTIVITY_FIELDS as PERSONIFY_FIELDS
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 APTIFY_PASSWORD = "aptify-password-for-tests-b71c"
 PERSONIFY_PASSWORD = "pds-password-for-tests-19fe"
@@ -59,7 +59,7 @@ class TestAptifyContract(ProviderContract):
         assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
 
     async def _deliver(self, sink, batch):
-        from sinks.testing import Recorder
+        from activity_sync.devtools.sink_testing import Recorder
         pub = Recorder()
         await self.runner(sink, pub).deliver(self.pending(batch))
         return pub

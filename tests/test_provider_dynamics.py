@@ -15,7 +15,7 @@ import pytest
 from sinks.contract import RetriableError, Throttled
 from sinks.providers.dynamics.fake import FakeDataverse
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, Recorder, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, Recorder, sample_deliveries
 
 SECRET = "dv-client-secret-for-tests-93c1"
 GOLDEN = Path(__file__).resolve().parent / "golden"

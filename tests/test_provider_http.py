@@ -15,7 +15,7 @@ from sinks.contract import FatalError, RetriableError
 from sinks.providers.http import template as T
 from sinks.providers.http.fake import FakeReceiver
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 OAUTH_SECRET = "http-oauth-secret-for-tests-5d0b"
 HEADER_SECRET = "http-header-secret-for-tests-a7e3"

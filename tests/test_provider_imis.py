@@ -13,7 +13,7 @@ import pytest
 from sinks.contract import FatalError
 from sinks.providers.imis.fake import FakeImis
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, sample_deliveries
 
 PASSWORD = "imis-password-for-tests-8d21"
 GOLDEN = Path(__file__).resolve().parent / "golden"

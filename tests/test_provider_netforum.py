@@ -14,7 +14,7 @@ from sinks.contract import AuthExpired, BatchRefused, FatalError, RetriableError
 from sinks.providers.netforum import soap
 from sinks.providers.netforum.fake import FakeNetforum, email_key
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, sample_deliveries
 
 PASSWORD = "xweb-password-for-tests-3c9e"
 GOLDEN = Path(__file__).resolve().parent / "golden"

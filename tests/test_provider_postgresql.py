@@ -12,7 +12,7 @@ import pytest
 from sinks.contract import BatchRefused, Delivery, RetriableError
 from sinks.providers.postgresql.sink import ddl
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 
 class Table:
@@ -108,7 +108,7 @@ class TestPostgresContract(ProviderContract):
     async def test_5xx_and_timeouts_are_retried(self, fake, tmp_path):
         """A server-side error (SQLSTATE 53000) and a statement over timeout_s are retried in-process."""
         sink = await self.sink(fake, tmp_path, timeout_s=0.5)
-        pub = __import__("sinks.testing", fromlist=["Recorder"]).Recorder()
+        pub = __import__("activity_sync.devtools.sink_testing", fromlist=["Recorder"]).Recorder()
         batch = sample_deliveries(3)
         try:
             await fake.control_async({"fail": {"count": 1}})
@@ -124,7 +124,7 @@ class TestPostgresContract(ProviderContract):
         sink = await self.sink(fake, tmp_path)
         batch = sample_deliveries(4, customer=lambda i: "cust-bad" if i == 2 else f"cust-{i}")
         await fake.control_async({"reject_customers": ["cust-bad"]})
-        pub = __import__("sinks.testing", fromlist=["Recorder"]).Recorder()
+        pub = __import__("activity_sync.devtools.sink_testing", fromlist=["Recorder"]).Recorder()
         try:
             await self.runner(sink, pub).deliver(self.pending(batch))
         finally:

@@ -14,7 +14,7 @@ from sinks.contract import FatalError, RetriableError
 from sinks.providers.ramco import wire
 from sinks.providers.ramco.fake import FakeRamco
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 KEY = "ramco-api-key-for-tests-6a0f"
 GOLDEN = Path(__file__).resolve().parent / "golden"

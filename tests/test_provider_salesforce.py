@@ -18,7 +18,7 @@ from sinks.metrics import API_USAGE
 from sinks.providers.salesforce.fake import FakeSalesforce
 from sinks.providers.salesforce.sink import parse_limit_info
 from sinks.registry import SettingsError, parse_settings
-from sinks.testing import ProviderContract, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, sample_deliveries
 
 SECRET = "sf-consumer-secret-for-tests-51b2"
 GOLDEN = Path(__file__).resolve().parent / "golden"

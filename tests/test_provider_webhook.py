@@ -10,7 +10,7 @@ import pytest
 
 from sinks.contract import AuthExpired, FatalError, RetriableError, Throttled
 from sinks.providers.webhook.fake import FakeCRM
-from sinks.testing import ProviderContract, opt_out, sample_deliveries
+from activity_sync.devtools.sink_testing import ProviderContract, opt_out, sample_deliveries
 
 SECRET = "s3cr3t-for-tests-only-7f1d"
 HEADER_SECRET = "hdr-secret-value-91ac"

@@ -10,7 +10,7 @@ import pytest
 from sinks.contract import AuthExpired, FatalError, PayloadTooLarge, RetriableError, Sink, Throttled
 from sinks.http import classify_http, parse_retry_after
 from sinks.runner import Clock, DeliveryRunner, Pending, RequestWindow, RetryPolicy
-from sinks.testing import Recorder, sample_deliveries
+from activity_sync.devtools.sink_testing import Recorder, sample_deliveries
 
 
 def deliveries(n):

@@ -143,10 +143,12 @@ class Handlers:
 
     async def preview(self, request):
         body = await body_of(request)
-        code, text = body.get("activity_code"), body.get("description")
+        code, text, endpoint = body.get("activity_code"), body.get("description"), body.get("endpoint")
         if not isinstance(code, str):
             raise AdminError(422, "activity_code is required", "activity_code")
-        return web.json_response(request.app[STATE].preview(code, text))
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise AdminError(422, "endpoint must be a name", "endpoint")
+        return web.json_response(request.app[STATE].preview(_key(request), code, text, endpoint))
 
     async def status(self, request):
         return web.json_response(request.app[STATE].status(_key(request)))

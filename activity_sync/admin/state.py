@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,6 +34,7 @@ from .keys import ApiKey
 
 log = logging.getLogger("activity_sync.admin")
 STALE_S = 30.0  # a worker status older than this is shown as not reporting
+RECENT_MAX = 20_000  # (tenant, activity code) pairs whose newest record previews may render
 
 
 class AdminError(Exception):
@@ -141,7 +143,8 @@ class AdminState:
         self.routing = Routing(catalog)
         self.statuses: dict[str, dict] = {}
         self.holds: dict[str, dict] = {}
-        self.recent: dict[str, dict] = {}
+        # the newest enriched record of each (tenant, activity code), newest last: what previews render
+        self.recent: OrderedDict[tuple[str, str], dict] = OrderedDict()
         self.audit_log: list[dict] = []
         self.defaults = default_descriptions()
         self.writeback_max = env_int("ACTIVITY_SYNC_WRITEBACK_CODE_MAX", 100, 1, 100)
@@ -197,7 +200,11 @@ class AdminState:
             rec = decode_any(m.value, self.settings.schema_registry_url)
         except DecodeError:
             return
-        self.recent[rec["activity_code"]] = rec
+        where = (rec["tenant_code"], rec["activity_code"])
+        self.recent.pop(where, None)
+        self.recent[where] = rec
+        while len(self.recent) > RECENT_MAX:  # tenant codes come from producers: bounded
+            self.recent.popitem(last=False)
 
     # ------------------------------------------------------------------ access
     def _visible(self, key: ApiKey, ep: Endpoint) -> bool:
@@ -376,7 +383,7 @@ class AdminState:
         async with self._lock:
             ep = self._build_endpoint(key, body, None)
             if ep.name in self.routing.endpoints:
-                raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
+                raise self._exists(key, ep.name)
             records = [(ep.key(), _record(ep))] + self._subscription_records(ep, body.get("subscriptions"))
             await self._publish(key, records, "create endpoint", ep.name, None, _record(ep), ep.tenants)
             return self.endpoint(key, ep.name)
@@ -389,7 +396,7 @@ class AdminState:
             records: list[tuple[str, Any]] = []
             if ep.name != name:  # a rename: the new one with the old one's subscriptions, then the old one goes
                 if ep.name in self.routing.endpoints:
-                    raise AdminError(409, f"an endpoint named {ep.name!r} exists already", "name")
+                    raise self._exists(key, ep.name)
                 records.append((ep.key(), _record(ep)))
                 for s in self._subs_of(name):
                     moved = Subscription(s.activity_code, ep.name, s.description, s.enabled, s.writeback_code1,
@@ -457,7 +464,24 @@ class AdminState:
                                 _record(current), None, ep.tenants)
             return {"deleted": current.key()}
 
-    def preview(self, code: str, description: str) -> dict:
+    def _exists(self, key: ApiKey, name: str) -> AdminError:
+        """An endpoint name is taken: said as such only to a key that may see the endpoint holding it; to
+        any other key the name is merely not available (another tenant's endpoint names are not told)."""
+        if self._visible(key, self.routing.endpoints[name]):
+            return AdminError(409, f"an endpoint named {name!r} exists already", "name")
+        return AdminError(409, f"the name {name!r} is not available; choose another", "name")
+
+    def preview_tenants(self, key: ApiKey, endpoint: str | None) -> set[str] | None:
+        """The tenants whose activities a preview may render for ``key`` (None: any): those the key
+        sees, and of those, the endpoint's own."""
+        allowed = None if ALL_TENANTS in key.tenants else set(key.tenants)
+        if endpoint is not None:
+            ep = self._endpoint(key, endpoint)
+            if ALL_TENANTS not in ep.tenants:
+                allowed = set(ep.tenants) if allowed is None else allowed & set(ep.tenants)
+        return allowed
+
+    def preview(self, key: ApiKey, code: str, description: str, endpoint: str | None = None) -> dict:
         if code not in self.catalog.codes:
             raise AdminError(404, f"no activity {code!r} in the catalog")
         if not isinstance(description, str):
@@ -466,7 +490,9 @@ class AdminState:
             template = check_subscription(Subscription(code, "preview", description), self.catalog)
         except ConfigError as exc:
             raise AdminError(422, str(exc), "description") from None
-        rec = self.recent.get(code)
+        allowed = self.preview_tenants(key, endpoint)
+        rec = next((r for (tenant, c), r in reversed(self.recent.items())
+                    if c == code and (allowed is None or tenant in allowed)), None)
         if rec is None:
             return {"activity_code": code, "rendered": None, "activity_key": None,
                     "note": f"no recent {code} activity in activity.enriched to render"}

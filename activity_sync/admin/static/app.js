@@ -259,7 +259,7 @@ function subscriptionDialog(row) {
       el("p", { class: "vars", text: `Merge variables: ${row.merge_variables.map((v) => `{${v}}`).join(" ")}` }),
       el("label", {}, "Write-back code 1 ", c1), el("label", {}, "Write-back code 2 ", c2),
       el("button", { text: "Preview", "data-testid": "sub-preview", onclick: async (ev) => { ev.preventDefault();
-        try { const p = await api("POST", "/preview", { activity_code: row.activity_code, description: desc.value });
+        try { const p = await api("POST", "/preview", { activity_code: row.activity_code, description: desc.value, endpoint: e.endpoint });
               out.textContent = p.rendered === null ? p.note : `Preview (${p.activity_key}): ${p.rendered}`; err.textContent = ""; }
         catch (x) { err.textContent = x.message; } } }), " ",
       el("button", { text: "Save subscription", "data-testid": "sub-save", onclick: async (ev) => { ev.preventDefault();

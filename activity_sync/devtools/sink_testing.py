@@ -39,9 +39,9 @@ from typing import Any
 
 import pytest
 
-from .contract import Delivery, MappingError, SinkContext
-from .registry import parse_settings, sink_class
-from .runner import DeliveryRunner, Pending, RetryPolicy
+from sinks.contract import Delivery, MappingError, SinkContext
+from sinks.registry import parse_settings, sink_class
+from sinks.runner import DeliveryRunner, Pending, RetryPolicy
 
 
 def opt_out(reason: str):

@@ -1,0 +1,62 @@
+"""The one reach into faust-streaming's and aiokafka's private consumer state (core.consumer_state),
+read from a real Faust worker on the real broker: after an upgrade that moves it, this fails here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT, produce
+
+from core.topics import Topics
+
+WORKER = textwrap.dedent('''
+    import asyncio, json, os, sys
+    from core.consumer_state import check_internals, read_progress
+    from core.faustapp import make_app
+    from core.settings import Settings
+
+    settings = Settings.from_env()
+    topic_name = os.environ["PROBE_TOPIC"]
+    app = make_app("probe-" + topic_name, settings, "probe")
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw", internal=False)
+    seen = []
+
+    @app.agent(topic)
+    async def read(stream):
+        async for event in stream.events():
+            seen.append(event.message.offset)
+
+    @app.timer(0.5)
+    async def report():
+        if len(seen) >= 3:
+            check_internals(app)
+            progress = read_progress(app, topic_name)
+            line = json.dumps({f"{t}:{p}": v for (t, p), v in progress.items()}) + "\\n"
+            os.write(1, line.encode())  # Faust sends print() to its log
+            os._exit(0)
+
+    app.main()
+''')
+
+
+async def test_progress_is_read_from_a_running_faust_consumer(settings, tmp_path):
+    topic = Topics(settings.topic_prefix).raw
+    await produce(settings, topic, [(b"k", b"one"), (b"k", b"two"), (b"k", b"three")])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers, "ACTIVITY_SYNC_DATADIR": str(tmp_path),
+           "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROBE_TOPIC": topic}
+    script = tmp_path / "probe.py"
+    script.write_text(WORKER)
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, str(script), "worker", "-l", "warn"],
+                                   env=env, capture_output=True, text=True, timeout=90, cwd=ROOT)
+    lines = [ln[ln.index('{"'):] for ln in proc.stdout.splitlines() if '{"' in ln]  # after Faust's terminal codes
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    progress = json.loads(lines[-1])
+    assert len(progress) == settings.partitions, progress
+    # every partition fetched to its end; the one holding the three records read to its last offset
+    assert all(pos == hw for pos, _, hw in progress.values()), progress
+    assert sorted(hw for _, _, hw in progress.values()) == [0] * (settings.partitions - 1) + [3], progress
+    assert [read for _, read, hw in progress.values() if hw == 3] == [2], progress
