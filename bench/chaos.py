@@ -139,6 +139,10 @@ class Rig:
         except OSError:
             return None
 
+    def requests(self) -> list[dict]:
+        """Every write request the fake CRM answered: when it came and ended, its status and records."""
+        return json.loads(urllib.request.urlopen(self.crm_url + "/_requests", timeout=10).read())
+
     def control(self, spec: dict) -> None:
         req = urllib.request.Request(self.crm_url + "/_control", json.dumps(spec).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -192,6 +196,7 @@ class Rig:
         result = {"produced": n, "delivered": s.get("stored", 0), "lost": n - s.get("stored", 0),
                   "duplicates": s.get("duplicates", 0), "dead": await self.dead_letters(),
                   "drain_s": t_drain, "early": s.get("early_requests", 0), "requests": s.get("requests", 0),
+                  "mean_request_records": s.get("mean_request_records", 0.0),
                   "rss_stream_mb": self.stream.peak, "rss_sink_mb": max(w.peak for w in self.sinks)}
         return result
 
@@ -331,6 +336,32 @@ async def slow(kafka, log_dir, n=10_000) -> dict:
     return await crm_fault(rig, n, 500, n // 4, {"slow": {"ms": 3000, "count": 30}})
 
 
+async def slow_stop(kafka, log_dir, n=3_000, stops=3) -> dict:
+    """A CRM taking 8 s a request, and a graceful stop (SIGTERM) of the sink worker while a take of
+    1,000 records is cut into requests of 200: the request in flight gets its timeout and is committed,
+    no request starts after the signal, nothing is sent twice once the worker is started again."""
+    rig = await Rig(kafka, log_dir, "slowstop", crm_latency_ms=8000,
+                    endpoint={"batch_size": 200, "linger_ms": 50, "timeout_s": 12}).start()
+    after_signal = 0
+    try:
+        producing = asyncio.ensure_future(rig.produce(n, 1000))
+        for _ in range(stops):
+            await rig.until(lambda: any(r["status"] == 200 for r in rig.requests()), 120, "a request answered")
+            await asyncio.sleep(3)  # a request is under way
+            signalled = time.time()
+            await asyncio.to_thread(rig.sinks[0].kill, signal.SIGTERM)
+            stopped = time.time()
+            after_signal += sum(1 for r in rig.requests() if signalled < r["started"] <= stopped)
+            rig.sinks[0].start()
+        await producing
+        r = await rig.finish(n, time.monotonic(), timeout=600)
+    finally:
+        await rig.stop()
+    r["requests_after_signal"] = after_signal
+    r["faults"] = [f"{stops} SIGTERMs with 8 s requests: {after_signal} requests started after a signal"]
+    return r
+
+
 async def backlog(kafka, log_dir, n=1_000_000) -> dict:
     """``n`` records waiting in the retry tiers (written there directly, due in 90 s): the sink worker's RSS
     while it holds them, then while they drain into the CRM, and after."""
@@ -371,7 +402,7 @@ async def backlog(kafka, log_dir, n=1_000_000) -> dict:
     s = rig.stats() or {}
     r = {"produced": n, "delivered": s.get("stored", 0), "lost": n - s.get("stored", 0),
          "duplicates": s.get("duplicates", 0), "dead": await rig.dead_letters(), "drain_s": drained,
-         "fill_s": filled, "rss_sink_held_mb": peak_held, "rss_sink_peak_mb": max(w.peak for w in rig.sinks),
+         "fill_s": filled, "mean_request_records": s.get("mean_request_records", 0.0), "rss_sink_held_mb": peak_held, "rss_sink_peak_mb": max(w.peak for w in rig.sinks),
          "rss_sink_after_mb": after, "rss_stream_mb": rig.stream.peak}
     await rig.stop()
     return r
@@ -396,7 +427,8 @@ async def enriched_sample(kafka: KafkaSettings, log_dir: Path) -> bytes:
 
 
 def show(name: str, r: dict) -> None:
-    keys = ["produced", "delivered", "lost", "duplicates", "dead", "drain_s", "early", "requests", "rss_stream_mb",
+    keys = ["produced", "delivered", "lost", "duplicates", "dead", "drain_s", "early", "requests",
+            "requests_after_signal", "mean_request_records", "rss_stream_mb",
             "rss_sink_mb", "fill_s", "rss_sink_held_mb", "rss_sink_peak_mb", "rss_sink_after_mb", "faults"]
     parts = []
     for k in keys:
@@ -415,10 +447,11 @@ async def main_async(args) -> int:
     t_all = time.monotonic()
     broker = None
     try:
-        if any(want(s) for s in ("kills", "outage", "storm", "slow", "backlog")):
+        if any(want(s) for s in ("kills", "outage", "storm", "slow", "slowstop", "backlog")):
             broker = LocalKafka(log_dir / "kafka", heap="1g").start()
             kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-            for name, fn in (("kills", kills), ("outage", outage), ("storm", storm), ("slow", slow)):
+            for name, fn in (("kills", kills), ("outage", outage), ("storm", storm), ("slow", slow),
+                             ("slowstop", slow_stop)):
                 if want(name):
                     results[name] = await fn(kafka, log_dir)
                     show(name, results[name])
@@ -447,7 +480,7 @@ async def main_async(args) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos")
-    ap.add_argument("--only", help="comma-separated: kills,broker,failover,outage,storm,slow,backlog")
+    ap.add_argument("--only", help="comma-separated: kills,broker,failover,outage,storm,slow,slowstop,backlog")
     ap.add_argument("--backlog", type=int, default=1_000_000)
     return asyncio.run(main_async(ap.parse_args()))
 

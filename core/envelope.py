@@ -104,7 +104,8 @@ def decode_event(raw: bytes | None, max_bytes: int) -> dict:
     except UnicodeDecodeError as exc:
         raise NotJson(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
-        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole,
+                           object_pairs_hook=_unique_keys)
     except RecursionError:
         raise NotJson(f"not JSON this pipeline accepts: nested deeper than {MAX_DEPTH} levels") from None
     except MalformedEvent:
@@ -136,6 +137,18 @@ def _finite(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise NotJson(f"not JSON this pipeline accepts: the number {text[:40]} overflows a double")
     return value
+
+
+#: whole numbers an event may hold: a 64-bit signed integer (an Avro long, and what the providers'
+#: JSON readers carry); a larger one cannot be written anywhere as the number it is
+MIN_WHOLE, MAX_WHOLE = -2 ** 63, 2 ** 63 - 1
+
+
+def _whole(text: str) -> int:
+    if len(text) > 20 or not MIN_WHOLE <= int(text) <= MAX_WHOLE:
+        raise NotJson(f"not JSON this pipeline accepts: the whole number {text[:40]}{'…' if len(text) > 40 else ''} "
+                      f"is outside the 64-bit range")
+    return int(text)
 
 
 def _unique_keys(pairs: list) -> dict:

@@ -39,7 +39,8 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_SESSION_TIMEOUT_S": ("10", "seconds before a crashed worker's partitions move to the others"),
     "ACTIVITY_SYNC_BATCH_SIZE": ("200", "raw events a stream worker enriches per batch"),
     "ACTIVITY_SYNC_BATCH_WITHIN": ("0.01", "seconds a stream worker waits to fill a batch"),
-    "ACTIVITY_SYNC_DRAIN_S": ("20", "seconds a stopping sink worker lets the write under way finish"),
+    "ACTIVITY_SYNC_DRAIN_S": ("20", "seconds a stopping sink worker lets the write under way finish, at least "
+                                    "(longer when the endpoint's `timeout_s` needs it)"),
     "ACTIVITY_SYNC_RETRY_DELAYS": ("60 600 3600 21600", "seconds before a retry from each tier, four numbers "
                                    "separated by spaces or commas"),
     "ACTIVITY_SYNC_RETRY_WINDOW_S": ("1209600", "seconds after the first failure before a delivery is dead-lettered"),

@@ -39,6 +39,15 @@ class Routing:
         self._index: dict[str, tuple[Route, ...]] = {}
         self.refused: dict[str, str] = {}  # config key -> why its latest record was refused
         self.version = 0                   # bumped by every change
+        self._tenants: tuple[int, frozenset[str]] = (-1, frozenset())
+
+    def tenants(self) -> frozenset[str]:
+        """The tenant codes the endpoints name (``*`` aside): the label values a metric may take from
+        input, the rest being ``_other`` (core.metrics)."""
+        if self._tenants[0] != self.version:
+            self._tenants = (self.version, frozenset(t for ep in self.endpoints.values() for t in ep.tenants
+                                                     if t != ALL_TENANTS))
+        return self._tenants[1]
 
     def routes(self, code: str, tenant: str | None = None) -> tuple[Route, ...]:
         """The routes of an activity code; with ``tenant``, only those of endpoints serving that tenant."""

@@ -23,6 +23,7 @@ import logging
 from typing import Awaitable, Callable
 
 from core import headers as H
+from core.envvars import env_float
 from core.routing import Routing
 
 from . import metrics
@@ -33,6 +34,16 @@ from .runner import Clock, DeliveryRunner, Pending, Publisher, pending_from_retr
 from .schedule import IntervalSchedule, Progress
 
 log = logging.getLogger("activity_sync.sinks")
+
+
+#: retry records due within this long of each other go in one request: a backlog drains in full
+#: requests, not in one request per record that came due a moment after the last
+RETRY_COALESCE_S = 1.0
+
+
+def drain_s() -> float:
+    """The least a stop or a rebalance waits for the write under way (``ACTIVITY_SYNC_DRAIN_S``)."""
+    return env_float("ACTIVITY_SYNC_DRAIN_S", 20.0, 0, 600)
 
 
 class TenantMismatch(Exception):
@@ -56,13 +67,16 @@ class EndpointDelivery:
         self.ack = ack                            # acknowledge and commit consumed messages (the worker's)
         self.outcome = metrics.MetricsOutcome(endpoint)
         self.config = EndpointFollower(endpoint, routing, publisher, self.outcome, self.clock, on_deleted, poll_s,
-                                       holds, share)
+                                       holds, share, stopping=lambda: self.stopping)
         self.config.busy = lambda: self._inflight > 0
         self.schedule = IntervalSchedule(endpoint, self.clock, progress, poll_s, lambda: self.config.settings,
                                          lambda: self.batch_settings()[0], self.runner)
         self.stopping = False                     # a graceful stop: no new batch is started
         self.writes = 0                           # writes started (the idle memory trim watches it)
         self._inflight = 0                        # writes under way (the main agent and the retry agents share a sink)
+        # (topic, partition) -> the highest offset this process has finished: a record read again after a
+        # rebalance (the group re-read from its committed offsets while a request was under way) is skipped
+        self._finished: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ config (EndpointFollower)
     @property
@@ -103,10 +117,11 @@ class EndpointDelivery:
         return s.max_batch, s.linger_ms / 1000
 
     # ------------------------------------------------------------------ writes
-    async def _write(self, items: list[Pending], messages=()) -> None:
+    async def _write(self, items: list[Pending], messages=()) -> bool:
         """Hand ``items`` to the current runner; a settings change waits until this write is done. Each
         request's records are committed as soon as they are done (``messages``: those they were read from),
-        so a crash sends again at most the request that was under way."""
+        so a crash sends again at most the request that was under way. False: a graceful stop came first,
+        and what was not sent stays unacknowledged."""
         while True:
             runner = await self.runner()
             if self.active is not None and self.active.runner is runner:
@@ -114,6 +129,7 @@ class EndpointDelivery:
         by_origin = {(m.topic, m.partition, m.offset): m for m in messages}
 
         async def chunk_done(chunk: list[Pending]) -> None:
+            self._finish(p.origin for p in chunk if p.origin in by_origin)
             if self.ack is not None and by_origin:
                 await self.publisher.flush()  # its retry and dead-letter records are written first
                 await self.ack([by_origin[p.origin] for p in chunk if p.origin in by_origin])
@@ -121,13 +137,39 @@ class EndpointDelivery:
         self._inflight += 1
         self.writes += 1
         try:
-            await runner.deliver(items, chunk_done)
+            return await runner.deliver(items, chunk_done)
         finally:
             self._inflight -= 1
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` s) for the writes under way to finish; True if there were any
-        and they finished."""
+    def _finish(self, origins) -> None:
+        for topic, partition, offset in origins:
+            key = (topic, partition)
+            if offset > self._finished.get(key, -1):
+                self._finished[key] = offset
+
+    def _unfinished(self, messages) -> list:
+        """The messages this process has not finished yet (the rest were read again after a rebalance)."""
+        done = self._finished
+        if not done:
+            return list(messages)
+        fresh = [m for m in messages if m.offset > done.get((m.topic, m.partition), -1)]
+        if len(fresh) < len(messages):
+            log.info("endpoint %s: %d record(s) read again after a rebalance were delivered already: skipped",
+                     self.endpoint, len(messages) - len(fresh))
+        return fresh
+
+    def drain_budget(self) -> float:
+        """How long a stop or a rebalance waits for the write under way: ``ACTIVITY_SYNC_DRAIN_S``, or
+        longer when one request may take longer (the endpoint's ``timeout_s``: the request in flight
+        gets its whole timeout, and is committed, rather than being abandoned and sent again)."""
+        active = self.config.active
+        longest = active.runner.sink.write_timeout_s(active.runner.batch_size) if active else 0.0
+        return max(drain_s(), longest + 1.0)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` s, by default :meth:`drain_budget`) for the writes under way to
+        finish; True if there were any and they finished."""
+        timeout = self.drain_budget() if timeout is None else timeout
         if not self._inflight:
             return False
         deadline = asyncio.get_running_loop().time() + timeout
@@ -166,11 +208,13 @@ class EndpointDelivery:
         self.outcome.dead(None, type(exc).__name__)
 
     # ------------------------------------------------------------------ batches
-    async def deliver(self, messages) -> None:
-        """A batch from ``activity.enriched``: deliver what is addressed to this endpoint."""
+    async def deliver(self, messages) -> bool:
+        """A batch from ``activity.enriched``: deliver what is addressed to this endpoint. False: a
+        graceful stop came first (what was not sent stays unacknowledged)."""
         await self.schedule.wait_for_run(await self.runner())  # real-time: at once; interval: when a run opens
+        todo = self._unfinished(messages)
         items: list[Pending] = []
-        for msg in messages:
+        for msg in todo:
             if H.addressed_to(msg.headers, self.endpoint) is False:
                 continue  # not for this endpoint: skip without decoding
             record = None
@@ -182,16 +226,19 @@ class EndpointDelivery:
                     items.append(self._pending(msg, record, entry))
             except Exception as exc:  # undecodable, or another tenant's: dead-letter, never drop
                 await self._undeliverable(msg, exc, record)
-        if items:
-            await self._write(items, messages)
+        if items and not await self._write(items, todo):
+            return False
         await self.publisher.flush()
+        self._finish((m.topic, m.partition, m.offset) for m in messages)
         self.schedule.batch_done(messages)
+        return True
 
-    async def retry(self, messages) -> None:
-        """A batch from a retry tier: deliver each of this endpoint's records when it is due."""
+    async def retry(self, messages) -> bool:
+        """A batch from a retry tier: deliver each of this endpoint's records when it is due, those due
+        within :data:`RETRY_COALESCE_S` of each other in one request. False: a graceful stop came first."""
         runner = await self.runner()
         due_now: list[Pending] = []
-        for msg in messages:
+        for msg in self._unfinished(messages):
             record = None
             try:
                 info = H.parse_retry(msg.headers)
@@ -209,15 +256,19 @@ class EndpointDelivery:
                 continue
             if await runner.expire_or_keep(p, last):
                 continue
-            if due > self.clock.now():
-                if due_now:  # what is due goes now, not after the wait
-                    await self._write(due_now)
+            wait = due - self.clock.now()
+            if wait > 0:
+                if due_now and (wait > RETRY_COALESCE_S or len(due_now) >= runner.batch_size):
+                    if not await self._write(due_now):  # what is due goes now, not after a long wait
+                        return False
                     due_now = []
                 await self.clock.sleep_until(due)
                 runner = await self.runner()  # the config may have changed while it waited
                 if await runner.expire_or_keep(p, last):
                     continue
             due_now.append(p)
-        if due_now:
-            await self._write(due_now)
+        if due_now and not await self._write(due_now):
+            return False
         await self.publisher.flush()
+        self._finish((m.topic, m.partition, m.offset) for m in messages)
+        return True

@@ -200,11 +200,15 @@ class FaultyFake(FakeServer):
             return web.json_response(invalid, status=400), None
         return None, body
 
-    def log(self, status: int, records: int = 0) -> None:
-        self.requests.append({"at": time.time(), "status": status, "records": records})
+    def log(self, status: int, records: int = 0, started: float | None = None) -> None:
+        """One write request answered: when it came (``started``) and ended (``at``), status, records."""
+        now = time.time()
+        self.requests.append({"at": now, "started": started or now, "status": status, "records": records})
 
     def stats(self) -> dict:
+        ok = [r for r in self.requests if 200 <= r["status"] < 300]
         return {"requests": len(self.requests), "early_requests": self.early, "token_requests": self.token_requests,
+                "mean_request_records": sum(r["records"] for r in ok) / len(ok) if ok else 0.0,
                 "statuses": {str(s): sum(1 for r in self.requests if r["status"] == s)
                              for s in sorted({r["status"] for r in self.requests})}}
 
@@ -219,6 +223,10 @@ class FaultyFake(FakeServer):
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    async def handle_requests(self, request: web.Request) -> web.Response:
+        """``GET /_requests``: every write request, when it came and ended, its status and records."""
+        return web.json_response(self.requests)
 
     def listing(self) -> list:
         """What the fake stored, as plain JSON rows (``GET /activities`` and ``GET /``)."""
@@ -237,6 +245,7 @@ class FaultyFake(FakeServer):
         app.router.add_post("/_control", self.handle_control)
         app.router.add_post("/_reset", self.handle_reset)
         app.router.add_get("/_stats", self.handle_stats)
+        app.router.add_get("/_requests", self.handle_requests)
 
 
 def fake_main(module: str, description: str, port: int, make, banner: str, username: str | None = None,

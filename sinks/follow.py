@@ -42,11 +42,12 @@ class Active:
 class EndpointFollower:
     def __init__(self, endpoint: str, routing: Routing, publisher: Publisher, outcome: Outcome, clock: Clock,
                  on_deleted: Callable[[], Awaitable[None] | None], poll_s: float = 0.5, holds=None,
-                 share: Callable[[], float] | None = None) -> None:
+                 share: Callable[[], float] | None = None, stopping: Callable[[], bool] | None = None) -> None:
         self.endpoint, self.routing, self.publisher, self.outcome = endpoint, routing, publisher, outcome
         self.clock, self.on_deleted, self.poll_s = clock, on_deleted, poll_s
         self.holds = holds                        # endpoint-wide Retry-After (sinks.holds.EndpointHolds)
         self.share = share                        # this worker's share of the endpoint's partitions
+        self.stopping = stopping                  # a graceful stop is under way (no new request then)
         self.active: Active | None = None
         self.paused: str | None = "starting"      # why deliveries wait, or None
         self.busy: Callable[[], bool] = lambda: False  # a write under way with the active sink
@@ -123,7 +124,7 @@ class EndpointFollower:
                                              outcome=self.outcome)
         if self.holds is not None:
             runner.hold_until, runner.on_hold = self.holds.hold_until, self.holds.publish
-        runner.share = self.share
+        runner.share, runner.stopping = self.share, self.stopping
         if previous is not None:
             runner.not_before = previous.runner.not_before  # a Retry-After outlives a settings change
             if runner.window is not None:

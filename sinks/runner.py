@@ -236,6 +236,8 @@ class DeliveryRunner:
     hold_until: Callable[[], float] | None = None
     on_hold: Callable[[float], None] | None = None
     share: Callable[[], float] | None = None
+    # a graceful stop is under way: no new request starts (the worker's)
+    stopping: Callable[[], bool] | None = None
     _next_slot: float = 0.0
     _last_request: float = 0.0
 
@@ -286,19 +288,37 @@ class DeliveryRunner:
                 self.on_hold(self.not_before)
 
     # ------------------------------------------------------------------ delivery
-    async def deliver(self, items: Sequence[Pending], on_chunk=None) -> None:
+    async def deliver(self, items: Sequence[Pending], on_chunk=None) -> bool:
         """Deliver in requests of the batch size; ``on_chunk(chunk)`` is awaited after each request's
-        records have all ended delivered, on a retry tier or dead (the worker commits them there)."""
+        records have all ended delivered, on a retry tier or dead (the worker commits them there).
+
+        False when a graceful stop came first: no new request starts after it, and the chunks not
+        sent stay unacknowledged, for the partition's next owner. A record already tried once that
+        would need another request goes to a retry tier instead."""
         size = max(1, min(self.batch_size, self.sink.max_batch_size))
         for i in range(0, len(items), size):
             chunk = list(items[i:i + size])
-            await self._deliver_chunk(chunk)
+            if not await self._deliver_chunk(chunk):
+                return False
             if on_chunk is not None:
                 await on_chunk(chunk)
+        return True
 
-    async def _deliver_chunk(self, chunk: list[Pending], tries: int = 0, reauthenticated: bool = False) -> None:
+    def _stopping(self) -> bool:
+        return self.stopping is not None and self.stopping()
+
+    async def _deliver_chunk(self, chunk: list[Pending], tries: int = 0, reauthenticated: bool = False,
+                             fresh: bool = True) -> bool:
+        """Deliver one request's records (and what it takes: halves, in-process retries); False only
+        when a stop came before anything of ``chunk`` was sent (``fresh``)."""
         while True:
             cost = await self.gate(self.sink.request_cost(len(chunk)))
+            if self._stopping():
+                if fresh:
+                    return False
+                await self._route_all(chunk, RetriableError("not tried again in-process: the worker is stopping"))
+                return True
+            fresh = False
             timeout = self.sink.write_timeout_s(len(chunk))
             try:
                 try:
@@ -316,15 +336,15 @@ class DeliveryRunner:
                     except Exception as auth_exc:  # noqa: BLE001 - becomes the batch's error
                         exc = RetriableError(f"re-authentication failed: {auth_exc}")
                 await self._route_all(chunk, exc)
-                return
+                return True
             except BatchRefused as exc:
                 if len(chunk) > 1:  # too big, or one record spoils an all-or-nothing call: try the halves
                     half = len(chunk) // 2
-                    await self._deliver_chunk(chunk[:half])
-                    await self._deliver_chunk(chunk[half:])
-                    return
+                    await self._deliver_chunk(chunk[:half], fresh=False)
+                    await self._deliver_chunk(chunk[half:], fresh=False)
+                    return True
                 await self._route_all(chunk, exc)
-                return
+                return True
             except SinkError as exc:
                 self.honour(exc)
                 wait = exc.retry_after or self.policy.inline_backoff_s * (2 ** tries)
@@ -334,19 +354,19 @@ class DeliveryRunner:
                         await asyncio.sleep(wait)
                     continue  # the gate waits out a Retry-After
                 await self._route_all(chunk, exc)
-                return
+                return True
             except asyncio.TimeoutError:
                 exc = RetriableError(f"write did not finish within {timeout:g}s")
                 if tries < self.policy.inline_attempts:
                     tries += 1
                     continue
                 await self._route_all(chunk, exc)
-                return
+                return True
             except Exception as exc:  # a provider bug: keep the records, try again later
                 log.error("endpoint %s: provider %s raised: %s", self.endpoint, self.sink.provider,
                           traceback.format_exc())
                 await self._route_all(chunk, RetriableError(f"{type(exc).__name__}: {exc}"))
-                return
+                return True
             failed = {f.index: f.error for f in failures}
             again = [i for i, e in sorted(failed.items()) if e.retriable]
             wait = max([failed[i].retry_after or 0 for i in again], default=0) or \
@@ -370,11 +390,11 @@ class DeliveryRunner:
                     except Exception as auth_exc:  # noqa: BLE001 - becomes those records' error
                         await self._route_all([chunk[i] for i in again],
                                               RetriableError(f"re-authentication failed: {auth_exc}"))
-                        return
+                        return True
                 elif not any(failed[i].retry_after for i in again):
                     await asyncio.sleep(wait)  # the gate waits out a Retry-After
-                await self._deliver_chunk([chunk[i] for i in again], tries + 1, reauthenticated)
-            return
+                await self._deliver_chunk([chunk[i] for i in again], tries + 1, reauthenticated, fresh=False)
+            return True
 
     async def _route_all(self, chunk: list[Pending], error: SinkError) -> None:
         for p in chunk:

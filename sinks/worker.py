@@ -30,7 +30,6 @@ from core import headers as H
 from core.avro import decode_any, decode_single_object, reader_schema_without
 from core.configtable import ConfigTable
 from core.faustapp import GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now
-from core.envvars import env_float
 from core.errors import UsageError, guarded, kafka_reachable
 from core.logs import configure_logging
 from core.consumer_state import read_progress
@@ -42,7 +41,7 @@ from core.topics import Topics, partition_ids
 
 from . import metrics
 from core import metrics as core_metrics
-from .delivery import EndpointDelivery
+from .delivery import EndpointDelivery, drain_s
 from .holds import EndpointHolds
 from .runner import RetryPolicy, clock_from_env
 
@@ -51,11 +50,8 @@ log = logging.getLogger("activity_sync.sinks")
 # Faust's stream buffer: what a worker may hold beyond the batch in hand (an interval-scheduled
 # endpoint between runs, a paused one) before it stops fetching; the rest waits in Kafka.
 STREAM_BUFFER = 1000
-# How long a stop or a rebalance waits for the write under way to finish (and be committed).
-def drain_s() -> float:
-    return env_float("ACTIVITY_SYNC_DRAIN_S", 20.0, 0, 600)
-
-
+# How long a retry agent waits to fill a batch, at least.
+RETRY_LINGER_S = 1.0
 def group_id(settings: Settings, endpoint: str) -> str:
     return os.environ.get("ACTIVITY_SYNC_SINK_GROUP") or f"{settings.topic_prefix}activity-sync-sink-{endpoint}"
 
@@ -145,25 +141,25 @@ class SinkWorker:
         app.on_before_shutdown.connect(self.close_sink)
 
     # ------------------------------------------------------------------ agents
-    async def batches(self, stream):
+    async def batches(self, stream, least_linger_s: float = 0.0):
         await self.config_table.wait_ready()
         await self.delivery.runner()
         size, linger = self.delivery.batch_settings()
-        async for events in stream.take_events(size, within=linger):
+        async for events in stream.take_events(size, within=max(linger, least_linger_s)):
             yield [ev.message for ev in events]
 
     async def deliver_to_endpoint(self, stream) -> None:
         async for messages in self.batches(stream):
-            if self.delivery.stopping:
-                await hold_batch()  # stopping: this batch stays unacknowledged, for the partition's next owner
-            await self.delivery.deliver(messages)
+            if self.delivery.stopping or not await self.delivery.deliver(messages):
+                await hold_batch()  # stopping: what was not sent stays unacknowledged, for the next owner
             await self.done(messages)
 
     async def retry_from_tier(self, stream) -> None:
-        async for messages in self.batches(stream):
-            if self.delivery.stopping:
+        # A retry has waited minutes already: a second more fills its requests (a backlog drains in the
+        # provider's full batches, not in whatever Faust handed over within the real-time linger).
+        async for messages in self.batches(stream, least_linger_s=RETRY_LINGER_S):
+            if self.delivery.stopping or not await self.delivery.retry(messages):
                 await hold_batch()
-            await self.delivery.retry(messages)
             await self.done(messages)
 
     async def done(self, messages) -> None:
@@ -185,12 +181,11 @@ class SinkWorker:
 
     async def finish_before_handing_over(self, app, revoked, **kwargs) -> None:
         # the write under way finishes and is committed before another worker takes its partitions
-        if await self.delivery.drain(drain_s()):
+        if await self.delivery.drain():
             await commit(app)
 
     async def graceful_stop_on_signals(self) -> None:
-        GracefulStop(self.app, f"endpoint {self.endpoint}", self.stopping,
-                     lambda: self.delivery.drain(drain_s())).install()
+        GracefulStop(self.app, f"endpoint {self.endpoint}", self.stopping, self.delivery.drain).install()
 
     def stopping(self) -> None:
         self.delivery.stopping = True
@@ -305,7 +300,7 @@ def _main(argv: list[str]) -> int:
         raise UsageError("which endpoint? python -m sinks.worker ENDPOINT (or ACTIVITY_SYNC_ENDPOINT)")
     level = os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "INFO")
     settings = Settings.from_env()
-    drain_s()
+    drain_s()  # a bad ACTIVITY_SYNC_DRAIN_S: one line, before anything starts
     RetryPolicy.from_settings()  # a bad ACTIVITY_SYNC_RETRY_* value: one line, before anything starts
     configure_logging("sink", endpoint=endpoint)
     health = Health("sink", metric_names(metrics, core_metrics))

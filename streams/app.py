@@ -127,7 +127,7 @@ class Enrichment:
             for d in out.record["deliveries"]:
                 metrics.ROUTED.labels(d["endpoint"]).inc()
             if not out.record["deliveries"]:
-                metrics.unrouted(out.record["tenant_code"])
+                metrics.unrouted(out.record["tenant_code"], self.enricher.routing.tenants())
             if msg.timestamp:
                 metrics.LATENCY.observe(max(0.0, now - msg.timestamp))  # Faust: seconds
         sent -= await settle(pending, self.too_large)

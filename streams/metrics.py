@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Histogram
 
+from core.metrics import OTHER
+
 log = logging.getLogger("activity_sync.metrics")
 
 EVENTS_IN = Counter("activity_sync_events_in_total", "Raw events read from activity.raw")
@@ -30,14 +32,10 @@ def unknown_code(code: str) -> None:
     if code not in _seen_codes and len(_seen_codes) < _MAX_CODE_LABELS:
         _seen_codes.add(code)
         log.warning("unknown activity code %r: enriched as Uncategorized (add it to the catalog)", code)
-    UNKNOWN.labels(code if code in _seen_codes else "_other").inc()
+    UNKNOWN.labels(code if code in _seen_codes else OTHER).inc()
 
 
-_seen_tenants: set[str] = set()
-
-
-def unrouted(tenant: str) -> None:
-    """Count an activity routed nowhere, by tenant (label values capped like unknown codes)."""
-    if tenant not in _seen_tenants and len(_seen_tenants) < _MAX_CODE_LABELS:
-        _seen_tenants.add(tenant)
-    UNROUTED.labels(tenant if tenant in _seen_tenants else "_other").inc()
+def unrouted(tenant: str, configured: frozenset[str]) -> None:
+    """Count an activity routed nowhere, by tenant: a configured tenant by its code, any other as
+    ``_other`` (a TenantCode comes from producers: it must not grow the series without limit)."""
+    UNROUTED.labels(tenant if tenant in configured else OTHER).inc()

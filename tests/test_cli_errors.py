@@ -55,6 +55,43 @@ def test_bootstrap_server_option_on_every_command():
         assert "--bootstrap-server" in cli(cmd, "--help").stdout, cmd
 
 
+COMMANDS = [["run"], ["topics"], ["load-config", "f.yaml"], ["produce", "--seed"], ["tail"], ["worker"],
+            ["sink", "--endpoint", "crm"], ["replay", "--dry-run"], ["history"], ["providers"],
+            ["postgres-migrate", "x"], ["admin"], ["kafka", "consumer-groups", "--list"], ["fake-crm"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_bootstrap_server_before_or_after_the_command_is_honoured(command):
+    """`-b` stands before the command (where --help shows it) or after it; the subcommand's copy of the
+    option never overwrites what was given before the command."""
+    from activity_sync.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-b", "before:1", *command]).bootstrap_server == "before:1"
+    assert parser.parse_args([*command[:1], "-b", "after:2", *command[1:]]).bootstrap_server == "after:2"
+    assert parser.parse_args(command).bootstrap_server is None
+    assert parser.parse_args(["-v", *command]).verbose and not parser.parse_args(command).verbose
+
+
+@pytest.mark.parametrize("command", [["tail", "--idle", "1"], ["topics"], ["produce", "--seed"], ["replay", "--dry-run"],
+                                     ["load-config", "activity_sync/data/embedded.yaml"]])
+def test_bootstrap_server_before_the_command_reaches_kafka(command):
+    r = cli("-b", "127.0.0.1:39999", *command)
+    assert r.returncode == 1 and "cannot reach Kafka at 127.0.0.1:39999" in one_line(r), r.stderr
+
+
+def test_bootstrap_server_before_the_command_reaches_kafkas_own_tools(monkeypatch):
+    from activity_sync import cli as cli_module
+    from activity_sync.devtools import broker
+
+    seen = []
+    monkeypatch.setattr(broker, "resolve_jars", lambda: Path("/nonexistent"))
+    monkeypatch.setattr(cli_module.subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "default:1")  # main() sets it from -b; restored after
+    assert cli_module.main(["-b", "prod:9092", "kafka", "consumer-groups", "--list"]) == 0
+    assert seen and seen[0][seen[0].index("--bootstrap-server") + 1] == "prod:9092"
+
+
 def test_usage_errors_are_status_2(tmp_path):
     missing = cli("produce", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "nope.jsonl: No such file or directory" in one_line(missing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -134,3 +135,49 @@ async def test_another_tenants_record_is_dead_lettered_never_written(world):
     h = {k: v.decode() for k, v in w.d.publisher.deads[0].items()}
     assert h["error.class"] == "TenantMismatch" and h["error.tenant"] == "DEMO" and h["error.endpoint"] == "crm"
     assert "of tenant 'DEMO' reached endpoint crm, which serves ACME" in h["error.message"]
+
+
+async def test_records_read_again_after_a_rebalance_are_not_sent_twice(world):
+    """The group re-read from its committed offsets while a request was under way: what this process
+    delivered already is skipped, not sent again."""
+    w = world
+    batch = messages(w.routing, 0, 6)
+    assert await w.d.deliver(batch) is True
+    requests = len(w.a.requests)
+    assert await w.d.deliver(batch[2:] + messages(w.routing, 6, 2)) is True
+    assert len(w.a.stored) == 8 and w.a.stats()["duplicates"] == 0
+    assert sum(r["records"] for r in w.a.requests[requests:]) == 2  # only the two new ones
+
+
+async def test_a_stop_leaves_the_batch_unsent(world):
+    w = world
+    w.d.stopping = True
+    assert await w.d.deliver(messages(w.routing, 0, 3)) is False
+    assert w.a.stored == {} and w.a.requests == []
+
+
+async def test_retries_due_close_together_go_in_one_request(world):
+    from core import headers as H
+
+    w = world
+    now = time.time()
+    msgs = []
+    for i, m in enumerate(messages(w.routing, 0, 20)):
+        m.headers = H.retry("crm", "DEMO", f"act-{i:06d}", ("activity.enriched", 0, i), attempts=1,
+                            first_failure=now - 60, due=now + 0.3 + i * 0.02, tier="1m", error_class="RetriableError",
+                            error="503")
+        m.topic = "activity.retry.1m"
+        msgs.append(m)
+    assert await w.d.retry(msgs) is True
+    assert len(w.a.stored) == 20 and len(w.a.requests) == 1, [r["records"] for r in w.a.requests]
+
+
+async def test_the_drain_budget_covers_the_request_in_flight(world, monkeypatch):
+    """A CRM taking 8 s a request: a stop waits for the request in flight for its whole timeout (two
+    request timeouts and 5 s, the runner's write budget) rather than abandoning it after 20 s."""
+    monkeypatch.setenv("ACTIVITY_SYNC_DRAIN_S", "20")
+    w = world
+    assert w.d.drain_budget() == 20  # nothing started yet
+    w.routing.apply_record("endpoint:crm", endpoint_record(w.a.url, timeout_s=12))
+    await w.d.deliver(messages(w.routing, 0, 1))
+    assert w.d.drain_budget() == 12 * 2 + 5 + 1

@@ -89,6 +89,9 @@ def _key(key_json: bytes) -> bytes:
     (_with(b'"Score":NaN'), NotJson, "NaN"),
     (_with(b'"Score":-Infinity'), NotJson, "Infinity"),
     (_with(b'"Score":1e400'), NotJson, "overflows"),
+    (_with(b'"Big":' + b"9" * 400), NotJson, "outside the 64-bit range"),   # was enriched and delivered
+    (_with(b'"Big":9223372036854775808'), NotJson, "outside the 64-bit range"),
+    (_with(b'"Big":-9223372036854775809'), NotJson, "outside the 64-bit range"),
     (_key(b'"k\\u0000x"'), InvalidField, "control character"),
     (_key(b'"k\\u0007"'), InvalidField, "control character"),
     (_with(b'"ActivityKey":"other"'), InvalidField, "appears twice"),
@@ -106,3 +109,8 @@ def test_a_surrogate_pair_is_fine():
 def test_dates_that_overflow_with_their_offset_are_bad_dates(text):  # were OverflowError
     with pytest.raises(BadDate, match="out of range"):
         parse_date(text)
+
+
+def test_whole_numbers_of_the_64_bit_range_are_kept():
+    ev = decode_event(_with(b'"Big":9223372036854775807,"Small":-9223372036854775808'), 1 << 24)
+    assert (ev["Big"], ev["Small"]) == (2 ** 63 - 1, -2 ** 63)

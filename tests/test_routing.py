@@ -107,3 +107,27 @@ def test_routes_only_to_endpoints_of_the_activitys_tenant():
     assert [x.endpoint for x in r.routes("LibraryEntryView", "ACME")] == ["acme", "all", "two"]
     assert [x.endpoint for x in r.routes("LibraryEntryView", "OTHER")] == ["all"]
     assert r.endpoints["two"].tenants == ("ACME", "HUG")
+
+
+def test_metric_labels_from_input_stay_bounded():
+    """A producer sending ever new TenantCodes adds no series: only the tenants endpoints name count by name."""
+    from prometheus_client import REGISTRY
+
+    from core.config import Endpoint
+    from streams import metrics
+
+    routing = Routing(load_catalog())
+    routing.put_endpoint(Endpoint("a", tenants=("HUG", "ACME")))
+    routing.put_endpoint(Endpoint("b", tenants=("*",)))
+    assert routing.tenants() == {"HUG", "ACME"}
+    for i in range(500):
+        metrics.unrouted(f"tenant-{i}", routing.tenants())
+    metrics.unrouted("HUG", routing.tenants())
+    series = {s.labels["tenant"] for m in REGISTRY.collect() if m.name == "activity_sync_unrouted_activities"
+              for s in m.samples if s.name.endswith("_total")}
+    assert series == {"_other", "HUG"}
+    for i in range(1000):
+        metrics.unknown_code(f"NoSuchCode{i}")
+    codes = {s.labels["code"] for m in REGISTRY.collect() if m.name == "activity_sync_unknown_activity_codes"
+             for s in m.samples if s.name.endswith("_total")}
+    assert len(codes) <= 201 and "_other" in codes

@@ -191,3 +191,34 @@ async def test_records_that_fail_on_their_own_but_can_succeed_are_retried_in_pro
     assert clock.t >= start + 7  # the throttle's Retry-After was waited out before the second try
     assert [h["activity_key"] for h in pub.deads] == [b"act-000001"]
     assert [(t, h["activity_key"]) for t, h in pub.retries] == [("1m", b"act-000002")]
+
+
+async def test_a_graceful_stop_starts_no_new_request():
+    """SIGTERM while a take is under way: the request in flight finishes, no further request starts,
+    and the runner says the take is not done (what was not sent stays unacknowledged)."""
+    pub, stopping, done = Recorder(), [], []
+    sink = ScriptedSink([])
+    runner = DeliveryRunner("crm", sink, pub, RetryPolicy(), FakeClock(), stopping=lambda: bool(stopping))
+
+    async def chunk_done(chunk):
+        done.append([p.delivery.activity_key for p in chunk])
+        stopping.append(1)  # the signal comes while the first request was under way
+
+    assert await runner.deliver(pendings(7), chunk_done) is False
+    assert sink.calls == [["act-000000", "act-000001", "act-000002"]] and len(done) == 1
+    assert pub.retries == [] and pub.deads == []
+
+
+async def test_a_stop_sends_no_in_process_retry_it_goes_to_a_tier():
+    pub, stopping = Recorder(), []
+
+    class FailsOnceThenStops(ScriptedSink):
+        async def write(self, batch):
+            stopping.append(1)
+            return await super().write(batch)
+
+    sink = FailsOnceThenStops([RetriableError("503", status=503)])
+    runner = DeliveryRunner("crm", sink, pub, RetryPolicy(inline_attempts=3, inline_backoff_s=0), FakeClock(),
+                            stopping=lambda: bool(stopping))
+    assert await runner.deliver(pendings(2)) is True  # the tried chunk is settled: on a retry tier
+    assert len(sink.calls) == 1 and [t for t, _ in pub.retries] == ["1m", "1m"]

@@ -71,7 +71,7 @@ class FakeCRM(FaultyFake):
         body = await request.read()
         self.bodies.append(body)
         response, n = await self._handle(request, body, now)
-        self.log(response.status, n)
+        self.log(response.status, n, started=now)
         return response
 
     async def _handle(self, request: web.Request, body: bytes, now: float):
