@@ -91,9 +91,6 @@ class EndpointDelivery:
     def settings(self):
         return self.config.settings
 
-    async def refresh(self) -> DeliveryRunner | None:
-        return await self.config.refresh()
-
     async def runner(self) -> DeliveryRunner:
         return await self.config.runner()
 
