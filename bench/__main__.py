@@ -6,7 +6,11 @@ events of the seed's size, next to plain aiokafka consume-and-produce loops over
 Throughput is counted on the output topic's end offsets, from the first record out to the last,
 so start-up is left out of every contender alike.
 
-    python -m bench [--events 200000] [--only stream|sink]
+Each stream contender runs ``--rounds`` times (3), in a rotating order, and the figures are the
+median with the spread, with each contender's own CPU time per event (from /proc, so another
+process's load does not count) and the load average: a burst of other load hits all of them alike.
+
+    python -m bench [--events 100000] [--rounds 3] [--only stream|sink]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,24 +64,36 @@ async def end_total(consumer: AIOKafkaConsumer, parts) -> int:
     return sum((await consumer.end_offsets(parts)).values())
 
 
-async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, proc=None) -> tuple[float, int]:
-    """Poll the topic's end offsets: answer (seconds from the first record to the n-th, records counted)."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, procs=()) -> dict:
+    """Poll the topic's end offsets until ``n`` more records than at the start are there: answers
+    seconds from the first new record to the n-th, records counted, and the CPU the processes spent
+    in that window."""
     c = AIOKafkaConsumer(**kafka.aiokafka_kwargs())
     await c.start()
     try:
         parts = [TopicPartition(topic, p) for p in await partition_ids(kafka, topic)]
+        base = await end_total(c, parts)
         deadline = time.monotonic() + timeout
-        t_first = None
-        first_count = 0
+        t_first = cpu_first = None
+        first_count = total = 0
         while time.monotonic() < deadline:
-            total = await end_total(c, parts)
+            total = await end_total(c, parts) - base
             now = time.monotonic()
             if t_first is None and total > 0:
                 t_first, first_count = now, total
+                cpu_first = sum(cpu_seconds(p.pid) for p in procs)
             if total >= n:
-                return now - t_first, n - first_count
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"contender exited with {proc.returncode}")
+                cpu = sum(cpu_seconds(p.pid) for p in procs) - (cpu_first or 0)
+                return {"seconds": now - t_first, "counted": n - first_count, "cpu_s": cpu}
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"contender exited with {p.returncode}")
             await asyncio.sleep(0.05)
         raise RuntimeError(f"only {total} of {n} records on {topic} after {timeout}s")
     finally:
@@ -95,47 +112,117 @@ def env_for(kafka: KafkaSettings, prefix: str, raw_prefix: str | None = None, **
     return env
 
 
-async def run_contender(kafka, name, args, env, out_topic, n, log_dir) -> dict:
-    log = open(Path(log_dir) / f"{name}.log", "wb")
-    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: int = 1) -> dict:
+    procs = []
+    for i in range(workers):
+        log = open(Path(log_dir) / f"{name.split()[0]}-{uuid.uuid4().hex[:4]}-{i}.log", "wb")
+        procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     try:
-        secs, counted = await watch_output(kafka, out_topic, n, timeout=900, proc=proc)
+        got = await watch_output(kafka, out_topic, n, timeout=900, procs=procs)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return {"name": name, "events_per_s": counted / secs, "seconds": secs, "counted": counted}
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return {"name": name, "events_per_s": got["counted"] / got["seconds"], "seconds": got["seconds"],
+            "counted": got["counted"], "cpu_us_per_event": got["cpu_s"] / got["counted"] * 1e6}
 
 
-async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: str) -> list[dict]:
+def inprocess_cpu(events: int = 20_000, repeats: int = 5) -> list[float]:
+    """Enrichment plus Avro encoding, µs of this process's CPU per event over the seed's mix routed by
+    the embedded config: process time, so the machine's other load does not count."""
+    from core.avro import make_codec
+    from core.config import catalog_for, parse_config, read_config_file
+    from core.routing import Routing
+    from streams.enrich import Enricher
+
+    routing = Routing(catalog_for(Settings.from_env()))
+    for key, value in parse_config(read_config_file(CONFIG)).records():
+        routing.apply_record(key, value)
+    enricher, codec = Enricher(routing.catalog, routing), make_codec(None, "activity.enriched")
+    msgs = synthetic_lines(events)
+    out = []
+    for _ in range(repeats + 1):  # the first warms up
+        t0 = time.process_time()
+        for i, (k, v) in enumerate(msgs):
+            codec.encode(enricher.enrich(v, k, "activity.raw", 0, i, 0).record)
+        out.append((time.process_time() - t0) / events * 1e6)
+    return out[1:]
+
+
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{med:,.0f} (min {min(values):,.0f}, max {max(values):,.0f}, ±{(max(values) - min(values)) / 2 / med:.0%})"
+
+
+CONTENDERS = ("faust", "loop", "copy")
+LABELS = {"faust": "faust stream worker (enrich_activities)", "loop": "aiokafka loop, same enrichment",
+          "copy": "aiokafka loop, copy only"}
+
+
+async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: str, rounds: int = 3) -> dict:
+    """Each contender ``rounds`` times, in a rotating order (a burst of other load on the machine hits
+    all of them alike), each run on the same input with its own consumer group and output."""
     src = f"bench{uuid.uuid4().hex[:6]}."
-    prefixes = {"faust": src, "loop": f"{src}loop.", "copy": f"{src}copy."}
-    for p in prefixes.values():
-        await ensure_topics(kafka, Topics(p).specs(partitions))
+    await ensure_topics(kafka, Topics(src).specs(partitions))
     settings = Settings(kafka=kafka, topic_prefix=src, partitions=partitions)
     await publish_config(settings, CONFIG)
     msgs = synthetic_lines(n)
     size = sum(len(v) for _, v in msgs) / n
     secs = await produce_all(kafka, Topics(src).raw, msgs)
-    print(f"produced {n} raw events (mean {size:.0f} bytes) in {secs:.1f}s", flush=True)
-    results = []
-    results.append(await run_contender(kafka, "faust stream worker (enrich_activities)", ["-m", "streams.app"],
-                                       env_for(kafka, src), Topics(src).enriched, n, log_dir))
-    results.append(await run_contender(kafka, "aiokafka loop, same enrichment", ["-m", "bench.ceiling", "enrich"],
-                                       env_for(kafka, prefixes["loop"], src), Topics(prefixes["loop"]).enriched,
-                                       n, log_dir))
-    results.append(await run_contender(kafka, "aiokafka loop, copy only", ["-m", "bench.ceiling", "copy"],
-                                       env_for(kafka, prefixes["copy"], src), Topics(prefixes["copy"]).enriched,
-                                       n, log_dir))
-    return results
+    print(f"produced {n} raw events (mean {size:.0f} bytes) in {secs:.1f}s; load average {os.getloadavg()[0]:.2f}; "
+          f"{rounds} rounds, contenders alternating", flush=True)
+    runs: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
+    for r in range(rounds):
+        order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
+        for c in order:
+            if c == "faust":  # a new consumer group on the same raw topic; its output counted from its start
+                res = await run_contender(kafka, LABELS[c], ["-m", "streams.app"],
+                                          env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}app{r}"),
+                                          Topics(src).enriched, n, log_dir)
+            else:
+                out = f"{src}{c}{r}."
+                await ensure_topics(kafka, Topics(out).specs(partitions))
+                res = await run_contender(kafka, LABELS[c], ["-m", "bench.ceiling",
+                                                             "enrich" if c == "loop" else "copy"],
+                                          env_for(kafka, out, src), Topics(out).enriched, n, log_dir)
+            runs[c].append(res)
+            print(f"  round {r + 1}: {c:5} {res['events_per_s']:9,.0f} events/s  "
+                  f"{res['cpu_us_per_event']:6.0f} µs CPU/event", flush=True)
+    two = await run_contender(kafka, "two faust stream workers", ["-m", "streams.app"],
+                              env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}two"), Topics(src).enriched, n,
+                              log_dir, workers=2)
+    return {"runs": runs, "two": two, "load": os.getloadavg()[0], "cpu": inprocess_cpu()}
+
+
+def print_stream(res: dict) -> None:
+    runs = res["runs"]
+    med = {c: statistics.median(r["events_per_s"] for r in runs[c]) for c in CONTENDERS}
+    print("\n== stream stage: raw -> enriched (median of the rounds; spread) ==")
+    for c in CONTENDERS:
+        cpu = statistics.median(r["cpu_us_per_event"] for r in runs[c])
+        print(f"  {LABELS[c]:45} {spread([r['events_per_s'] for r in runs[c]])} events/s, {cpu:.0f} µs CPU/event")
+    ratios = [f / loop for f, loop in zip((r["events_per_s"] for r in runs["faust"]),
+                                          (r["events_per_s"] for r in runs["loop"]))]
+    print(f"  ratio faust / aiokafka loop with the same enrichment: {med['faust'] / med['loop']:.2f} "
+          f"(per round {', '.join(f'{x:.2f}' for x in ratios)}; target >= 0.9)")
+    print(f"  ratio faust / aiokafka copy-only loop:                {med['faust'] / med['copy']:.2f} (target >= 0.5)")
+    print(f"  two stream workers on {os.cpu_count()} cores: {res['two']['events_per_s']:,.0f} events/s, "
+          f"{res['two']['events_per_s'] / med['faust']:.2f}x one (target >= 1.7; the broker shares the cores)")
+    cpu = res["cpu"]
+    print(f"  enrichment + Avro encoding in-process: {statistics.median(cpu):.1f} µs CPU/event "
+          f"(min {min(cpu):.1f}, max {max(cpu):.1f}; target <= 40)")
+    print(f"  load average at the end: {res['load']:.2f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each stream contender, alternating")
     ap.add_argument("--only", choices=["stream", "sink", "providers", "ams"], default=None,
                     help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
                          "(the AMS providers and PostgreSQL only)")
@@ -167,13 +254,7 @@ def main() -> int:
     print(f"broker {kafka.bootstrap_servers}; logs in {log_dir}; {os.cpu_count()} cores", flush=True)
     try:
         if args.only in (None, "stream"):
-            res = asyncio.run(bench_stream(kafka, args.events, args.partitions, log_dir))
-            print("\n== stream stage: raw -> enriched ==")
-            for r in res:
-                print(f"  {r['name']:45} {r['events_per_s']:10,.0f} events/s  ({r['counted']} in {r['seconds']:.1f}s)")
-            faust, loop, copy = (r["events_per_s"] for r in res)
-            print(f"  ratio faust / aiokafka loop with the same enrichment: {faust / loop:.2f}  (target >= 0.5)")
-            print(f"  ratio faust / aiokafka copy-only loop:                {faust / copy:.2f}")
+            print_stream(asyncio.run(bench_stream(kafka, args.events, args.partitions, log_dir, args.rounds)))
         if args.only in (None, "sink"):
             try:
                 from bench.sink import bench_sink

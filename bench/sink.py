@@ -35,12 +35,15 @@ from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
+#: requests in flight per endpoint in the bench (the webhook fake takes concurrent calls)
+CONCURRENCY = 4
 
 
 def config(url: str, details_format: str = "xml") -> dict:
     codes = sorted({json.loads(x)["ActivityCode"] for x in seed_lines()})
     return {"endpoints": [{"name": "crm", "provider_type": "membership", "provider": "webhook", "tenant": "*",
                            "settings": {"url": url, "batch_size": 200, "linger_ms": 5,
+                                        "concurrent_requests": CONCURRENCY,
                                         "timeout_s": 10, "details_format": details_format,
                                         "hmac_secret_env": "BENCH_WEBHOOK_SECRET"}}],
             "subscriptions": [{"activity_code": c, "endpoint": "crm", "writeback_codes": ["A", "B"],
@@ -193,14 +196,24 @@ async def end_to_end(kafka: KafkaSettings, log_dir: str, rate: int, seconds: int
         procs.stop()
 
 
-async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000, rate: int = 1000, seconds: int = 30,
-                     warmup: int = 5) -> None:
+async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000, rates: tuple[int, ...] = (1000, 2000, 3000),
+                     seconds: int = 20, warmup: int = 5) -> None:
     t = await sink_throughput(kafka, log_dir, n)
+    ceiling = 200 / 0.020 * CONCURRENCY
     print("\n== delivery stage ==")
-    print(f"  sink throughput to the fake CRM (batch 200, 20 ms response): {t['records_per_s']:,.0f} records/s "
-          f"({t['n']} in {t['seconds']:.1f}s, {t['requests']} requests, {t['duplicates']} duplicates)", flush=True)
-    e = await end_to_end(kafka, log_dir, rate, seconds, warmup)
-    print(f"  end to end, produce -> CRM acknowledgement, at {e['rate']:,.0f} events/s for {seconds}s "
-          f"({e['delivered']}/{e['sent']} delivered; first {warmup}s left out as warm-up, {e['measured']} measured):")
-    print(f"    p50 {e['p50_ms']:.0f} ms   p99 {e['p99_ms']:.0f} ms   max {e['max_ms']:.0f} ms   (target p99 < 1000 ms)",
-          flush=True)
+    print(f"  sink throughput to the fake CRM (batch 200, 20 ms response, {CONCURRENCY} requests in flight): "
+          f"{t['records_per_s']:,.0f} records/s ({t['n']} in {t['seconds']:.1f}s, {t['requests']} requests, "
+          f"{t['duplicates']} duplicates; target >= 5,000)", flush=True)
+    print(f"  CRM-bound ceiling (batch 200 / 20 ms x {CONCURRENCY}): {ceiling:,.0f} records/s; "
+          f"mean request {t['n'] / max(1, t['requests']):.0f} records", flush=True)
+    best = None
+    for rate in rates:
+        e = await end_to_end(kafka, log_dir, rate, seconds, warmup)
+        print(f"  end to end, produce -> CRM acknowledgement, at {e['rate']:,.0f} events/s for {seconds}s "
+              f"({e['delivered']}/{e['sent']} delivered; first {warmup}s left out as warm-up, {e['measured']} measured):")
+        print(f"    p50 {e['p50_ms']:.0f} ms   p99 {e['p99_ms']:.0f} ms   max {e['max_ms']:.0f} ms   (target at 2,000/s: "
+              f"p99 < 100 ms)", flush=True)
+        if e["p99_ms"] >= 100:
+            break
+        best = e["rate"]
+    print(f"  highest rate tried with p99 under 100 ms: {f'{best:,.0f} events/s' if best else 'none'}", flush=True)

@@ -19,6 +19,8 @@ from importlib import resources
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from .avrowrite import Unsupported, compile_writer
+
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
@@ -64,13 +66,25 @@ class DecodeError(ValueError):
     pass
 
 
+@lru_cache(maxsize=None)
+def compiled_writer(name: str = "activity_enriched"):
+    """The schema's compiled writer (:mod:`core.avrowrite`), or None where it cannot compile it."""
+    try:
+        return compile_writer(json.loads(schema_text(name)))
+    except Unsupported:
+        return None
+
+
 class _Codec:
     """Header bytes, then the Avro binary body of our schema."""
 
     schema: object
     header: bytes
+    body = None  # record -> Avro binary body; fastavro where None
 
     def encode(self, record: dict) -> bytes:
+        if self.body is not None:
+            return self.header + self.body(record)
         buf = io.BytesIO()
         buf.write(self.header)
         fastavro.schemaless_writer(buf, self.schema, record)
@@ -80,6 +94,8 @@ class _Codec:
 class SingleObjectCodec(_Codec):
     def __init__(self, schema=None) -> None:
         self.schema = schema or parsed_schema()
+        if schema is None:
+            self.body = compiled_writer()
         self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
 
     def decode(self, data: bytes, reader_schema=None) -> dict:
@@ -114,6 +130,7 @@ class ConfluentCodec(_Codec):
     def __init__(self, registry: SchemaRegistry, subject: str | None = None) -> None:
         self.registry = registry
         self.schema = parsed_schema()
+        self.body = compiled_writer()
         self._writers: dict[int, object] = {}
         if subject is not None:
             self.schema_id = registry.register(subject, schema_text())

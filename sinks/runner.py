@@ -227,6 +227,7 @@ class DeliveryRunner:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Clock = field(default_factory=Clock)
     batch_size: int = DEFAULT_BATCH_SIZE
+    concurrency: int = 1               # requests of one write in flight at once (concurrent_requests)
     rate_per_s: float = 0.0            # requests per second; 0: unlimited
     outcome: Outcome = field(default_factory=NoOutcome)
     not_before: float = 0.0            # no request before this (Retry-After), clock time
@@ -247,6 +248,7 @@ class DeliveryRunner:
         """A runner as an endpoint's settings say: batch size, rate limit, request budget, retries, timeout."""
         rw = getattr(settings, "rate_window", None)
         kw.setdefault("batch_size", settings.batch_size)
+        kw.setdefault("concurrency", getattr(settings, "concurrent_requests", 1))
         return cls(endpoint, sink, publisher, policy or RetryPolicy.from_settings(settings), clock or Clock(),
                    rate_per_s=settings.rate_limit_per_s,
                    window=RequestWindow(rw.requests, rw.seconds) if rw else None, **kw)
@@ -296,13 +298,35 @@ class DeliveryRunner:
         sent stay unacknowledged, for the partition's next owner. A record already tried once that
         would need another request goes to a retry tier instead."""
         size = max(1, min(self.batch_size, self.sink.max_batch_size))
-        for i in range(0, len(items), size):
-            chunk = list(items[i:i + size])
+        chunks = [list(items[i:i + size]) for i in range(0, len(items), size)]
+        if not chunks:
+            return True
+
+        async def one(chunk: list[Pending]) -> bool:
             if not await self._deliver_chunk(chunk):
                 return False
             if on_chunk is not None:
                 await on_chunk(chunk)
-        return True
+            return True
+
+        if not await one(chunks[0]):  # the first alone: an expired token or a 429 costs one request
+            return False
+        if self.concurrency <= 1:
+            for chunk in chunks[1:]:
+                if not await one(chunk):
+                    return False
+            return True
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def in_slot(chunk: list[Pending]) -> bool:
+            async with slots:
+                return await one(chunk)
+
+        results = await asyncio.gather(*(in_slot(c) for c in chunks[1:]), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return all(results)
 
     def _stopping(self) -> bool:
         return self.stopping is not None and self.stopping()

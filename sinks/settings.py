@@ -89,6 +89,9 @@ class EndpointSettings(BaseModel):
                            description="how long to wait to fill a batch, in milliseconds")
     timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=600,
                              description="seconds one request may take before it is retried")
+    concurrent_requests: int = Field(
+        1, ge=1, le=16, description="requests of one take in flight at once (after the first, which goes alone); "
+                                    "more than 1 only where the API's limits allow concurrent calls")
     rate_limit_per_s: float = Field(0, ge=0, le=100_000, description="requests per second at most; 0: no limit")
     rate_window: RateWindow | None = Field(
         None, description="a request budget over a sliding window, e.g. {requests: 6000, seconds: 300}; "

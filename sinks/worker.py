@@ -29,7 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from core import headers as H
 from core.avro import decode_any, decode_single_object, reader_schema_without
 from core.configtable import ConfigTable
-from core.faustapp import GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now
+from core.faustapp import (Committer, GracefulStop, commit, hold_batch, install_health, make_app, run_worker, stop_now,
+                           use_event_loop)
 from core.errors import UsageError, guarded, kafka_reachable
 from core.logs import configure_logging
 from core.consumer_state import read_progress
@@ -49,7 +50,7 @@ log = logging.getLogger("activity_sync.sinks")
 
 # Faust's stream buffer: what a worker may hold beyond the batch in hand (an interval-scheduled
 # endpoint between runs, a paused one) before it stops fetching; the rest waits in Kafka.
-STREAM_BUFFER = 1000
+STREAM_BUFFER = 4000
 # How long a retry agent waits to fill a batch, at least.
 RETRY_LINGER_S = 1.0
 def group_id(settings: Settings, endpoint: str) -> str:
@@ -119,6 +120,7 @@ class SinkWorker:
             progress=lambda: read_progress(app, topics.enriched), ack=self.done, holds=self.holds,
             share=lambda: partition_share(app, [topics.enriched, *topics.retries]))
         self.backlog = RetryBacklog(settings, self.group, endpoint, topics)
+        self.committer = Committer(app)
         self._wire()
 
     def _wire(self) -> None:
@@ -163,11 +165,12 @@ class SinkWorker:
             await self.done(messages)
 
     async def done(self, messages) -> None:
-        """A batch is delivered (or on a retry tier, or dead-lettered): acknowledge and commit it now, so
-        neither a stop nor a crash after this point sends it again."""
+        """A batch is delivered (or on a retry tier, or dead-lettered): acknowledge it and have it
+        committed in the background (:class:`~core.faustapp.Committer`), so a stop after this point
+        does not send it again, and a crash at most repeats what the commit under way covers."""
         for m in messages:
             self.app.consumer.ack(m)
-        await self.app.consumer.commit()
+        self.committer.request()
 
     # ------------------------------------------------------------------ timers and signals
     async def publish_status(self) -> None:
@@ -182,6 +185,7 @@ class SinkWorker:
     async def finish_before_handing_over(self, app, revoked, **kwargs) -> None:
         # the write under way finishes and is committed before another worker takes its partitions
         if await self.delivery.drain():
+            await self.committer.wait()
             await commit(app)
 
     async def graceful_stop_on_signals(self) -> None:
@@ -300,6 +304,7 @@ def _main(argv: list[str]) -> int:
         raise UsageError("which endpoint? python -m sinks.worker ENDPOINT (or ACTIVITY_SYNC_ENDPOINT)")
     level = os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "INFO")
     settings = Settings.from_env()
+    use_event_loop()  # a bad ACTIVITY_SYNC_EVENT_LOOP is a one-line error
     drain_s()  # a bad ACTIVITY_SYNC_DRAIN_S: one line, before anything starts
     RetryPolicy.from_settings()  # a bad ACTIVITY_SYNC_RETRY_* value: one line, before anything starts
     configure_logging("sink", endpoint=endpoint)

@@ -34,7 +34,7 @@ from core.logs import configure_logging, record_fields
 from core.health import Health, metric_names
 from .enrich import Enricher
 from core.envelope import MalformedEvent
-from core.faustapp import GracefulStop, hold_batch, install_health, make_app, run_worker, stop_now
+from core.faustapp import GracefulStop, hold_batch, install_health, make_app, run_worker, stop_now, use_event_loop
 from core.config import catalog_for
 from core.routing import Routing
 from core.settings import Settings
@@ -44,7 +44,7 @@ log = logging.getLogger("activity_sync.streams")
 
 def batch_settings() -> tuple[int, float]:
     """(events per batch, seconds to fill one) from ACTIVITY_SYNC_BATCH_SIZE / _BATCH_WITHIN."""
-    return (env_int("ACTIVITY_SYNC_BATCH_SIZE", 200, 1, 100_000),
+    return (env_int("ACTIVITY_SYNC_BATCH_SIZE", 1000, 1, 100_000),
             env_float("ACTIVITY_SYNC_BATCH_WITHIN", 0.01, 0, 60))
 
 
@@ -91,6 +91,10 @@ class Enrichment:
 
     async def handle(self, messages) -> int:
         """Enrich and send one batch; return once every send is acknowledged. Answers how many went out."""
+        return await self.settle(*await self.send_all(messages))
+
+    async def send_all(self, messages) -> tuple[list, int, float]:
+        """Enrich and send one batch without waiting for the broker: answers what :meth:`settle` takes."""
         started = time.monotonic()
         now = time.time()
         pending: list = []  # (future, raw message, resend): settled before the batch is acknowledged
@@ -130,6 +134,10 @@ class Enrichment:
                 metrics.unrouted(out.record["tenant_code"], self.enricher.routing.tenants())
             if msg.timestamp:
                 metrics.LATENCY.observe(max(0.0, now - msg.timestamp))  # Faust: seconds
+        return pending, sent, started
+
+    async def settle(self, pending: list, sent: int, started: float) -> int:
+        """Wait until every send of a batch is acknowledged; answers how many went to ``enriched``."""
         sent -= await settle(pending, self.too_large)
         metrics.ENRICHED.inc(sent)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
@@ -173,9 +181,19 @@ def create_app(settings: Settings | None = None, health=None) -> faust.App:
                             make_codec(settings.schema_registry_url, topics.enriched), topics, send)
 
     state = {"stopping": False, "busy": False}
+    in_flight: list[asyncio.Task] = []  # the batch whose sends are being acknowledged (at most one)
+
+    async def finish(sends: tuple, messages: list) -> None:
+        """Once every send of a batch is acknowledged: acknowledge its raw events and commit."""
+        await enrichment.settle(*sends)
+        for m in messages:
+            m.ack(app.consumer)  # the reference taken below: the last one, so Faust may commit the offset
+        await app.consumer.commit()
 
     @app.agent(raw_topic, name="enrich_activities")
     async def enrich_activities(stream):
+        """Batch N+1 is enriched and sent while the broker acknowledges batch N (the two overlap;
+        nothing of N+1 is acknowledged before N is committed). A crash repeats at most these two."""
         await config_table.wait_ready()
         async for events in stream.take_events(batch_size, within=batch_within):
             if state["stopping"]:
@@ -183,16 +201,18 @@ def create_app(settings: Settings | None = None, health=None) -> faust.App:
             state["busy"] = True
             try:
                 messages = [ev.message for ev in events]
-                await enrichment.handle(messages)
-                for m in messages:  # every send acknowledged: acknowledge and commit the batch now, so a
-                    app.consumer.ack(m)  # crash repeats at most the batch under way
-                await app.consumer.commit()
+                for m in messages:  # Faust acknowledges a batch when the next is taken: this reference
+                    m.incref()     # holds each event unacknowledged until its send is acknowledged
+                sends = await enrichment.send_all(messages)
+                if in_flight:
+                    await in_flight.pop()  # acknowledged in order: N before N+1
+                in_flight.append(asyncio.ensure_future(finish(sends, messages)))
             finally:
                 state["busy"] = False
 
     async def drain() -> None:
         deadline = time.monotonic() + 20
-        while state["busy"] and time.monotonic() < deadline:
+        while (state["busy"] or any(not t.done() for t in in_flight)) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     @app.task
@@ -209,6 +229,7 @@ def main() -> None:
 
 def _main() -> int:
     settings = Settings.from_env()
+    use_event_loop()  # a bad ACTIVITY_SYNC_EVENT_LOOP is a one-line error
     batch_settings()  # a bad ACTIVITY_SYNC_BATCH_* value is a one-line error before anything starts
     configure_logging("stream")
     health = Health("stream", metric_names(metrics, core_metrics))

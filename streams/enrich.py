@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.catalog import UNCATEGORIZED, Catalog
-from core.details import details_json, details_pairs, details_xml
+from core.details import render_details
 from core.envelope import decode_event, parse_date, to_micros
 from core.routing import Routing
 
@@ -63,7 +63,7 @@ class Enricher:
         customer_id, customer_field = choose_customer(
             event, info.customer_key if info else self.catalog.default_customer_key)
         contact_key = contact_key_of(customer_field, event)
-        pairs = details_pairs(event)
+        pairs, as_json, as_xml = render_details(event)
         deliveries = [
             {"endpoint": r.endpoint, "provider_type": r.provider_type, "description": r.template.render(event),
              "writeback_code1": r.writeback_code1, "writeback_code2": r.writeback_code2}
@@ -80,8 +80,8 @@ class Enricher:
             "contact_key": contact_key,
             "link_url": link_of(event),
             "details": pairs,
-            "details_json": details_json(event),
-            "details_xml": details_xml(pairs),
+            "details_json": as_json,
+            "details_xml": as_xml,
             "deliveries": deliveries,
             "source": {"topic": topic, "partition": partition, "offset": offset},
             "enriched_at": now_ms,

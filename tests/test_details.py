@@ -36,3 +36,32 @@ def test_json_keeps_types():
     doc = json.loads(details_json(EVENT))
     assert doc["IsNew"] is True and doc["Count"] == 0 and doc["Nested"] == {"k": [1]}
     assert "ActivityKey" not in doc
+
+
+def _variants():
+    """Events whose text takes each branch of render_details: plain, escapes, controls, non-characters."""
+    base = {"ActivityKey": "k", "ActivityCode": "C", "ActivityDate": "2016-06-13T20:10:53Z", "TenantCode": "T"}
+    yield dict(base, Subject="plain text", Count=3)
+    yield dict(base, Subject="a & b", Body="<p>x</p>")
+    yield dict(base, Subject="tab\there", Body="bell\x07 and\x08 ff\x0c vt\x0b")
+    yield dict(base, Subject="not a character \ufffe \uffff", Other="fine")
+    yield dict(base, Subject='quote " and back\\slash', Nothing=None)
+    yield dict(base, Nested={"k": ["<&>", 1.5e300, -7]}, Flag=False)
+    yield EVENT  # lone surrogates: the standard library writes the JSON, every value is checked
+
+
+def test_render_details_answers_what_the_three_forms_answer():
+    from core.details import render_details
+
+    for event in _variants():
+        pairs = details_pairs(event)
+        assert render_details(event) == (pairs, details_json(event), details_xml(pairs)), event
+        ET.fromstring(render_details(event)[2])  # well-formed
+
+
+def test_xml_of_plain_text_carries_it_unchanged_and_a_control_character_replaced():
+    from core.details import render_details
+
+    _, _, xml = render_details({"ActivityKey": "k", "ActivityCode": "C", "ActivityDate": "d", "TenantCode": "T",
+                                "A": "one", "B": "two\x01"})
+    assert xml == '<Details><Detail Name="A">one</Detail><Detail Name="B">two\ufffd</Detail></Details>'

@@ -114,3 +114,42 @@ def test_dates_that_overflow_with_their_offset_are_bad_dates(text):  # were Over
 def test_whole_numbers_of_the_64_bit_range_are_kept():
     ev = decode_event(_with(b'"Big":9223372036854775807,"Small":-9223372036854775808'), 1 << 24)
     assert (ev["Big"], ev["Small"]) == (2 ** 63 - 1, -2 ** 63)
+
+
+ENV = '"ActivityKey":"k","ActivityCode":"C","ActivityDate":"2016-06-13T20:10:53Z","TenantCode":"T"'
+
+
+def _outcome(fn, raw):
+    try:
+        return ("ok", fn(raw))
+    except Exception as exc:  # noqa: BLE001 - the outcome compared is the class and the message
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("body", [
+    '"A":1', '"A":1,"A":2', '"A":{"x":1,"x":2}', '"A":[{"x":1},{"y":2,"y":3}]',
+    '"A":"a:b","A":"c"', '"A":"x\\u003ay","A":"z"', '"A":"x\\u003Ay"', '"a:b":1,"a:b":2',
+    '"A":9223372036854775807', '"A":9223372036854775808', '"A":-9223372036854775808',
+    '"A":-9223372036854775809', '"A":18446744073709551616', '"A":1e19', '"A":-1e19', '"A":1.5',
+    '"A":1e999', '"A":NaN', '"A":"\\ud800"', '"A":"\\ud83d\\ude00"', '"A":' + "[" * 63 + "]" * 63,
+    '"A":' + "[" * 64 + "]" * 64, '"A":' + "[" * 70 + "1" + "]" * 70, '"A" : 1 , "B" : "x"',
+    '"A":"\\"quoted\\": yes"', '"A":null,"B":true,"C":[]',
+])
+def test_fast_parse_answers_exactly_what_the_strict_parser_answers(body):
+    from core.envelope import decode_strict
+
+    raw = ("{" + ENV + "," + body + "}").encode()
+    assert _outcome(lambda r: decode_event(r, 1 << 20), raw) == _outcome(decode_strict, raw)
+
+
+@pytest.mark.parametrize("raw", [b"\xff{}", b"\xef\xbb\xbf{}", b"[1]", b'"x"', b"{", b"", b"{}",
+                                 ("{" + ENV + "}").encode(), ("{" + ENV + ',"A":"\xe2\x82"}').encode("latin-1")])
+def test_fast_parse_refuses_with_the_strict_parsers_reason(raw):
+    from core.envelope import decode_strict
+
+    assert _outcome(lambda r: decode_event(r, 1 << 20), raw) == _outcome(decode_strict, raw)
+
+
+def test_duplicate_key_refused_though_orjson_keeps_the_last():
+    with pytest.raises(InvalidField, match="appears twice"):
+        decode_event(("{" + ENV + ',"Nested":{"k":1,"k":2}}').encode(), 1 << 20)

@@ -222,3 +222,39 @@ async def test_a_stop_sends_no_in_process_retry_it_goes_to_a_tier():
                             stopping=lambda: bool(stopping))
     assert await runner.deliver(pendings(2)) is True  # the tried chunk is settled: on a retry tier
     assert len(sink.calls) == 1 and [t for t, _ in pub.retries] == ["1m", "1m"]
+
+
+async def test_concurrent_requests_after_a_first_that_goes_alone():
+    """concurrent_requests: after the first request of a take (alone, as a canary), at most that many
+    are in flight at once, and each request's records are acknowledged when it is done."""
+    import asyncio
+
+    class SlowSink(ScriptedSink):
+        def __init__(self):
+            super().__init__([])
+            self.now = self.most = 0
+            self.first_alone = None
+
+        async def write(self, batch):
+            self.now += 1
+            self.most = max(self.most, self.now)
+            if self.first_alone is None:
+                self.first_alone = self.now == 1
+                await asyncio.sleep(0.02)
+                self.first_alone = self.first_alone and self.now == 1
+            await asyncio.sleep(0.02)
+            self.now -= 1
+            return await super().write(batch)
+
+    sink, done = SlowSink(), []
+
+    async def chunk_done(chunk):
+        done.append([p.delivery.activity_key for p in chunk])
+
+    runner = DeliveryRunner("crm", sink, Recorder(), RetryPolicy(), FakeClock(), concurrency=2)
+    assert await runner.deliver(pendings(15), chunk_done) is True
+    assert sink.first_alone is True and sink.most == 2
+    assert sorted(k for c in done for k in c) == [f"act-{i:06d}" for i in range(15)] and len(done) == 5
+    sink.most = 0
+    serial = DeliveryRunner("crm", sink, Recorder(), RetryPolicy(), FakeClock())
+    assert await serial.deliver(pendings(9)) is True and sink.most == 1  # the default: one at a time
