@@ -53,6 +53,20 @@ class TestRamcoContract(ProviderContract):
         assert rec["cobalt_Description"] == tricky.description and fake.forms[-1]["StringDelimiter"] == "#"
         assert "Iw==" in fake.forms[-1]["AttributeValues"]
 
+    async def test_duplicate_guard_skips_only_an_activity_already_there(self, fake, tmp_path):
+        """The guard's GetEntities sends Filter (not Filters, which the API ignores, answering every row):
+        with other activities stored, new ones are written and only a redelivered one is skipped."""
+        sink = await self.sink(fake, tmp_path)
+        batch = sample_deliveries(8)
+        try:
+            assert await sink.write(batch[:2]) == []
+            assert await sink.write(batch) == []
+        finally:
+            await sink.stop()
+        keys = sorted(r["cobalt_ActivityKey"] for r in fake.records.values())
+        assert keys == sorted(d.activity_key for d in batch)  # all 8, each once
+        assert len(fake.lookups) == 10 and all("Filter" in f and "Filters" not in f for f in fake.lookups)
+
     def test_wire_round_trip_and_delimiter_choice(self):
         values = {"a": "x#y", "b": 5, "c": "plain, with comma", "d": True, "e": None}
         d = wire.choose_delimiter(values.values())
@@ -110,6 +124,9 @@ async def test_pyramco_creates_and_reads_entities_on_the_fake():
             created = pyramco.create_entity("cobalt_communityactivity", {
                 "cobalt_ContactId": "c-1", "cobalt_ActivityDate": "2016-06-13T20:10:53Z",
                 "cobalt_Description": "tagged #annual", "cobalt_ActivityKey": "k-1"}, api_key="pyramco-key")
+            pyramco.create_entity("cobalt_communityactivity", {
+                "cobalt_ContactId": "c-2", "cobalt_ActivityDate": "2016-06-13T20:10:53Z", "cobalt_ActivityKey": "k-2"},
+                api_key="pyramco-key")
             found = pyramco.get_entities("cobalt_communityactivity", ["cobalt_ActivityKey"],
                                          filters="cobalt_ActivityKey<eq>#k-1#", api_key="pyramco-key")
             refused = pyramco.create_entity("cobalt_communityactivity", {"cobalt_Description": "x"},
@@ -123,6 +140,7 @@ async def test_pyramco_creates_and_reads_entities_on_the_fake():
         await fake.stop()
     assert created["ResponseCode"] == 200 and created["Data"] in fake.records
     assert fake.records[created["Data"]]["cobalt_Description"] == "tagged #annual"
-    assert found["ResponseCode"] == 200 and found["Data"][0]["cobalt_ActivityKey"] == "k-1"
+    # the filter as pyramco sends it (Filter) is honoured: one row of the two
+    assert found["ResponseCode"] == 200 and [r["cobalt_ActivityKey"] for r in found["Data"]] == ["k-1"]
     assert refused["ResponseCode"] == 400 and refused["DescriptionShort"] == "Bad Request"
     assert wrong["ResponseCode"] == 999  # pyramco has no text for 401 and reports it as unknown

@@ -5,7 +5,9 @@ Follows the RAMCO API v2 documentation ("API Guide": "Making requests", "CreateE
 
 - ``POST /api/v2/`` form: ``Key``, ``Operation`` (``CreateEntity``, ``GetEntities``,
   ``GetEntity``, ``GetEntityTypes``), ``Entity``, ``AttributeValues``, ``StringDelimiter``
-  (default ``#``), ``Filters`` (``name<eq>#value#``, joined with `` AND ``), ``Attributes``.
+  (default ``#``), ``Filter`` (``name<eq>#value#``, joined with `` AND ``; the parameter's name as
+  pyramco's ``get_entities`` sends it), ``Attributes``. A parameter the API does not know (say
+  ``Filters``) is ignored, as a real server ignores it: ``GetEntities`` then answers every row.
 - answers JSON ``{"ResponseCode", "ResponseText", "Data"}``, **HTTP 200 whatever the code** (the
   code is in the body): 200 with data, 204 no data, 400 a malformed request (an attribute string
   that does not parse, an unknown attribute, a missing required one), 401 a wrong key, 404 no
@@ -46,7 +48,8 @@ class FakeRamco(FaultyFake):
     def reset(self) -> None:
         super().reset()
         self.records: dict[str, dict] = {}
-        self.forms: list[dict] = []
+        self.forms: list[dict] = []    # CreateEntity posts
+        self.lookups: list[dict] = []  # GetEntities posts
         self.queries = 0
 
     def stored_keys(self) -> list[str]:
@@ -74,6 +77,7 @@ class FakeRamco(FaultyFake):
         op = form.get("Operation")
         if op == "GetEntities":
             self.queries += 1
+            self.lookups.append(form)
             return self.get_entities(form)
         if op == "GetEntityTypes":
             return self.reply(200, "OK", [{"Name": self.entity}])
@@ -109,7 +113,7 @@ class FakeRamco(FaultyFake):
     def get_entities(self, form: dict) -> web.Response:
         d = form.get("StringDelimiter") or "#"
         rows = list(self.records.items())
-        for cond in filter(None, (form.get("Filters") or "").split(" AND ")):
+        for cond in filter(None, (form.get("Filter") or "").split(" AND ")):
             name, sep, value = cond.partition("<eq>")
             if not sep:
                 return self.reply(400, f"Bad Request: filter {cond!r}")

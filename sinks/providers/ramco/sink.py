@@ -12,7 +12,7 @@ Follows the RAMCO API v2 documentation (RAMCO "API Guide": "Making requests", "C
 - ``AttributeValues`` is ``name=#text#,num=5``: :mod:`.wire` picks a delimiter no value contains
   and names it in ``StringDelimiter``, falling back to ``#`` with ``Iw==`` for a literal ``#``.
 - no batch operation and no upsert: one request per activity (:class:`sinks.http.PerRecordSink`),
-  and before it a ``GetEntities`` with ``Filters=key_attribute<eq>#ActivityKey#`` skips an activity
+  and before it a ``GetEntities`` with ``Filter=key_attribute<eq>#ActivityKey#`` skips an activity
   already written (``duplicate_guard``).
 """
 
@@ -61,9 +61,13 @@ class RamcoSink(PerRecordSink):
         s = self.ctx.settings
         delimiter = wire.choose_delimiter([d.activity_key])
         body = await self.post({"Operation": "GetEntities", "Entity": s.entity, "Attributes": s.key_attribute,
-                                "Filters": f"{s.key_attribute}<eq>{delimiter}{d.activity_key}{delimiter}",
-                                "StringDelimiter": delimiter, "MaxResults": "1"})
-        return body.get("ResponseCode") == 200 and bool(body.get("Data"))
+                                "Filter": f"{s.key_attribute}<eq>{delimiter}{d.activity_key}{delimiter}",
+                                "StringDelimiter": delimiter})
+        rows = body.get("Data") if body.get("ResponseCode") == 200 else None
+        # Written already only if a row returned carries this very key: a server that ignored the
+        # filter (or matched loosely) must not make a new activity look delivered.
+        return isinstance(rows, list) and any(isinstance(r, dict) and str(r.get(s.key_attribute)) == d.activity_key
+                                              for r in rows)
 
     async def write_one(self, d: Delivery) -> None:
         s = self.ctx.settings
