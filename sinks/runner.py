@@ -297,6 +297,7 @@ class DeliveryRunner:
         False when a graceful stop came first: no new request starts after it, and the chunks not
         sent stay unacknowledged, for the partition's next owner. A record already tried once that
         would need another request goes to a retry tier instead."""
+        items = self.distinct(items)
         size = max(1, min(self.batch_size, self.sink.max_batch_size))
         chunks = [list(items[i:i + size]) for i in range(0, len(items), size)]
         if not chunks:
@@ -327,6 +328,23 @@ class DeliveryRunner:
             if isinstance(r, BaseException):
                 raise r
         return all(results)
+
+    def distinct(self, items: Sequence[Pending]) -> Sequence[Pending]:
+        """One record per activity: a repeat (a crash repeats a batch upstream; a replay meets the
+        original) is left out before any provider sees it. Salesforce refuses both copies of an
+        external ID in one call (DUPLICATE_VALUE), other APIs would write it twice. The repeat's own
+        Kafka record is acknowledged with the take it came in."""
+        seen: set[str] = set()
+        out = []
+        for p in items:
+            key = p.delivery.activity_key
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+        if len(out) < len(items):
+            log.info("endpoint %s: %d repeated activit%s in one take left out", self.endpoint, len(items) - len(out),
+                     "y" if len(items) - len(out) == 1 else "ies")
+        return out
 
     def _stopping(self) -> bool:
         return self.stopping is not None and self.stopping()

@@ -69,6 +69,28 @@ class TestSalesforceContract(ProviderContract):
         body = fake.bodies[0]
         assert body["allOrNone"] is False and all("Id" not in r for r in body["records"])
 
+    async def test_the_same_activity_twice_in_one_take_lands_once(self, fake, tmp_path):
+        """Salesforce answers DUPLICATE_VALUE for both records of one external ID in a call (the fake
+        too); the runner leaves the repeat out before the sink sees it, so the activity lands."""
+        from activity_sync.devtools.sink_testing import Recorder
+        from sinks.runner import DeliveryRunner, Pending, RetryPolicy
+
+        sink = await self.sink(fake, tmp_path)
+        batch = sample_deliveries(3, customer=lambda i: f"003000000000{i:03d}AAA")
+        try:
+            failures = await sink.write([batch[0], batch[0], batch[1]])  # what a provider would be sent
+            assert sorted(f.index for f in failures) == [0, 1]
+            assert all("DUPLICATE_VALUE" in str(f.error) for f in failures)
+            pub = Recorder()
+            runner = DeliveryRunner("crm", sink, pub, RetryPolicy(inline_attempts=1, inline_backoff_s=0))
+            repeated = [Pending(d, b"k", b"v", ("t", 0, i)) for i, d in enumerate([*batch, batch[2], batch[0]])]
+            assert await runner.deliver(repeated) is True
+        finally:
+            await sink.stop()
+        assert pub.deads == [] and pub.retries == []
+        assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
+        assert [len(b["records"]) for b in fake.bodies[-1:]] == [3]
+
     async def test_per_record_errors_use_status_code_and_are_classified(self, fake, tmp_path):
         sink = await self.sink(fake, tmp_path, fields={"WhoId": "customer_id", "Subject": "details_xml"})
         batch = sample_deliveries(3)

@@ -47,6 +47,7 @@ import json
 import os
 import secrets
 import time
+from collections import Counter
 
 from aiohttp import web
 
@@ -228,7 +229,11 @@ class FakeSalesforce(FaultyFake):
                     return _err(400, "INVALID_FIELD", "Id isn't allowed in an upsert by external ID", hdr), 0
                 if f != "attributes" and f not in schema:
                     return _err(400, "INVALID_FIELD", f"No such column '{f}' on sobject of type {sobject}", hdr), 0
-        results = [self._check(sobject, schema, ext_field, r) for r in records]
+        seen = Counter(r.get(ext_field) for r in records if r.get(ext_field))
+        results = [{"success": False, "errors": [{"statusCode": "DUPLICATE_VALUE", "message": "Duplicate external id "
+                                                  f"specified: {r[ext_field]}", "fields": [ext_field]}]}
+                   if seen.get(r.get(ext_field), 0) > 1 else self._check(sobject, schema, ext_field, r)
+                   for r in records]
         if doc.get("allOrNone") and any(r is not None for r in results):
             out = [r or {"success": False, "errors": [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                                                        "message": "Record rolled back because not all records "
