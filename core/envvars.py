@@ -37,8 +37,11 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_ENDPOINT": ("", "the endpoint of `python -m sinks.worker` when none is given"),
     "ACTIVITY_SYNC_MAX_EVENT_BYTES": ("1048576", "raw events larger than this are dead-lettered"),
     "ACTIVITY_SYNC_SESSION_TIMEOUT_S": ("10", "seconds before a crashed worker's partitions move to the others"),
-    "ACTIVITY_SYNC_BATCH_SIZE": ("200", "raw events a stream worker enriches per batch"),
+    "ACTIVITY_SYNC_BATCH_SIZE": ("1000", "raw events a stream worker enriches per batch, at most (a quiet stream "
+                                         "makes smaller ones within `_BATCH_WITHIN`)"),
     "ACTIVITY_SYNC_BATCH_WITHIN": ("0.01", "seconds a stream worker waits to fill a batch"),
+    "ACTIVITY_SYNC_EVENT_LOOP": ("uvloop", "the workers' event loop: `uvloop`, or `asyncio` (the standard "
+                                           "library's)"),
     "ACTIVITY_SYNC_DRAIN_S": ("20", "seconds a stopping sink worker lets the write under way finish, at least "
                                     "(longer when the endpoint's `timeout_s` needs it)"),
     "ACTIVITY_SYNC_RETRY_DELAYS": ("60 600 3600 21600", "seconds before a retry from each tier, four numbers "

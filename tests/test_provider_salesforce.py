@@ -205,6 +205,21 @@ class TestSalesforceContract(ProviderContract):
             parse_settings("salesforce", {**base, "client_secret_env": None})
         with pytest.raises(SettingsError, match="client_secret.*looks like a secret"):
             parse_settings("salesforce", {**base, "client_secret": "abc"})
+        with pytest.raises(SettingsError, match="api_version.*45.0 is too old.*46.0"):
+            parse_settings("salesforce", {**base, "api_version": "45.0"})
+        with pytest.raises(SettingsError, match="login_url.*https"):
+            parse_settings("salesforce", {**base, "login_url": "http://acme.my.salesforce.com"})
+        assert parse_settings("salesforce", {**base, "login_url": "http://127.0.0.1:9/"}).login_url == "http://127.0.0.1:9"
+
+    def test_the_jwt_audience_follows_a_sandbox_login_url(self):
+        jwt = {"client_id": "c", "auth": "jwt_bearer", "private_key_env": "K", "username": "u@example.org"}
+        aud = {url: parse_settings("salesforce", {**jwt, "login_url": url}).jwt_audience
+               for url in ("https://test.salesforce.com", "https://acme--uat.sandbox.my.salesforce.com",
+                           "https://acme.my.salesforce.com", "https://login.salesforce.com")}
+        assert list(aud.values()) == ["https://test.salesforce.com"] * 2 + ["https://login.salesforce.com"] * 2
+        explicit = parse_settings("salesforce", {**jwt, "login_url": "https://test.salesforce.com",
+                                                 "audience": "https://login.salesforce.com"})
+        assert explicit.jwt_audience == "https://login.salesforce.com"
 
     async def test_request_matches_the_golden_file(self, fake, tmp_path):
         sink = await self.sink(fake, tmp_path)

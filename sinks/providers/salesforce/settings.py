@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,6 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "constants": {}, "schedule": {"every": "30m"}, "batch_size": 200},
 }
 
+LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1"))
+MIN_API_VERSION = 46.0
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 
@@ -51,7 +54,9 @@ class SalesforceSettings(HttpSettings):
         "task", description="defaults for object, fields and schedule: task, fonteva or nimble_ams")
     login_url: str = Field(description="the org's My Domain URL (https://acme.my.salesforce.com); the token "
                                        "endpoint is {login_url}/services/oauth2/token", max_length=2048)
-    api_version: str = Field("62.0", pattern=r"^\d{2,3}\.\d$", description="REST API version (46.0 or later)")
+    api_version: str = Field("62.0", pattern=r"^\d{2,3}\.\d$",
+                             description="REST API version, 46.0 or later (the upsert by external ID "
+                                         "through sObject Collections came with 46.0)")
     auth: Literal["client_credentials", "jwt_bearer"] = Field(
         "client_credentials", description="OAuth 2.0 flow: client_credentials or jwt_bearer")
     client_id: str = Field(description="the connected app's consumer key", min_length=1, max_length=512)
@@ -62,9 +67,10 @@ class SalesforceSettings(HttpSettings):
     private_key_env: str | None = secret_ref("env", "the PEM private key that signs the JWT (jwt_bearer)")
     private_key_file: str | None = secret_ref("file", "the PEM private key that signs the JWT (jwt_bearer)")
     username: str | None = Field(None, max_length=255, description="the integration user (jwt_bearer's sub)")
-    audience: str = Field("https://login.salesforce.com", max_length=2048,
-                          description="jwt_bearer's aud: https://login.salesforce.com, or "
-                                      "https://test.salesforce.com for a sandbox")
+    audience: str | None = Field(None, max_length=2048,
+                                 description="jwt_bearer's aud; by default https://test.salesforce.com for a "
+                                             "sandbox login_url (test.salesforce.com, *.sandbox.my.salesforce.com), "
+                                             "else https://login.salesforce.com")
     sobject: str = Field("Task", description="the object each activity becomes")
     external_id_field: str = Field("Activity_Key__c",
                                    description="an External ID field of the object, holding the ActivityKey")
@@ -91,10 +97,32 @@ class SalesforceSettings(HttpSettings):
 
     @field_validator("login_url", "audience")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("an https:// URL")
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK:
+            return v.rstrip("/")  # a fake on this machine (the bundled ones)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("an https:// URL (http:// only for a loopback host such as 127.0.0.1)")
         return v.rstrip("/")
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if float(v) < MIN_API_VERSION:
+            raise ValueError(f"{v} is too old: the upsert by external ID in sObject Collections needs "
+                             f"{MIN_API_VERSION:.1f} or later")
+        return v
+
+    @property
+    def jwt_audience(self) -> str:
+        """The JWT's aud: the setting, else the login server the login_url belongs to."""
+        if self.audience:
+            return self.audience
+        host = (urlsplit(self.login_url).hostname or "").lower()
+        sandbox = host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com")
+        return "https://test.salesforce.com" if sandbox else "https://login.salesforce.com"
 
     @field_validator("sobject", "external_id_field")
     @classmethod

@@ -90,7 +90,7 @@ class SalesforceSink(HttpSink):
         else:
             import jwt
 
-            claims = {"iss": s.client_id, "sub": s.username, "aud": s.audience, "exp": int(time.time()) + 180}
+            claims = {"iss": s.client_id, "sub": s.username, "aud": s.jwt_audience, "exp": int(time.time()) + 180}
             form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                     "assertion": jwt.encode(claims, self._private_key, algorithm="RS256")}
         resp = await self.request("POST", url, data=form, headers=headers, classify=False)
