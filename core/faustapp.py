@@ -68,26 +68,31 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
     return app
 
 
-def install_health(app: faust.App, health, config_table) -> None:
+def install_health(app: faust.App, health, config_table, joined=None) -> None:
     """Readiness checks every worker has (joined its consumer group, ``activity.config`` loaded), and
-    the worker's loop handed to ``/healthz``. ``health`` is a :class:`core.health.Health` or None."""
+    the worker's loop handed to ``/healthz``. ``health`` is a :class:`core.health.Health` or None;
+    ``joined``: whether the worker's own consumer is in its group (by default, Faust's consumer)."""
     if health is None:
         return
-    state = {"joined": False}
+    if joined is None:
+        state = {"joined": False}
 
-    @app.on_partitions_assigned.connect
-    async def _joined(app, assigned, **kwargs) -> None:
-        state["joined"] = True  # a member of the group now, with or without partitions
+        @app.on_partitions_assigned.connect
+        async def _joined(app, assigned, **kwargs) -> None:
+            state["joined"] = True  # a member of the group now, with or without partitions
 
-    @app.on_partitions_revoked.connect
-    async def _rebalancing(app, revoked, **kwargs) -> None:
-        state["joined"] = False
+        @app.on_partitions_revoked.connect
+        async def _rebalancing(app, revoked, **kwargs) -> None:
+            state["joined"] = False
+
+        def joined() -> bool:
+            return state["joined"]
 
     @app.task
     async def _bind_loop() -> None:
         health.bind_loop(asyncio.get_running_loop())
 
-    health.check("consumer_group_joined", lambda: state["joined"])
+    health.check("consumer_group_joined", joined)
     health.check("config_loaded", config_table.ready.is_set)
 
 
@@ -197,8 +202,11 @@ class GracefulStop:
 
     grace_s = 8.0
 
-    def __init__(self, app: faust.App, what: str, stopping, drain) -> None:
+    def __init__(self, app: faust.App, what: str, stopping, drain, faust_commits: bool = True) -> None:
+        """``faust_commits``: whether Faust's consumer holds what to commit (False: the worker's own
+        consumer commits in ``drain()``, and Faust's is not started)."""
         self.app, self.what, self.stopping, self.drain = app, what, stopping, drain
+        self.faust_commits = faust_commits
         self.started = False
 
     def install(self) -> None:
@@ -220,14 +228,15 @@ class GracefulStop:
     async def run(self, previous) -> None:
         log.info("%s: stopping: finishing the batch under way", self.what)
         await self.drain()
-        await commit(self.app)  # waits for a commit under way ...
-        await commit(self.app)  # ... then commits everything acknowledged
-        consumer = self.app.consumer
+        if self.faust_commits:
+            await commit(self.app)  # waits for a commit under way ...
+            await commit(self.app)  # ... then commits everything acknowledged
+            consumer = self.app.consumer
 
-        async def no_commit(*args, **kwargs) -> bool:
-            return False
+            async def no_commit(*args, **kwargs) -> bool:
+                return False
 
-        consumer.commit = consumer.force_commit = consumer.commit_and_end_transactions = no_commit
+            consumer.commit = consumer.force_commit = consumer.commit_and_end_transactions = no_commit
         log.info("%s: what was finished is committed; stopping", self.what)
         asyncio.get_running_loop().call_later(self.grace_s, os._exit, 0)
         if previous is not None:

@@ -109,9 +109,21 @@ class EndpointDelivery:
             s = None
         if s is None:
             return DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS / 1000
+        if getattr(s, "concurrent_requests", 1) > 1 and not getattr(s, "interval_s", None):
+            # takes delivered side by side: one request each, so a crash repeats at most the
+            # requests in flight (and those finished after the oldest of them, not yet committed)
+            return s.batch_size, s.linger_ms / 1000
         # Take up to the provider's limit; the runner cuts requests to batch_size (so a changed batch_size
         # applies at once), and an interval run goes in the largest batches the API takes.
         return s.max_batch, s.linger_ms / 1000
+
+    def takes_in_flight(self) -> int:
+        """How many takes the agent may deliver at once: the endpoint's ``concurrent_requests`` for a
+        real-time endpoint (an interval one delivers its run in order, one take after another)."""
+        active = self.config.active
+        if active is None or getattr(self.config.settings, "interval_s", None):
+            return 1
+        return max(1, active.runner.concurrency)
 
     # ------------------------------------------------------------------ writes
     async def _write(self, items: list[Pending], messages=()) -> bool:

@@ -241,6 +241,8 @@ class DeliveryRunner:
     stopping: Callable[[], bool] | None = None
     _next_slot: float = 0.0
     _last_request: float = 0.0
+    _last_ok: bool = False             # the latest request answered (so concurrent ones need no canary)
+    _slots: asyncio.Semaphore | None = None
 
     @classmethod
     def for_endpoint(cls, endpoint: str, sink: Sink, publisher: Publisher, settings, *, clock: Clock | None = None,
@@ -310,20 +312,23 @@ class DeliveryRunner:
                 await on_chunk(chunk)
             return True
 
-        if not await one(chunks[0]):  # the first alone: an expired token or a 429 costs one request
-            return False
         if self.concurrency <= 1:
-            for chunk in chunks[1:]:
+            for chunk in chunks:
                 if not await one(chunk):
                     return False
             return True
-        slots = asyncio.Semaphore(self.concurrency)
+        if not self._last_ok:  # the first alone while the endpoint's state is unknown (the first request,
+            if not await one(chunks[0]):  # or after a failed one): an expired token or a 429 costs one request
+                return False
+            chunks = chunks[1:]
+        if self._slots is None:  # shared by every take in flight: at most `concurrency` requests in all
+            self._slots = asyncio.Semaphore(self.concurrency)
 
         async def in_slot(chunk: list[Pending]) -> bool:
-            async with slots:
+            async with self._slots:
                 return await one(chunk)
 
-        results = await asyncio.gather(*(in_slot(c) for c in chunks[1:]), return_exceptions=True)
+        results = await asyncio.gather(*(in_slot(c) for c in chunks), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
                 raise r
@@ -361,6 +366,7 @@ class DeliveryRunner:
                 await self._route_all(chunk, RetriableError("not tried again in-process: the worker is stopping"))
                 return True
             fresh = False
+            self._last_ok = False  # until this request answers
             timeout = self.sink.write_timeout_s(len(chunk))
             try:
                 try:
@@ -409,6 +415,7 @@ class DeliveryRunner:
                           traceback.format_exc())
                 await self._route_all(chunk, RetriableError(f"{type(exc).__name__}: {exc}"))
                 return True
+            self._last_ok = True
             failed = {f.index: f.error for f in failures}
             again = [i for i, e in sorted(failed.items()) if e.retriable]
             wait = max([failed[i].retry_after or 0 for i in again], default=0) or \

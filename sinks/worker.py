@@ -151,10 +151,34 @@ class SinkWorker:
             yield [ev.message for ev in events]
 
     async def deliver_to_endpoint(self, stream) -> None:
+        in_flight: set[asyncio.Future] = set()
         async for messages in self.batches(stream):
-            if self.delivery.stopping or not await self.delivery.deliver(messages):
-                await hold_batch()  # stopping: what was not sent stays unacknowledged, for the next owner
-            await self.done(messages)
+            takes = self.delivery.takes_in_flight()
+            if takes <= 1 and not in_flight:
+                if self.delivery.stopping or not await self.delivery.deliver(messages):
+                    await hold_batch()  # stopping: what was not sent stays unacknowledged, for the next owner
+                await self.done(messages)
+                continue
+            # Several takes in flight (concurrent_requests > 1): this one is delivered in the background
+            # while the next is taken. Faust acknowledges a take when the next is taken: a reference per
+            # message holds it until its delivery is done (done() acknowledges it then).
+            if self.delivery.stopping:
+                await hold_batch()
+            for m in messages:
+                m.incref()
+            while len(in_flight) >= max(1, takes):
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.ensure_future(self._deliver_take(messages))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+    async def _deliver_take(self, messages) -> None:
+        try:
+            if await self.delivery.deliver(messages):
+                await self.done(messages)
+            # else a stop came first: what was not sent stays unacknowledged, for the next owner
+        except Exception as exc:  # noqa: BLE001 - crash-only: nothing unfinished is committed
+            stop_now(f"endpoint {self.endpoint}: a delivery failed: {type(exc).__name__}: {exc}")
 
     async def retry_from_tier(self, stream) -> None:
         # A retry has waited minutes already: a second more fills its requests (a backlog drains in the

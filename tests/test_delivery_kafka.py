@@ -234,6 +234,32 @@ async def test_sigterm_and_sigkill_mid_batch_resend_only_the_killed_batch(settin
     assert crm.duplicates <= 50, f"{crm.duplicates} sent twice: more than the one request in flight"
 
 
+async def test_concurrent_requests_deliver_everything_and_a_graceful_stop_repeats_nothing(settings, pipeline, crm):
+    """concurrent_requests: 3: takes are delivered while the next are taken, at most 3 requests at
+    once; a SIGTERM finishes those in flight and commits them (nothing sent twice), a SIGKILL
+    repeats at most the requests that were in flight, and everything arrives."""
+    await pipeline.configure({"crm": webhook(crm, batch_size=50, linger_ms=10, concurrent_requests=3)})
+    crm.control({"latency_ms": 120})
+    n = 2000
+    await produce(settings, Topics(settings.topic_prefix).enriched, pipeline.enriched(n))
+    first = pipeline.sink_worker("crm")
+    await wait_for(lambda: crm.stats()["stored"] >= 300, 90, "delivery under way")
+    await asyncio.to_thread(first.stop)
+    assert first.p.returncode is not None and crm.stats()["stored"] < n, "finished before the stop"
+    assert crm.duplicates == 0, f"{crm.duplicates} sent twice after a graceful stop"
+    second = pipeline.sink_worker("crm")
+    await wait_for(lambda: crm.stats()["stored"] >= 1000, 90, "delivery under way again")
+    second.kill()
+    pipeline.sink_worker("crm")
+    await wait_for(lambda: crm.stats()["stored"] >= n, 120, "all delivered after the restarts")
+    await asyncio.sleep(2)
+    assert sorted(crm.stored) == [f"act-{i:06d}" for i in range(n)]
+    # the 3 requests in flight, and what finished after the oldest of them before a commit covered it
+    assert crm.duplicates <= 6 * 50, f"{crm.duplicates} sent twice: more than the requests in flight"
+    assert crm.max_concurrent <= 3, f"{crm.max_concurrent} requests at once"
+    assert crm.max_concurrent >= 2, "never more than one request at once: nothing was concurrent"
+
+
 async def test_one_endpoints_outage_never_delays_another(settings, pipeline):
     down, up = await FakeCRM(secret=SECRET.encode()).start(), await FakeCRM(secret=SECRET.encode()).start()
     try:

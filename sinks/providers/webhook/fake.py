@@ -54,6 +54,8 @@ class FakeCRM(FaultyFake):
         self.bodies: deque[bytes] = deque(maxlen=20)  # the last request bodies, as received
         self.duplicates = 0
         self.rejected = 0
+        self.serving = 0          # requests being answered now
+        self.max_concurrent = 0   # the most at once
 
     def received(self) -> list[dict]:
         return [self.stored[k] for k in self.order]
@@ -63,14 +65,19 @@ class FakeCRM(FaultyFake):
 
     def stats(self) -> dict:
         return {**super().stats(), "stored": len(self.stored), "duplicates": self.duplicates,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "max_concurrent": self.max_concurrent}
 
     # ------------------------------------------------------------------ HTTP
     async def handle_activities(self, request: web.Request) -> web.Response:
         now = time.time()
         body = await request.read()
         self.bodies.append(body)
-        response, n = await self._handle(request, body, now)
+        self.serving += 1
+        self.max_concurrent = max(self.max_concurrent, self.serving)
+        try:
+            response, n = await self._handle(request, body, now)
+        finally:
+            self.serving -= 1
         self.log(response.status, n, started=now)
         return response
 
