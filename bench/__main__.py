@@ -30,6 +30,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
+from bench.procstat import cpu_seconds, rss_mb
 from activity_sync.tools import publish_config, seed_lines
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics, partition_ids
@@ -64,12 +65,6 @@ async def end_total(consumer: AIOKafkaConsumer, parts) -> int:
     return sum((await consumer.end_offsets(parts)).values())
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a running process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, procs=()) -> dict:
     """Poll the topic's end offsets until ``n`` more records than at the start are there: answers
     seconds from the first new record to the n-th, records counted, and the CPU the processes spent
@@ -81,6 +76,7 @@ async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float,
         base = await end_total(c, parts)
         deadline = time.monotonic() + timeout
         t_first = cpu_first = None
+        rss_first = 0.0
         first_count = total = 0
         while time.monotonic() < deadline:
             total = await end_total(c, parts) - base
@@ -88,9 +84,11 @@ async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float,
             if t_first is None and total > 0:
                 t_first, first_count = now, total
                 cpu_first = sum(cpu_seconds(p.pid) for p in procs)
+                rss_first = max((rss_mb(p.pid) for p in procs), default=0.0)
             if total >= n:
                 cpu = sum(cpu_seconds(p.pid) for p in procs) - (cpu_first or 0)
-                return {"seconds": now - t_first, "counted": n - first_count, "cpu_s": cpu}
+                return {"seconds": now - t_first, "counted": n - first_count, "cpu_s": cpu,
+                        "rss_mb": (rss_first, max((rss_mb(p.pid) for p in procs), default=0.0))}
             for p in procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"contender exited with {p.returncode}")
@@ -128,7 +126,8 @@ async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: 
             except subprocess.TimeoutExpired:
                 proc.kill()
     return {"name": name, "events_per_s": got["counted"] / got["seconds"], "seconds": got["seconds"],
-            "counted": got["counted"], "cpu_us_per_event": got["cpu_s"] / got["counted"] * 1e6}
+            "counted": got["counted"], "cpu_us_per_event": got["cpu_s"] / got["counted"] * 1e6,
+            "rss_mb": got["rss_mb"]}
 
 
 def inprocess_cpu(events: int = 20_000, repeats: int = 5) -> list[float]:
@@ -191,7 +190,8 @@ async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: s
                                           env_for(kafka, out, src), Topics(out).enriched, n, log_dir)
             runs[c].append(res)
             print(f"  round {r + 1}: {c:5} {res['events_per_s']:9,.0f} events/s  "
-                  f"{res['cpu_us_per_event']:6.0f} µs CPU/event", flush=True)
+                  f"{res['cpu_us_per_event']:6.0f} µs CPU/event  RSS {res['rss_mb'][0]:.0f} -> "
+                  f"{res['rss_mb'][1]:.0f} MB", flush=True)
     two = await run_contender(kafka, "two faust stream workers", ["-m", "streams.app"],
                               env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}two"), Topics(src).enriched, n,
                               log_dir, workers=2)

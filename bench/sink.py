@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from core.avro import SingleObjectCodec
 from activity_sync.devtools.broker import free_port
+from bench.procstat import rss_mb
 from core.catalog import load_catalog
 from activity_sync.tools import publish_config, seed_lines
 from streams.enrich import Enricher
@@ -122,17 +123,19 @@ async def sink_throughput(kafka: KafkaSettings, log_dir: str, n: int) -> dict:
             await asyncio.gather(*futs)
         finally:
             await p.stop()
-        procs.start(f"{prefix}sink", ["-m", "sinks.worker", "crm"], env)
+        sink = procs.start(f"{prefix}sink", ["-m", "sinks.worker", "crm"], env)
         t_first = first = None
+        rss_first = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             s = stats(crm_url)
             now = time.monotonic()
             if t_first is None and s["stored"] > 0:
                 t_first, first = now, s["stored"]
+                rss_first = rss_mb(sink.pid)
             if s["stored"] >= n:
                 return {"records_per_s": (n - first) / (now - t_first), "n": n - first, "seconds": now - t_first,
-                        "requests": s["requests"], "duplicates": s["duplicates"]}
+                        "requests": s["requests"], "duplicates": s["duplicates"], "rss_mb": (rss_first, rss_mb(sink.pid))}
             await asyncio.sleep(0.1)
         raise RuntimeError(f"sink delivered only {stats(crm_url)['stored']} of {n}")
     finally:
@@ -205,7 +208,8 @@ async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000, rates:
           f"{t['records_per_s']:,.0f} records/s ({t['n']} in {t['seconds']:.1f}s, {t['requests']} requests, "
           f"{t['duplicates']} duplicates; target >= 5,000)", flush=True)
     print(f"  CRM-bound ceiling (batch 200 / 20 ms x {CONCURRENCY}): {ceiling:,.0f} records/s; "
-          f"mean request {t['n'] / max(1, t['requests']):.0f} records", flush=True)
+          f"mean request {t['n'] / max(1, t['requests']):.0f} records; sink RSS {t['rss_mb'][0]:.0f} -> "
+          f"{t['rss_mb'][1]:.0f} MB", flush=True)
     best = None
     for rate in rates:
         e = await end_to_end(kafka, log_dir, rate, seconds, warmup)

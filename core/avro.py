@@ -70,7 +70,7 @@ class DecodeError(ValueError):
 def compiled_writer(name: str = "activity_enriched"):
     """The schema's compiled writer (:mod:`core.avrowrite`), or None where it cannot compile it."""
     try:
-        return compile_writer(json.loads(schema_text(name)))
+        return compile_writer(json.loads(schema_text(name)), memo=("Detail.name",))
     except Unsupported:
         return None
 

@@ -46,7 +46,8 @@ _PRIMITIVE = {"null", "boolean", "int", "long", "float", "double", "string", "by
 
 
 class _Generator:
-    def __init__(self) -> None:
+    def __init__(self, memo=()) -> None:
+        self.memo = frozenset(memo)
         self.lines: list[str] = []
         self.count = 0
         self.named: dict[str, object] = {}
@@ -143,11 +144,26 @@ class _Generator:
         r = self.name()
         self.emit(indent, f"{r} = {expr}")
         for f in schema["fields"]:
+            if f"{schema['name']}.{f['name']}" in self.memo and f["type"] == "string":
+                self.memo_string(f"{r}[{f['name']!r}]", indent)
+                continue
             default = f.get("default", _NO_DEFAULT)
             if default is None or isinstance(default, (bool, int, float, str)):  # what a writer may leave out
                 self.write(f["type"], f"{r}.get({f['name']!r}, {default!r})", indent, namespace)
             else:
                 self.write(f["type"], f"{r}[{f['name']!r}]", indent, namespace)
+
+    def memo_string(self, expr: str, indent: int) -> None:
+        """A string field whose values repeat (property names): each value's bytes, length first,
+        kept in a bounded table and appended in one piece."""
+        table = f"_memo{len(self.tables)}"
+        self.tables[table] = {}
+        v, b = self.name(), self.name()
+        self.emit(indent, f"{v} = {expr}")
+        self.emit(indent, f"{b} = {table}.get({v})")
+        self.emit(indent, f"if {b} is None:")
+        self.emit(indent + 1, f"{b} = _memo_put({table}, {v})")
+        self.emit(indent, f"ap({b})")
 
     def enum(self, schema: dict, expr: str, indent: int, full: str) -> None:
         table = f"_enum{len(self.tables)}"
@@ -187,16 +203,31 @@ class _Generator:
             self.emit(indent, f"ap({b})")
 
 
-def compile_writer(schema):
-    """Answer ``write(record) -> bytes`` for a schema given as its JSON document (dict, list or name)."""
-    gen = _Generator()
+MEMO_LIMIT = 10_000  # values kept per memoised field
+
+
+def _memo_put(table: dict, value: str) -> bytes:
+    b = value.encode()
+    n = len(b)
+    piece = (_ZZ[n] if n < _SMALL else zigzag(n)) + b
+    if len(table) < MEMO_LIMIT:
+        table[value] = piece
+    return piece
+
+
+def compile_writer(schema, memo=()):
+    """Answer ``write(record) -> bytes`` for a schema given as its JSON document (dict, list or name).
+
+    ``memo``: ``"Record.field"`` names of string fields whose values repeat (the details' property
+    names): their encoded bytes are kept (at most MEMO_LIMIT values a field) instead of encoded anew."""
+    gen = _Generator(memo)
     gen.emit(0, "def write(record):")
     gen.emit(1, "out = []")
     gen.emit(1, "ap = out.append")
     gen.write(schema, "record", 1)
     gen.emit(1, "return b''.join(out)")
     source = "\n".join(gen.lines)
-    namespace = {"_ZZ": _ZZ, "_zz": zigzag, "_float": struct.Struct("<f").pack,
+    namespace = {"_ZZ": _ZZ, "_zz": zigzag, "_memo_put": _memo_put, "_float": struct.Struct("<f").pack,
                  "_double": struct.Struct("<d").pack, **gen.tables}
     exec(compile(source, "<avro writer>", "exec"), namespace)  # noqa: S102 - source generated from a schema, no input
     write = namespace["write"]

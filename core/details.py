@@ -121,21 +121,12 @@ def render_details(event: dict) -> tuple[list[dict], str, str]:
         plain = _plain_json(text)
     except TypeError:  # a lone surrogate (see _dumps): every value checked on its own
         text, plain = _dumps(props), False
-    pairs: list[dict] = []
-    add_pair = pairs.append
-    xml = ["<Details>"]
-    add = xml.append
+    values = [v if type(v) is str else detail_value(v) for v in props.values()]
+    pairs = [{"name": k, "value": v} for k, v in zip(props, values)]
     tags = _TAGS
-    for k, v in props.items():
-        if type(v) is not str:
-            v = detail_value(v)
-        add_pair({"name": k, "value": v})
-        tag = tags.get(k) or _tags(k)
-        if v is None:
-            add(tag[1])
-        else:
-            add(tag[0])
-            add(v if plain else _xml_text(v))
-            add("</Detail>")
-    add("</Details>")
-    return pairs, text, "".join(xml)
+    tagged = [tags.get(k) or _tags(k) for k in props]
+    if plain:
+        body = [t[1] if v is None else f"{t[0]}{v}</Detail>" for t, v in zip(tagged, values)]
+    else:
+        body = [t[1] if v is None else f"{t[0]}{_xml_text(v)}</Detail>" for t, v in zip(tagged, values)]
+    return pairs, text, "<Details>" + "".join(body) + "</Details>"
