@@ -156,10 +156,14 @@ async def bench_ams_providers(n: int = 2_000) -> None:
 async def bench_providers(n: int = 20_000) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="activity-sync-bench-providers-"))
     print("\n== AMS/CRM providers: sink + runner -> fake API in its own process, 20 ms a response ==", flush=True)
-    sf = Fake("sinks.providers.salesforce.fake", ["--latency-ms", "20", "--client-id", "bench"], False, tmp)
+    members = ",".join(f"member-{i}" for i in range(5000))  # run_sink's members, Contacts by member number
+    sf = Fake("sinks.providers.salesforce.fake", ["--latency-ms", "20", "--client-id", "bench",
+                                                  "--contacts", f"Member_Number__c={members}"], False, tmp)
     try:
         r = await run_sink("salesforce", {"login_url": sf.url, "client_id": "bench",
-                                          "client_secret_env": "BENCH_SECRET", "batch_size": 200},
+                                          "client_secret_env": "BENCH_SECRET", "batch_size": 200,
+                                          "contact_match": "external_id",
+                                          "contact_external_id_field": "Member_Number__c"},
                            n, {"BENCH_SECRET": SECRET})
         st = sf.stats()
         print(f"  {'salesforce: sObject Collections upsert, 200 a call':68} {r['records_per_s']:8,.0f} records/s "

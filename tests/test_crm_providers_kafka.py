@@ -18,16 +18,20 @@ CODES = sorted({e["ActivityCode"] for e in seed_events()})
 
 
 async def test_seed_activities_reach_salesforce_and_dataverse_through_the_broker(settings, tmp_path, spawn):
-    sf = await FakeSalesforce("e2e-app", SF_SECRET).start()
+    # the seed's members are Contacts known by their member number (the seed's external keys)
+    sf = await FakeSalesforce("e2e-app", SF_SECRET, contact_keys={"Member_Number__c": [
+        "aquill", "0037yHT1MAAW", "clindqvist", "0037000000uwuhgAAA"]}).start()
     dv = await FakeDataverse("e2e-tenant", "e2e-app", DV_SECRET).start(tls=True, ca_file=tmp_path / "ca.pem")
     try:
         doc = {"endpoints": [
             {"name": "fonteva", "provider": "salesforce", "tenant": "DEMO", "settings": {
                 "preset": "fonteva", "login_url": sf.base_url, "client_id": "e2e-app",
-                "client_secret_env": "E2E_SF_SECRET", "linger_ms": 20}},
+                "client_secret_env": "E2E_SF_SECRET", "linger_ms": 20, "contact_match": "external_id",
+                "contact_external_id_field": "Member_Number__c"}},
             {"name": "nimble", "provider": "salesforce", "tenant": "DEMO", "settings": {
                 "preset": "nimble_ams", "schedule": "realtime", "login_url": sf.base_url, "client_id": "e2e-app",
-                "client_secret_env": "E2E_SF_SECRET", "linger_ms": 20}},
+                "client_secret_env": "E2E_SF_SECRET", "linger_ms": 20, "contact_match": "external_id",
+                "contact_external_id_field": "Member_Number__c"}},
             {"name": "cobalt", "provider": "dynamics", "tenant": "DEMO", "settings": {
                 "preset": "cobalt", "url": dv.base_url, "authority_host": dv.base_url, "tenant_id": "e2e-tenant",
                 "client_id": "e2e-app", "client_secret_env": "E2E_DV_SECRET", "ca_file": dv.ca_file,
@@ -62,11 +66,12 @@ async def test_seed_activities_reach_salesforce_and_dataverse_through_the_broker
     for key, ev in by_key.items():
         task = sf.records[("Task", key)]
         customer = next(ev[k] for k in ("AuthorExternalKey", "AccessedByExternalKey", "MemberExternalKey") if k in ev)
-        assert task["WhoId"] == customer and task["Type"] == "COMMUNITY"
+        contact = sf.contact_keys[("Member_Number__c", customer)]  # found by its external ID
+        assert task["WhoId"] == contact and task["Type"] == "COMMUNITY"
         assert task["Writeback_Code_2__c"] == ev["ActivityCode"] and task["Status"] == "Completed"
         assert task["Subject"] == ev["ActivityDescription"][:255] and task["ActivityDate"] == "2016-06-13"
         nimble = sf.records[("Community_Activity__c", key)]
-        assert nimble["WhoId__c"] == customer and nimble["ActivityDate__c"].startswith("2016-06-13T")
+        assert nimble["WhoId__c"] == contact and nimble["ActivityDate__c"].startswith("2016-06-13T")
         assert nimble["Type__c"] == "COMMUNITY" and nimble["Description__c"] == ev["ActivityDescription"]
         dtask = dv.records[("tasks", key)]
         assert dtask["_regardingobjectid_value"] == customer and dtask["subcategory"] == ev["ActivityCode"]

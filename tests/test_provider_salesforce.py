@@ -38,11 +38,14 @@ class TestSalesforceContract(ProviderContract):
     secrets = (SECRET,)
 
     async def start_fake(self):
-        return await FakeSalesforce("test-consumer-key", SECRET).start()
+        # the contract's members (cust-0 … cust-16) are Contacts known by their member number
+        return await FakeSalesforce("test-consumer-key", SECRET,
+                                    contact_keys={"Member_Number__c": [f"cust-{i}" for i in range(17)]}).start()
 
     def settings(self, fake, tmp_path) -> dict:
         return {"login_url": fake.base_url, "client_id": "test-consumer-key",
-                "client_secret_env": "TEST_SF_SECRET", "timeout_s": 2, "limit_backoff_s": 1}
+                "client_secret_env": "TEST_SF_SECRET", "timeout_s": 2, "limit_backoff_s": 1,
+                "contact_match": "external_id", "contact_external_id_field": "Member_Number__c"}
 
     def environ(self) -> dict:
         return {"TEST_SF_SECRET": SECRET}
@@ -52,7 +55,7 @@ class TestSalesforceContract(ProviderContract):
 
     # ------------------------------------------------------------------ Salesforce's own
     async def test_task_fields_as_documented_and_redelivery_updates(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path)
+        sink = await self.sink(fake, tmp_path, contact_match="id")
         batch = sample_deliveries(2, customer=lambda i: f"003000000000{i:03d}AAA")
         try:
             assert await sink.write(batch) == []
@@ -75,7 +78,7 @@ class TestSalesforceContract(ProviderContract):
         from activity_sync.devtools.sink_testing import Recorder
         from sinks.runner import DeliveryRunner, Pending, RetryPolicy
 
-        sink = await self.sink(fake, tmp_path)
+        sink = await self.sink(fake, tmp_path, contact_match="id")
         batch = sample_deliveries(3, customer=lambda i: f"003000000000{i:03d}AAA")
         try:
             failures = await sink.write([batch[0], batch[0], batch[1]])  # what a provider would be sent
@@ -104,7 +107,7 @@ class TestSalesforceContract(ProviderContract):
         assert isinstance(by[1], FatalError) and "STRING_TOO_LONG" in str(by[1]) and "Subject" in str(by[1])
 
     async def test_required_field_missing_on_the_nimble_object(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path, preset="nimble_ams", schedule="realtime",
+        sink = await self.sink(fake, tmp_path, preset="nimble_ams", schedule="realtime", contact_match="id",
                                fields={"Type__c": "writeback_code1"})
         try:
             failures = await sink.write(sample_deliveries(2))
@@ -192,7 +195,9 @@ class TestSalesforceContract(ProviderContract):
         finally:
             await sink.stop()
         rec = fake.records[("Community_Activity__c", batch[0].activity_key)]
-        assert rec["WhoId__c"] == batch[0].customer_id and rec["ActivityDate__c"].endswith("Z")
+        # the member's number resolved to the Contact's Id through the WhoId__r relationship
+        assert rec["WhoId__c"] == fake.contact_keys[("Member_Number__c", batch[0].customer_id)]
+        assert rec["ActivityDate__c"].endswith("Z")
         assert rec["Type__c"] == batch[0].writeback_code1 and rec["Description__c"] == batch[0].description
 
     async def test_settings_refused_with_the_field_named(self, fake, tmp_path):
@@ -211,6 +216,43 @@ class TestSalesforceContract(ProviderContract):
             parse_settings("salesforce", {**base, "login_url": "http://acme.my.salesforce.com"})
         assert parse_settings("salesforce", {**base, "login_url": "http://127.0.0.1:9/"}).login_url == "http://127.0.0.1:9"
 
+    async def test_the_seeds_members_land_by_external_id_and_are_refused_as_ids(self, fake, tmp_path):
+        """The seed's five activities with its external keys (aquill, clindqvist, …): in Id mode Salesforce
+        refuses all but the one key shaped like an Id (MALFORMED_ID); looked up by the Contact's external
+        ID they all land, and a key no Contact holds is refused with Salesforce's own message."""
+        seed_keys = ["aquill", "aquill", "0037yHT1MAAW", "clindqvist", "0037000000uwuhgAAA"]
+        for key in set(seed_keys):
+            fake.add_contact("Member_Number__c", key)
+        fake.contacts = None
+        batch = sample_deliveries(5, customer=lambda i: seed_keys[i])
+        by_id = await self.sink(fake, tmp_path, contact_match="id")
+        try:
+            failures = await by_id.write(batch)
+        finally:
+            await by_id.stop()
+        assert sorted(f.index for f in failures) == [0, 1, 2, 3]
+        assert all(isinstance(f.error, FatalError) and "MALFORMED_ID" in str(f.error) for f in failures)
+        assert fake.stored_keys() == [batch[4].activity_key]
+        by_key = await self.sink(fake, tmp_path)
+        try:
+            assert await by_key.write(batch) == []
+            unknown = await by_key.write(sample_deliveries(1, customer=lambda i: "nobody-42"))
+        finally:
+            await by_key.stop()
+        assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
+        sent = fake.bodies[-2]["records"][0]
+        assert "WhoId" not in sent and sent["Who"] == {"attributes": {"type": "Contact"}, "Member_Number__c": "aquill"}
+        assert fake.records[("Task", batch[0].activity_key)]["WhoId"] == fake.contact_keys[("Member_Number__c", "aquill")]
+        assert len(unknown) == 1 and "INVALID_FIELD" in str(unknown[0].error)
+        assert "Foreign key external ID: nobody-42 not found for field Member_Number__c" in str(unknown[0].error)
+
+    def test_external_id_mode_needs_its_field(self, fake, tmp_path):
+        base = {**self.settings(fake, tmp_path)}
+        with pytest.raises(SettingsError, match="contact_external_id_field"):
+            parse_settings("salesforce", {**base, "contact_external_id_field": None})
+        nimble = parse_settings("salesforce", {**base, "preset": "nimble_ams"})
+        assert nimble.contact_lookup == "WhoId__c"
+
     def test_the_jwt_audience_follows_a_sandbox_login_url(self):
         jwt = {"client_id": "c", "auth": "jwt_bearer", "private_key_env": "K", "username": "u@example.org"}
         aud = {url: parse_settings("salesforce", {**jwt, "login_url": url}).jwt_audience
@@ -222,7 +264,7 @@ class TestSalesforceContract(ProviderContract):
         assert explicit.jwt_audience == "https://login.salesforce.com"
 
     async def test_request_matches_the_golden_file(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path)
+        sink = await self.sink(fake, tmp_path, contact_match="id")
         try:
             await sink.write(sample_deliveries(5, customer=lambda i: f"0035e00000ABCD{i}AAA"))
         finally:
@@ -259,8 +301,10 @@ async def test_simple_salesforce_restful_upsert_against_the_fake_over_tls(tmp_pa
             sf = Salesforce(instance_url=tok["instance_url"], session_id=tok["access_token"], session=http,
                             version="62.0")
             body = {"allOrNone": False, "records": [
-                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-1", "Subject": "Posted", "WhoId": "003A"},
-                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-2", "Subject": "x" * 300, "WhoId": "003B"}]}
+                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-1", "Subject": "Posted",
+                 "WhoId": "003000000000001AAA"},
+                {"attributes": {"type": "Task"}, "Activity_Key__c": "k-2", "Subject": "x" * 300,
+                 "WhoId": "003000000000002AAA"}]}
             first = sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
             again = sf.restful("composite/sobjects/Task/Activity_Key__c", method="PATCH", data=json.dumps(body))
             usage = sf.api_usage["api-usage"]

@@ -26,9 +26,20 @@ It follows Salesforce's public documentation, not what our sink happens to send:
   ``INVALID_FIELD`` / ``JSON_PARSER_ERROR`` / ``EXCEEDED_ID_LIMIT``, 503 ``SERVER_UNAVAILABLE``.
 - Limit Info Header (headers_api_usage.htm): ``Sforce-Limit-Info: api-usage=N/M`` on every answer.
 
-Per-record errors it gives: ``REQUIRED_FIELD_MISSING``, ``STRING_TOO_LONG``,
-``INVALID_CROSS_REFERENCE_KEY`` (a ``WhoId`` that is not a known contact: the ``reject_customers``
-fault, or any id outside ``contacts`` when that set is given), ``UNABLE_TO_LOCK_ROW`` (the
+- Relationship fields by external ID (REST API Developer Guide, "Insert or Update (Upsert) a
+  Record Using an External ID", and dome_upsert.htm: "…a related record by its external ID"):
+  instead of a lookup's Id, the relationship name with the related object's external ID, e.g.
+  ``"Who": {"attributes": {"type": "Contact"}, "Member_Number__c": "M-1"}`` (a polymorphic
+  lookup needs ``attributes.type``) or ``"Contact__r": {"Member_Number__c": "M-1"}``. A value no
+  record of that object holds is refused per record: ``INVALID_FIELD`` "Foreign key external ID:
+  M-1 not found for field Member_Number__c in entity Contact".
+
+Per-record errors it gives: ``REQUIRED_FIELD_MISSING``, ``STRING_TOO_LONG``, ``MALFORMED_ID``
+(a lookup such as ``WhoId`` given something that is not a 15- or 18-character Salesforce Id:
+"Contact ID: id value of incorrect type: aquill"), ``INVALID_CROSS_REFERENCE_KEY`` (a well-formed
+``WhoId`` that is not a known contact: the ``reject_customers`` fault, or any id outside
+``contacts`` when that set is given), ``INVALID_FIELD`` (an external ID no contact holds),
+``DUPLICATE_VALUE`` (one external ID twice in a call: both records), ``UNABLE_TO_LOCK_ROW`` (the
 ``lock_rows`` control: the next N records), ``INVALID_TYPE_ON_FIELD_IN_RECORD`` (a bad date).
 
 Objects it knows (``objects``): ``Task`` (standard fields, plus the custom ``Activity_Key__c``
@@ -45,6 +56,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import time
 from collections import Counter
@@ -69,7 +81,16 @@ COMMUNITY_ACTIVITY = {
 }
 OBJECTS = {"Task": (TASK, "00T", {"Activity_Key__c"}),
            "Community_Activity__c": (COMMUNITY_ACTIVITY, "a0X", {"Activity_Key__c"})}
+#: a Salesforce record Id: 15 characters, or 18 with the case-safe suffix
+SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+#: relationship names the fake resolves, per object: relationship -> (lookup field, polymorphic)
+RELATIONSHIPS = {"Task": {"Who": ("WhoId", True), "What": ("WhatId", True)},
+                 "Community_Activity__c": {"WhoId__r": ("WhoId__c", False)}}
 TASK_SUBTYPES = {"Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"}
+
+
+def _fail(code: str, message: str, fields: list) -> dict:
+    return {"success": False, "errors": [{"statusCode": code, "message": message, "fields": fields}]}
 
 
 def _err(status: int, code: str, message: str, headers=None) -> web.Response:
@@ -81,8 +102,14 @@ class FakeSalesforce(FaultyFake):
 
     def __init__(self, client_id: str = "test-consumer-key", client_secret: str | None = None,
                  public_key_pem: bytes | None = None, username: str | None = None, api_limit: int = 100_000,
-                 contacts: set[str] | None = None, objects: dict | None = None) -> None:
+                 contacts: set[str] | None = None, objects: dict | None = None,
+                 contact_keys: dict[str, list[str]] | None = None) -> None:
+        """``contact_keys``: Contacts by external ID, ``{field: [values]}`` (each gets an Id)."""
         self.client_id, self.client_secret = client_id, client_secret
+        self.contact_keys: dict[tuple[str, str], str] = {}
+        for field, values in (contact_keys or {}).items():
+            for v in values:
+                self.add_contact(field, v)
         self.public_key_pem, self.username = public_key_pem, username
         self.api_limit = api_limit
         self.contacts = contacts
@@ -107,6 +134,14 @@ class FakeSalesforce(FaultyFake):
             self.api_used = int(spec["api_used"])
         if "api_limit" in spec:
             self.api_limit = int(spec["api_limit"])
+
+    def add_contact(self, field: str, value: str) -> str:
+        """A Contact whose external ID ``field`` holds ``value``; answers its Id."""
+        rid = self.contact_keys.get((field, value))
+        if rid is None:
+            rid = "003" + secrets.token_hex(6)[:12].upper() + "AAA"
+            self.contact_keys[(field, value)] = rid
+        return rid
 
     def stored_keys(self, sobject: str | None = None) -> list[str]:
         return [k for (o, k) in self.order if sobject is None or o == sobject]
@@ -220,6 +255,7 @@ class FakeSalesforce(FaultyFake):
             return _err(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into "
                                                   "this call", hdr), 0
         self.bodies.append(doc)
+        records = [dict(r) if isinstance(r, dict) else r for r in records]  # resolved below, the body kept as sent
         for r in records:
             if not isinstance(r, dict) or (r.get("attributes") or {}).get("type") != sobject:
                 return _err(400, "INVALID_TYPE", "all records must have attributes.type "
@@ -227,13 +263,15 @@ class FakeSalesforce(FaultyFake):
             for f in r:
                 if f in ("Id", "id"):
                     return _err(400, "INVALID_FIELD", "Id isn't allowed in an upsert by external ID", hdr), 0
+                if f in RELATIONSHIPS.get(sobject, {}) and isinstance(r[f], dict):
+                    continue  # resolved per record (_resolve)
                 if f != "attributes" and f not in schema:
                     return _err(400, "INVALID_FIELD", f"No such column '{f}' on sobject of type {sobject}", hdr), 0
         seen = Counter(r.get(ext_field) for r in records if r.get(ext_field))
         results = [{"success": False, "errors": [{"statusCode": "DUPLICATE_VALUE", "message": "Duplicate external id "
                                                   f"specified: {r[ext_field]}", "fields": [ext_field]}]}
-                   if seen.get(r.get(ext_field), 0) > 1 else self._check(sobject, schema, ext_field, r)
-                   for r in records]
+                   if seen.get(r.get(ext_field), 0) > 1 else self._resolve(sobject, r)
+                   or self._check(sobject, schema, ext_field, r) for r in records]
         if doc.get("allOrNone") and any(r is not None for r in results):
             out = [r or {"success": False, "errors": [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                                                        "message": "Record rolled back because not all records "
@@ -258,6 +296,28 @@ class FakeSalesforce(FaultyFake):
             stored.update({k: v for k, v in r.items() if k != "attributes"})
             out.append({"id": stored["Id"], "success": True, "errors": [], "created": created})
         return web.json_response(out, headers=hdr), len(records)
+
+    def _resolve(self, sobject: str, r: dict) -> dict | None:
+        """Relationship fields by external ID to their lookup's Id (in place); an error result when a
+        reference cannot be resolved."""
+        for rel, (lookup, polymorphic) in RELATIONSHIPS.get(sobject, {}).items():
+            ref = r.get(rel)
+            if not isinstance(ref, dict):
+                continue
+            keys = {k: v for k, v in ref.items() if k != "attributes"}
+            target = (ref.get("attributes") or {}).get("type")
+            if polymorphic and not target:
+                return _fail("INVALID_FIELD", f"{rel}: a polymorphic relationship needs attributes.type", [rel])
+            if len(keys) != 1:
+                return _fail("INVALID_FIELD", f"{rel}: exactly one external ID field, got {sorted(keys)}", [rel])
+            (field, value), = keys.items()
+            rid = self.contact_keys.get((field, str(value))) if (target or "Contact") == "Contact" else None
+            if rid is None or str(value) in self.reject_customers:
+                return _fail("INVALID_FIELD", f"Foreign key external ID: {value} not found for field {field} in "
+                                              f"entity {target or 'Contact'}", [])
+            del r[rel]
+            r[lookup] = rid
+        return None
 
     def _check(self, sobject: str, schema: dict, ext_field: str, r: dict) -> dict | None:
         def fail(code, message, fields):
@@ -290,6 +350,9 @@ class FakeSalesforce(FaultyFake):
             if f == "TaskSubtype" and v not in TASK_SUBTYPES:
                 return fail("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", f"Task Subtype: bad value for restricted "
                                                                        f"picklist field: {v}", [f])
+            if kind == REF and not SF_ID.match(str(v)):
+                label = "Contact ID" if f.lower().startswith("who") else f"{f}"
+                return fail("MALFORMED_ID", f"{label}: id value of incorrect type: {v}", [f])
             if kind == REF and f.lower().startswith("who"):
                 if v in self.reject_customers or (self.contacts is not None and v not in self.contacts):
                     return fail("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f])
@@ -327,8 +390,14 @@ def main() -> None:
     ap.add_argument("--client-id", default="activity-sync-demo")
     ap.add_argument("--client-secret-env", default="ACTIVITY_SYNC_SALESFORCE_SECRET")
     ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--contacts", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="Contacts the org holds, by an external ID field (e.g. Member_Number__c=aquill,clindqvist)")
     args = ap.parse_args()
-    fake = FakeSalesforce(args.client_id, os.environ.get(args.client_secret_env))
+    keys: dict[str, list[str]] = {}
+    for spec in args.contacts:
+        field, _, values = spec.partition("=")
+        keys.setdefault(field.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
+    fake = FakeSalesforce(args.client_id, os.environ.get(args.client_secret_env), contact_keys=keys)
     fake.control({"latency_ms": args.latency_ms})
 
     fake.serve_forever(args.host, args.port, "fake Salesforce on {base_url}/ (token: /services/oauth2/token)")

@@ -47,6 +47,15 @@ MIN_API_VERSION = 46.0
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 
+def relationship_of(lookup: str) -> str | None:
+    """The relationship name of a lookup field: ``WhoId`` -> ``Who``, ``Contact__c`` -> ``Contact__r``."""
+    if lookup.endswith("__c"):
+        return lookup[:-3] + "__r"
+    if lookup.endswith("Id") and len(lookup) > 2:
+        return lookup[:-2]
+    return None
+
+
 class SalesforceSettings(HttpSettings):
     max_batch: ClassVar[int] = 200  # sObject Collections take at most 200 records a call
 
@@ -78,6 +87,13 @@ class SalesforceSettings(HttpSettings):
                                    description="object field: source (activity_key, customer_id, activity_date, "
                                                "activity_datetime, subject, description, details, link_url, "
                                                "writeback_code1, writeback_code2, …)")
+    contact_match: Literal["id", "external_id"] = Field(
+        "id", description="how the member's customer ID names the Contact: id (a Salesforce Contact Id) or "
+                          "external_id (the value of contact_external_id_field, e.g. a member number)")
+    contact_external_id_field: str | None = Field(
+        None, description="external_id: the Contact's External ID field holding the customer ID "
+                          "(e.g. Member_Number__c)")
+    contact_object: str = Field("Contact", description="external_id: the object the lookup points at")
     constants: dict[str, str | int | float | bool | None] = Field(
         default_factory=lambda: {"Status": "Completed"}, description="object field: a fixed value")
     limit_backoff_s: float = Field(300, gt=0, le=86_400,
@@ -124,10 +140,10 @@ class SalesforceSettings(HttpSettings):
         sandbox = host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com")
         return "https://test.salesforce.com" if sandbox else "https://login.salesforce.com"
 
-    @field_validator("sobject", "external_id_field")
+    @field_validator("sobject", "external_id_field", "contact_external_id_field", "contact_object")
     @classmethod
-    def _api_name(cls, v: str) -> str:
-        if not API_NAME.match(v):
+    def _api_name(cls, v: str | None) -> str | None:
+        if v is not None and not API_NAME.match(v):
             raise ValueError(f"{v!r} is not a Salesforce API name")
         return v
 
@@ -147,4 +163,18 @@ class SalesforceSettings(HttpSettings):
             raise ValueError("jwt_bearer needs private_key_file (or private_key_env) and username")
         if self.external_id_field in self.fields:
             raise ValueError(f"fields.{self.external_id_field}: the external ID field always holds the ActivityKey")
+        if self.contact_match == "external_id":
+            if not self.contact_external_id_field:
+                raise ValueError("contact_match external_id needs contact_external_id_field (the Contact's "
+                                 "External ID field holding the customer ID, e.g. Member_Number__c)")
+            if self.contact_lookup is None:
+                raise ValueError("contact_match external_id: no field maps customer_id (e.g. WhoId: customer_id)")
+            if relationship_of(self.contact_lookup) is None:
+                raise ValueError(f"fields.{self.contact_lookup}: not a lookup field (WhoId, WhatId, or a custom "
+                                 "X__c) whose relationship could be named")
         return self
+
+    @property
+    def contact_lookup(self) -> str | None:
+        """The lookup field the customer ID goes to (``WhoId`` for a Task)."""
+        return next((f for f, src in self.fields.items() if src == "customer_id"), None)

@@ -40,6 +40,8 @@ from sinks.contract import (Delivery, FatalError, RecordFailure, RetriableError,
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 from sinks.metrics import API_USAGE
 
+from .settings import relationship_of
+
 #: per-record status codes that can succeed if tried again later
 TRANSIENT_RECORD_CODES = {"UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG", "SERVER_UNAVAILABLE"}
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -137,8 +139,15 @@ class SalesforceSink(HttpSink):
     # ------------------------------------------------------------------ write
     def record(self, d: Delivery) -> dict:
         s = self.ctx.settings
-        return {"attributes": {"type": s.sobject}, s.external_id_field: d.activity_key,
-                **mapping.apply(s.fields, s.constants, d)}
+        rec = {"attributes": {"type": s.sobject}, s.external_id_field: d.activity_key,
+               **mapping.apply(s.fields, s.constants, d)}
+        if s.contact_match == "external_id":  # the Contact by its external ID, resolved by Salesforce
+            lookup = s.contact_lookup
+            value = rec.pop(lookup, None)
+            if value is not None:
+                rec[relationship_of(lookup)] = {"attributes": {"type": s.contact_object},
+                                                s.contact_external_id_field: value}
+        return rec
 
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
         if not batch:
