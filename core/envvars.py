@@ -40,6 +40,8 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_BATCH_SIZE": ("1000", "raw events a stream worker enriches per batch, at most (a quiet stream "
                                          "makes smaller ones within `_BATCH_WITHIN`)"),
     "ACTIVITY_SYNC_BATCH_WITHIN": ("0.01", "seconds a stream worker waits to fill a batch"),
+    "ACTIVITY_SYNC_SETUP_RETRY_S": ("300", "seconds an endpoint paused by a setup error waits before it tries "
+                                            "again (a settings change tries at once)"),
     "ACTIVITY_SYNC_EVENT_LOOP": ("uvloop", "the workers' event loop: `uvloop`, or `asyncio` (the standard "
                                            "library's)"),
     "ACTIVITY_SYNC_DRAIN_S": ("20", "seconds a stopping sink worker lets the write under way finish, at least "

@@ -48,6 +48,14 @@ class AuthExpired(RetriableError):
     """The token expired (401): the runner asks the sink to authenticate again, then retries once."""
 
 
+class SetupError(SinkError):
+    """The endpoint's setup, not a record, is wrong for the API: a field that does not exist or that
+    the integration user may not write, an API version or object the org does not have, a table the
+    app has no privilege on. No record can succeed until it is fixed, so none is dead-lettered: the
+    endpoint pauses with this reason (records wait in Kafka, unacknowledged) and tries again when its
+    settings change, or after ``ACTIVITY_SYNC_SETUP_RETRY_S`` (the fix may be made in the AMS/CRM)."""
+
+
 class FatalError(SinkError):
     """A 4xx that retrying cannot fix: the record goes to the dead-letter topic."""
 

@@ -27,7 +27,7 @@ from core.envvars import env_float
 from core.routing import Routing
 
 from . import metrics
-from .contract import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, Delivery
+from .contract import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, Delivery, SetupError
 from .follow import EndpointFollower
 from .registry import SettingsError, parse_endpoint
 from .runner import Clock, DeliveryRunner, Pending, Publisher, pending_from_retry
@@ -137,7 +137,10 @@ class EndpointDelivery:
                 break  # nothing awaited between this check and the count below
         by_origin = {(m.topic, m.partition, m.offset): m for m in messages}
 
+        delivered: set = set()
+
         async def chunk_done(chunk: list[Pending]) -> None:
+            delivered.update(p.origin for p in chunk)
             self._finish(p.origin for p in chunk if p.origin in by_origin)
             if self.ack is not None and by_origin:
                 await self.publisher.flush()  # its retry and dead-letter records are written first
@@ -146,7 +149,18 @@ class EndpointDelivery:
         self._inflight += 1
         self.writes += 1
         try:
-            return await runner.deliver(items, chunk_done)
+            while True:
+                try:
+                    return await runner.deliver(items, chunk_done)
+                except SetupError as exc:  # nothing of this write is dead-lettered: it waits, then goes again
+                    items = [p for p in items if p.origin not in delivered]
+                    self._inflight -= 1  # not writing while it waits: a settings change may restart the sink
+                    try:
+                        if not await self.config.hold_for_setup(exc):
+                            return False
+                        runner = await self.runner()
+                    finally:
+                        self._inflight += 1
         finally:
             self._inflight -= 1
 

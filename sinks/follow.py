@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from core.config import Endpoint
+from core.envvars import env_float
 from core.routing import Routing
 
 from . import metrics
@@ -28,6 +29,11 @@ from .registry import SettingsError, parse_endpoint, sink_class
 from .runner import Clock, DeliveryRunner, Outcome, Publisher
 
 log = logging.getLogger("activity_sync.sinks")
+
+
+def setup_retry_s() -> float:
+    """Seconds an endpoint paused by a setup error waits before it tries again (unless its settings change)."""
+    return env_float("ACTIVITY_SYNC_SETUP_RETRY_S", 300.0, 1, 86_400)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class EndpointFollower:
         self._seen = False                        # the endpoint was in the config at some point
         self._version = -1
         self._lock = asyncio.Lock()
+        self.setup_hold: tuple[int, float, str] | None = None  # (config version, retry at, reason)
 
     @property
     def settings(self):
@@ -74,6 +81,11 @@ class EndpointFollower:
         async with self._lock:
             if self.routing.version == self._version and self.active is not None and not self.paused:
                 return self.active.runner
+            if self.setup_hold is not None:
+                version, until, why = self.setup_hold
+                if self.routing.version == version and self.clock.now() < until:
+                    return self._pause(why)
+                self.setup_hold = None  # the settings changed, or it is time to try again
             self._version = self.routing.version
             ep = self.routing.endpoints.get(self.endpoint)
             if ep is None:
@@ -150,6 +162,25 @@ class EndpointFollower:
         if self._seen and self.endpoint not in self.routing.endpoints \
                 and f"endpoint:{self.endpoint}" not in self.routing.refused:
             await self.refresh()
+
+    async def hold_for_setup(self, exc: Exception) -> bool:
+        """A request answered a setup error: pause the endpoint with the reason until its config changes
+        or ``setup_retry_s()`` passes; False when a graceful stop came first."""
+        retry = setup_retry_s()
+        why = (f"setup error, no record can succeed until it is fixed: {exc}; deliveries wait in Kafka and "
+               f"are tried again when the endpoint's settings change, or in {retry:g}s")
+        if self.setup_hold is None:
+            metrics.SETUP_ERRORS.labels(self.endpoint).inc()
+            log.error("endpoint %s: %s", self.endpoint, why)
+        self.setup_hold = (self.routing.version, self.clock.now() + retry, why)
+        self._version = -1  # the next refresh looks at the hold
+        self._pause(why)
+        while await self.refresh() is None:
+            if self.stopping is not None and self.stopping():
+                return False
+            await asyncio.sleep(self.poll_s)
+        log.info("endpoint %s: trying again after the setup error", self.endpoint)
+        return True
 
     def _pause(self, why: str) -> None:
         self.paused = why

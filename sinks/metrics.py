@@ -29,7 +29,12 @@ ENRICHED_LAG = Gauge("activity_sync_enriched_lag",
                      "Records of activity.enriched this endpoint's consumer group has not yet passed (its lag)",
                      ["endpoint"])
 PAUSED = Gauge("activity_sync_endpoint_paused",
-               "1 while an endpoint's deliveries wait (disabled, or settings it cannot use)", ["endpoint"])
+               "1 while an endpoint's deliveries wait (disabled, settings it cannot use, or a setup error the "
+               "API answered)", ["endpoint"])
+SETUP_ERRORS = Counter("activity_sync_endpoint_setup_errors_total",
+                       "Times an endpoint paused because the API answered that its setup is wrong (a missing "
+                       "field or permission, an unsupported version): no record can succeed until it is fixed",
+                       ["endpoint"])
 NEXT_RUN = Gauge("activity_sync_bulk_next_run_timestamp_seconds",
                  "When the next bulk run of an interval-scheduled endpoint starts", ["endpoint"])
 LAST_RUN_COUNT = Gauge("activity_sync_bulk_last_run_records", "Records the last bulk run delivered", ["endpoint"])

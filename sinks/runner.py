@@ -29,7 +29,8 @@ from core import headers as H
 from core.envvars import env_float, env_floats, env_int
 from core.logs import record_fields
 
-from .contract import DEFAULT_BATCH_SIZE, AuthExpired, BatchRefused, Delivery, RetriableError, Sink, SinkError
+from .contract import (DEFAULT_BATCH_SIZE, AuthExpired, BatchRefused, Delivery, RetriableError, SetupError, Sink,
+                       SinkError)
 
 log = logging.getLogger("activity_sync.sinks")
 
@@ -385,6 +386,8 @@ class DeliveryRunner:
                         exc = RetriableError(f"re-authentication failed: {auth_exc}")
                 await self._route_all(chunk, exc)
                 return True
+            except SetupError:
+                raise  # the endpoint's, not the records': the delivery pauses the endpoint and sends them again
             except BatchRefused as exc:
                 if len(chunk) > 1:  # too big, or one record spoils an all-or-nothing call: try the halves
                     half = len(chunk) // 2
@@ -417,6 +420,9 @@ class DeliveryRunner:
                 return True
             self._last_ok = True
             failed = {f.index: f.error for f in failures}
+            setup = next((e for e in failed.values() if isinstance(e, SetupError)), None)
+            if setup is not None:  # one request of a one-per-request write said so: the endpoint's, not the records'
+                raise setup
             again = [i for i, e in sorted(failed.items()) if e.retriable]
             wait = max([failed[i].retry_after or 0 for i in again], default=0) or \
                 self.policy.inline_backoff_s * (2 ** tries)

@@ -114,12 +114,15 @@ class FakeDataverse(FaultyFake):
         self.throttled = 0
         self.window: deque[float] = deque()
         self.inflight = 0
+        self.forbidden_tables: set[str] = set()  # tables the app's security role may not write (403)
         self.token_expiry: dict[str, float] = {}
         self.bodies: list[tuple[str, str, str]] = []   # (method, path, body) of writes, the last 50
         self.batch_lines: list[str] = []               # request lines seen inside $batch parts
 
     def control(self, spec: dict) -> None:
         super().control(spec)
+        if "forbid_tables" in spec:
+            self.forbidden_tables = set(spec["forbid_tables"] or ())
         for k in ("limit_requests", "limit_window_s", "limit_concurrent", "max_body_bytes", "token_lifetime_s"):
             if k in spec:
                 setattr(self, k, type(getattr(self, k))(spec[k]))
@@ -282,6 +285,10 @@ class FakeDataverse(FaultyFake):
             raise Answer(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.")
         if method in ("PATCH", "POST", "PUT"):
             self.bodies = (self.bodies + [(method, tail, body)])[-50:]
+            if table in self.forbidden_tables:  # the application user's security role lacks the privilege
+                raise Answer(403, "0x80040220", f"Principal user (Id={self.client_id}, type=8) is missing "
+                                                f"prvWrite{table} privilege (Id=2f0c5d64-0ad7-4a2d-9b49-5c2b0a6b1d1e) "
+                                                f"on OTC=4212 for entityName {table}.")
         if action and method == "POST" and key is None:
             doc = self._json(body)
             if action == "Microsoft.Dynamics.CRM.UpsertMultiple":

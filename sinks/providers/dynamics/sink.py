@@ -41,7 +41,7 @@ import uuid
 from typing import Sequence
 
 from sinks import mapping
-from sinks.contract import (BatchRefused, Delivery, FatalError, RecordFailure, RetriableError,
+from sinks.contract import (BatchRefused, Delivery, FatalError, RecordFailure, RetriableError, SetupError,
                             SinkError)
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 
@@ -54,6 +54,19 @@ def error_text(resp: HttpResponse) -> str:
         e = body["error"]
         return f"{e.get('code', '')}: {e.get('message', '')}"[:500]
     return resp.text[:300]
+
+
+#: Dataverse's code for a request that names what the table does not have (a column, a navigation
+#: property, an alternate key, an action, the table itself): the endpoint's mapping, not one record
+UNKNOWN_NAME = "0x80060888"
+
+
+def setup_error(status: int, text: str) -> SetupError | None:
+    """A 403 (the application user's role lacks a privilege on the table) or a name the table does not
+    have: no record of the endpoint can succeed until its settings or the role are fixed."""
+    if status == 403 or (status in (400, 404, 405) and text.startswith(UNKNOWN_NAME)):
+        return SetupError(f"HTTP {status}: {text}"[:500], status=status)
+    return None
 
 
 class DynamicsSink(HttpSink):
@@ -114,7 +127,8 @@ class DynamicsSink(HttpSink):
     def classify(self, resp: HttpResponse) -> SinkError | None:
         if 200 <= resp.status < 300:
             return None
-        return classify_http(resp.status, error_text(resp), resp.headers.get("Retry-After"))
+        return setup_error(resp.status, error_text(resp)) or \
+            classify_http(resp.status, error_text(resp), resp.headers.get("Retry-After"))
 
     def request_cost(self, n: int) -> int:
         return n if self.ctx.settings.write_mode == "batch" else 1
@@ -189,8 +203,10 @@ class DynamicsSink(HttpSink):
             status = odata.status_of(part)
             if 200 <= status < 300:
                 continue
-            err = classify_http(status, error_text(HttpResponse(status, part.http_headers, part.body)),
-                                part.http_headers.get("retry-after"))
+            text = error_text(HttpResponse(status, part.http_headers, part.body))
+            if (setup := setup_error(status, text)) is not None:
+                raise setup  # a column or privilege every part lacks: the endpoint's, not this record's
+            err = classify_http(status, text, part.http_headers.get("retry-after"))
             if type(err).__name__ == "PayloadTooLarge":
                 err = FatalError(str(err), status=status)  # one record too large on its own
             failures.append(RecordFailure(pos, err))

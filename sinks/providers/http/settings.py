@@ -97,6 +97,11 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
     # ---- the answer
     success_statuses: list[int] = Field(default_factory=list,
                                         description="statuses that mean success (default: any 2xx)")
+    setup_statuses: list[int] = Field(default_factory=lambda: [403, 404, 405],
+                                      description="statuses that say the endpoint's setup is wrong (no permission, "
+                                                  "no such path, method not allowed): the endpoint pauses with the "
+                                                  "reason, nothing is dead-lettered; take 404 out where the API "
+                                                  "answers it for one unknown record")
     duplicate_statuses: list[int] = Field(default_factory=lambda: [409],
                                           description="statuses that mean 'already have it' (success)")
     results_path: str | None = Field(None, max_length=200,

@@ -21,7 +21,7 @@ import json
 import time
 from typing import Sequence
 
-from sinks.contract import (AuthExpired, Delivery, RecordFailure, RetriableError, SinkError)
+from sinks.contract import AuthExpired, Delivery, RecordFailure, RetriableError, SetupError, SinkError
 from sinks.http import HttpResponse, HttpSink, Token, classify_http, each_rounds, write_each
 
 from . import template as T
@@ -96,6 +96,8 @@ class ConfigurableHttpSink(HttpSink):
                 return None
         elif 200 <= resp.status < 300:
             return None
+        if resp.status in s.setup_statuses:
+            return SetupError(f"HTTP {resp.status}: {resp.text[:300]}", status=resp.status)
         err = classify_http(resp.status, resp.text[:300], resp.headers.get("Retry-After"))
         if err is None:  # a 2xx outside success_statuses
             return RetriableError(f"HTTP {resp.status} is not one of success_statuses {s.success_statuses}",

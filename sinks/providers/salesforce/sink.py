@@ -35,7 +35,7 @@ import time
 from typing import Sequence
 
 from sinks import mapping
-from sinks.contract import (Delivery, FatalError, RecordFailure, RetriableError, SinkError,
+from sinks.contract import (Delivery, FatalError, RecordFailure, RetriableError, SetupError, SinkError,
                             Throttled)
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 from sinks.metrics import API_USAGE
@@ -43,6 +43,10 @@ from sinks.metrics import API_USAGE
 from .settings import relationship_of
 
 #: per-record status codes that can succeed if tried again later
+#: request-level codes that say the endpoint's setup is wrong (a field that does not exist or the user
+#: cannot see, an object or API version the org does not have, no access): no record can succeed
+SETUP_CODES = {"INVALID_FIELD", "NOT_FOUND", "INVALID_TYPE", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY",
+               "INVALID_FIELD_FOR_INSERT_UPDATE", "API_DISABLED_FOR_ORG", "FUNCTIONALITY_NOT_ENABLED"}
 TRANSIENT_RECORD_CODES = {"UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG", "SERVER_UNAVAILABLE"}
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 DAY_S = 86_400.0
@@ -113,6 +117,8 @@ class SalesforceSink(HttpSink):
         text = f"HTTP {resp.status} {code}: {message}"[:500]
         if resp.status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
             return Throttled(text, status=403, retry_after=self.ctx.settings.limit_backoff_s)
+        if code in SETUP_CODES:  # the whole request refused for what the endpoint names: not any record's fault
+            return SetupError(text, status=resp.status)
         if code in TRANSIENT_RECORD_CODES:
             return RetriableError(text, status=resp.status)
         if resp.status == 401:
