@@ -83,6 +83,28 @@ def value(source: str, d: Delivery) -> object:
     return v[:limit] if limit and isinstance(v, str) else v
 
 
+#: what a text cut to a field's limit ends with, so a reader sees that something is missing
+CUT_MARKER = " […cut]"
+
+
+def cut_to(value: object, limit: int) -> object:
+    """Text longer than ``limit`` characters cut to exactly ``limit``, ending with :data:`CUT_MARKER`."""
+    if not isinstance(value, str) or len(value) <= limit:
+        return value
+    if limit <= len(CUT_MARKER):
+        return value[:limit]
+    return value[:limit - len(CUT_MARKER)] + CUT_MARKER
+
+
+def within_limits(record: dict, limits: dict[str, int]) -> dict:
+    """Each field with a declared limit (the target API's field length) cut to it, with the marker: a
+    long rendered text lands shortened rather than being refused and dead-lettered."""
+    for name, limit in limits.items():
+        if name in record:
+            record[name] = cut_to(record[name], limit)
+    return record
+
+
 def apply(fields: dict[str, str], constants: dict[str, object], d: Delivery) -> dict[str, object]:
     """The target record's fields for one delivery (None values are sent as null)."""
     out = {target: value(source, d) for target, source in fields.items()}

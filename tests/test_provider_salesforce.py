@@ -95,7 +95,9 @@ class TestSalesforceContract(ProviderContract):
         assert [len(b["records"]) for b in fake.bodies[-1:]] == [3]
 
     async def test_per_record_errors_use_status_code_and_are_classified(self, fake, tmp_path):
-        sink = await self.sink(fake, tmp_path, fields={"WhoId": "customer_id", "Subject": "details_xml"})
+        # a limit declared longer than the org's field: Salesforce's own STRING_TOO_LONG is that record's
+        sink = await self.sink(fake, tmp_path, fields={"WhoId": "customer_id", "Subject": "details_xml"},
+                               field_limits={"Subject": 100_000})
         batch = sample_deliveries(3)
         fake.control({"lock_rows": 1})
         try:
@@ -325,3 +327,31 @@ async def test_simple_salesforce_restful_upsert_against_the_fake_over_tls(tmp_pa
     assert again[0]["created"] is False and again[0]["id"] == first[0]["id"]
     assert usage.used == 2 and usage.total == 100_000
     assert refused[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+
+
+async def test_a_description_longer_than_the_field_is_cut_with_a_marker_not_dead_lettered(tmp_path, monkeypatch):
+    """Task.Description is a 32,000-character Long Text Area: Salesforce refuses more (STRING_TOO_LONG,
+    the fake too); the sink cuts it to the field's length, ending with a visible marker."""
+    from sinks.mapping import CUT_MARKER
+    from sinks.registry import parse_settings as parse
+    from sinks.contract import SinkContext
+    from sinks.providers.salesforce.sink import SalesforceSink
+
+    monkeypatch.setenv("TEST_SF_SECRET", SECRET)
+    fake = await FakeSalesforce("test-consumer-key", SECRET).start()
+    settings = parse("salesforce", {"login_url": fake.base_url, "client_id": "test-consumer-key",
+                                    "client_secret_env": "TEST_SF_SECRET", "timeout_s": 2,
+                                    "fields": {"WhoId": "customer_id", "Subject": "description",
+                                               "Description": "description"}})
+    sink = SalesforceSink()
+    await sink.start(SinkContext("crm", settings))
+    d = sample_deliveries(1, customer=lambda i: "003000000000001AAA")[0]
+    long = type(d)(**{**d.__dict__, "description": "x" * 40_000})
+    try:
+        assert await sink.write([long]) == []
+    finally:
+        await sink.stop()
+        await fake.stop()
+    task = fake.records[("Task", d.activity_key)]
+    assert len(task["Description"]) == 32_000 and task["Description"].endswith(CUT_MARKER)
+    assert len(task["Subject"]) == 255 and task["Subject"].endswith(CUT_MARKER)

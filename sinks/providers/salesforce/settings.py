@@ -42,6 +42,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "constants": {}, "schedule": {"every": "30m"}, "batch_size": 200},
 }
 
+#: field lengths of the objects the presets write (Salesforce Field Reference: Task.Subject 255,
+#: Task.Description a 32,000-character Long Text Area; the Nimble AMS object's as its admin creates it)
+FIELD_LIMITS = {
+    "Task": {"Subject": 255, "Description": 32_000, "Type": 255, "Writeback_Code_2__c": 255,
+             "Activity_Link__c": 1024},
+    "Community_Activity__c": {"Type__c": 255, "Description__c": 131_072, "Name": 80},
+}
+
 LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1"))
 MIN_API_VERSION = 46.0
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -94,6 +102,9 @@ class SalesforceSettings(HttpSettings):
         None, description="external_id: the Contact's External ID field holding the customer ID "
                           "(e.g. Member_Number__c)")
     contact_object: str = Field("Contact", description="external_id: the object the lookup points at")
+    field_limits: dict[str, int] | None = Field(
+        None, description="field: its length in characters; longer text is cut to it, ending with ' […cut]' "
+                          "(default: the lengths of Task and Community_Activity__c fields the presets write)")
     constants: dict[str, str | int | float | bool | None] = Field(
         default_factory=lambda: {"Status": "Completed"}, description="object field: a fixed value")
     limit_backoff_s: float = Field(300, gt=0, le=86_400,
@@ -173,6 +184,11 @@ class SalesforceSettings(HttpSettings):
                 raise ValueError(f"fields.{self.contact_lookup}: not a lookup field (WhoId, WhatId, or a custom "
                                  "X__c) whose relationship could be named")
         return self
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The field lengths the sink cuts text to: the object's known fields, then the setting."""
+        return {**FIELD_LIMITS.get(self.sobject, {}), **(self.field_limits or {})}
 
     @property
     def contact_lookup(self) -> str | None:

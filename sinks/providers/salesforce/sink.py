@@ -146,7 +146,7 @@ class SalesforceSink(HttpSink):
     def record(self, d: Delivery) -> dict:
         s = self.ctx.settings
         rec = {"attributes": {"type": s.sobject}, s.external_id_field: d.activity_key,
-               **mapping.apply(s.fields, s.constants, d)}
+               **mapping.within_limits(mapping.apply(s.fields, s.constants, d), s.limits)}
         if s.contact_match == "external_id":  # the Contact by its external ID, resolved by Salesforce
             lookup = s.contact_lookup
             value = rec.pop(lookup, None)
