@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -47,6 +48,15 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
         return None
     now = now or dt.datetime.now(dt.timezone.utc)
     return max(0.0, (when - now).total_seconds())
+
+
+_QUERY = re.compile(r"((?:https?|wss?)://[^\s'\"?#]+)\?[^\s'\"#]*")
+
+
+def without_query(text: str) -> str:
+    """Text with every URL's query string hidden: a client error names the URL it requested, and some
+    APIs take a credential there (Aptify's sign-in takes the password in the query string)."""
+    return _QUERY.sub(r"\1?[query hidden]", text)
 
 
 def classify_http(status: int, message: str = "", retry_after: str | None = None) -> SinkError | None:
@@ -161,7 +171,7 @@ class HttpSink(Sink):
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self.ctx.observe_http("error")
             name = type(exc).__name__
-            raise RetriableError(f"{name}: {exc}" if str(exc) else name) from None
+            raise RetriableError(f"{name}: {without_query(str(exc))}" if str(exc) else name) from None
         self.ctx.observe_http(resp.status)
         if classify:
             error = self.classify(resp)

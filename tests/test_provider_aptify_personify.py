@@ -81,6 +81,40 @@ class TestAptifyContract(ProviderContract):
         assert {"Field": "Source", "Value": "Community"} in body["EntityData"]
         golden("aptify_add_data.json", body)
 
+    async def test_the_password_in_the_sign_in_url_never_shows(self, fake, tmp_path, caplog):
+        """Aptify takes the password in the sign-in URL's query string: a client error naming that URL
+        (a redirect loop here), a refused sign-in and a dead server show neither the password nor the query."""
+        import logging
+
+        from aiohttp import web
+
+        async def loop_forever(request):
+            raise web.HTTPFound(str(request.url))  # the same URL, query and all, again
+
+        app = web.Application()
+        app.router.add_get("/services/Authentication/Login/{provider}", loop_forever)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        caplog.set_level(logging.DEBUG)
+        texts = []
+        try:
+            for url in (f"http://127.0.0.1:{port}", "http://127.0.0.1:9"):  # redirects forever; nobody listening
+                sink = await self.sink(fake, tmp_path, url=url)
+                try:
+                    failures = await sink.write(sample_deliveries(1))
+                finally:
+                    await sink.stop()
+                texts += [str(f.error) for f in failures]
+        finally:
+            await runner.cleanup()
+        assert any("TooManyRedirects" in t for t in texts), texts
+        assert all(APTIFY_PASSWORD not in t and "Password=" not in t for t in texts), texts
+        ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("aiohttp.access"))
+        assert APTIFY_PASSWORD not in ours and "Password=" not in ours  # (the test server's access log aside)
+
     async def test_wrong_password_and_unknown_field(self, fake, tmp_path, monkeypatch):
         monkeypatch.setenv("WRONG_APTIFY", "nope")
         bad = await self.sink(fake, tmp_path, password_env="WRONG_APTIFY")
