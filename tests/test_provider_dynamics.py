@@ -263,3 +263,40 @@ async def test_msal_and_the_dataverse_client_against_the_fake(monkeypatch):
     assert result.responses[1].error_code == "0x80044331"
     assert ("tasks", "dv-6") in fake.records and ("tasks", "dv-5") not in fake.records
     assert any(line.startswith("PATCH https://127.0.0.1") for line in fake.batch_lines)  # absolute URLs
+
+
+async def test_a_custom_table_names_its_contact_lookup_and_without_upsert_multiple_goes_by_batch(tmp_path, monkeypatch,
+                                                                                                 caplog):
+    """Items 7 and 8 of issue 19: a custom (non-activity) table whose Contact lookup is new_Contact, and
+    an org whose table has no UpsertMultiple: the first answer says so, the endpoint switches to $batch
+    with one log line, and everything lands linked to its contact."""
+    import logging
+
+    from sinks.contract import SinkContext
+    from sinks.providers.dynamics.sink import DynamicsSink
+
+    monkeypatch.setenv("TEST_DV_SECRET", SECRET)
+    caplog.set_level(logging.WARNING)
+    fake = await FakeDataverse(TENANT, "app-under-test", SECRET).start(tls=True)
+    settings = parse_settings("dynamics", {
+        "url": fake.base_url, "authority_host": fake.base_url, "tenant_id": TENANT, "client_id": "app-under-test",
+        "client_secret_env": "TEST_DV_SECRET", "ca_file": fake.ca_file, "timeout_s": 2,
+        "entity": "new_communityactivity", "entity_set": "new_communityactivities", "alternate_key": "new_activitykey",
+        "contact_lookup": "new_Contact", "contact_bind": "/contacts(new_customerid='{customer_id}')",
+        "fields": {"new_name": "description:200", "new_activitydate": "activity_datetime", "new_code": "writeback_code1"}})
+    sink = DynamicsSink()
+    await sink.start(SinkContext("crm", settings))
+    batch = sample_deliveries(6)
+    try:
+        assert await sink.write(batch[:3]) == []
+        assert await sink.write(batch[3:]) == []
+    finally:
+        await sink.stop()
+        await fake.stop()
+    assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
+    rec = fake.records[("new_communityactivities", batch[0].activity_key)]
+    assert rec["_new_contact_value"] and rec["new_code"] == batch[0].writeback_code1
+    assert caplog.text.count("has no UpsertMultiple") == 1  # learnt once, then $batch directly
+    assert sum(1 for m, path, _ in fake.bodies if path.endswith("UpsertMultiple")) == 1
+    with pytest.raises(SettingsError, match="contact_lookup"):
+        parse_settings("dynamics", {**settings.model_dump(), "contact_lookup": "bad name!"})

@@ -65,9 +65,21 @@ TASK = {
     "new_activitykey": (TEXT, 100), "new_activitylink": (TEXT, 1000),
     "cobalt_activitykey": (TEXT, 100), "cobalt_activitylink": (TEXT, 1000),
 }
+#: a custom (non-activity) table an admin may create instead: a lookup to Contact named new_Contact
+COMMUNITY_ACTIVITY = {
+    "new_communityactivityid": (GUID_T, None), "new_name": (TEXT, 200), "new_description": (TEXT, 4000),
+    "new_activitydate": (DATETIME, None), "new_code": (TEXT, 100), "new_activitykey": (TEXT, 100),
+}
 TABLES = {  # logical name -> (entity set, primary id, columns, alternate keys)
     "task": ("tasks", "activityid", TASK, {"new_activitykey", "cobalt_activitykey"}),
+    "new_communityactivity": ("new_communityactivities", "new_communityactivityid", COMMUNITY_ACTIVITY,
+                              {"new_activitykey"}),
 }
+#: per table, its lookups to contact: navigation property -> the lookup's value column
+CONTACT_LOOKUPS = {"task": {"regardingobjectid_contact_task": "_regardingobjectid_value"},
+                   "new_communityactivity": {"new_Contact": "_new_contact_value"}}
+#: tables the org's UpsertMultiple does not serve (it depends on the org and the table; the custom one here)
+NO_UPSERT_MULTIPLE = {"new_communityactivity"}
 CONTACT_KEYS = {"new_customerid", "cobalt_customerid"}
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 412: "Precondition Failed", 413: "Payload Too Large", 429: "Too Many Requests",
@@ -291,7 +303,7 @@ class FakeDataverse(FaultyFake):
                                                 f"on OTC=4212 for entityName {table}.")
         if action and method == "POST" and key is None:
             doc = self._json(body)
-            if action == "Microsoft.Dynamics.CRM.UpsertMultiple":
+            if action == "Microsoft.Dynamics.CRM.UpsertMultiple" and table not in NO_UPSERT_MULTIPLE:
                 return self._upsert_multiple(table, doc)
             if action == "Microsoft.Dynamics.CRM.CreateMultiple":
                 return self._create_multiple(table, doc)
@@ -371,10 +383,11 @@ class FakeDataverse(FaultyFake):
                 continue
             if k.endswith("@odata.bind"):
                 nav = k[:-len("@odata.bind")]
-                if nav != f"regardingobjectid_contact_{table}":
+                lookup = CONTACT_LOOKUPS.get(table, {}).get(nav)
+                if lookup is None:
                     raise Answer(400, "0x80060888", f"An undeclared property '{nav}' which only has property "
                                                     f"annotations in the payload but no property value was found.")
-                out["_regardingobjectid_value"] = self._contact(str(v))
+                out[lookup] = self._contact(str(v))
                 continue
             if k not in columns:
                 raise Answer(400, "0x80060888", f"The property '{k}' does not exist on type "

@@ -60,6 +60,10 @@ class DynamicsSettings(HttpSettings):
                                      description="the contact the activity is regarding: /contacts({customer_id}) "
                                                  "for a contact GUID, or /contacts(key='{customer_id}') for an "
                                                  "alternate key; empty: not linked")
+    contact_lookup: str | None = Field(
+        None, max_length=100, description="the navigation property of the table's lookup to Contact (e.g. "
+                                          "new_Contact on a custom table); default: the activity's "
+                                          "regardingobjectid_contact_<entity>")
     fields: dict[str, str] = Field(default_factory=lambda: dict(TASK_FIELDS),
                                    description="column: source, optionally cut (description:200, details:2000, "
                                                "activity_datetime, writeback_code1, link_url, …)")
@@ -122,6 +126,13 @@ class DynamicsSettings(HttpSettings):
     def api(self) -> str:
         return f"{self.url}/api/data/v{self.api_version}"
 
+    @field_validator("contact_lookup")
+    @classmethod
+    def _lookup(cls, v):
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", v):
+            raise ValueError(f"{v!r} is not a navigation property name")
+        return v
+
     @property
     def bind_property(self) -> str:
-        return f"regardingobjectid_contact_{self.entity}@odata.bind"
+        return f"{self.contact_lookup or f'regardingobjectid_contact_{self.entity}'}@odata.bind"

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import time
 import uuid
 from typing import Sequence
@@ -46,6 +47,8 @@ from sinks.contract import (BatchRefused, Delivery, FatalError, RecordFailure, R
 from sinks.http import HttpResponse, HttpSink, Token, classify_http
 
 from . import odata
+
+log = logging.getLogger("activity_sync.sinks")
 
 
 def error_text(resp: HttpResponse) -> str:
@@ -71,6 +74,7 @@ def setup_error(status: int, text: str) -> SetupError | None:
 
 class DynamicsSink(HttpSink):
     provider = "dynamics"
+    upsert_multiple_missing = False  # learnt from the first answer: the table has no UpsertMultiple
     member_noun = "contact"
     renew_before_s = 300.0  # as MSAL: a token within 5 minutes of its expiry is renewed
 
@@ -161,9 +165,18 @@ class DynamicsSink(HttpSink):
                 todo.append((i, d))
         if not todo:
             return failures
-        if s.write_mode == "batch":
+        if s.write_mode == "batch" or self.upsert_multiple_missing:
             return failures + await self._batch(todo)
-        await self._upsert_multiple([d for _, d in todo])
+        try:
+            await self._upsert_multiple([d for _, d in todo])
+        except SetupError as exc:
+            if "UpsertMultiple" not in str(exc):
+                raise
+            # the org does not offer UpsertMultiple on this table: $batch from now on, for this endpoint
+            self.upsert_multiple_missing = True
+            log.warning("endpoint %s: the table %s has no UpsertMultiple (%s): writing with $batch instead",
+                        self.ctx.endpoint, s.entity_set, str(exc)[:200])
+            return failures + await self._batch(todo)
         return failures
 
     async def _upsert_multiple(self, ds: list[Delivery]) -> None:
