@@ -34,7 +34,8 @@ import time
 from aiohttp import web
 
 
-def test_tls(ca_file: str | os.PathLike | None = None) -> tuple[ssl.SSLContext, str]:
+def test_tls(ca_file: str | os.PathLike | None = None, client_certs_to: str | os.PathLike | None = None
+             ) -> tuple[ssl.SSLContext, str]:
     """A certificate authority made now (``trustme``) and a certificate it signed for 127.0.0.1 and
     localhost: the server's SSL context, and the path of the CA's PEM (the client trusts it with
     ``ca_file``/``verify``). For fakes of APIs that are HTTPS-only for their clients."""
@@ -47,6 +48,12 @@ def test_tls(ca_file: str | os.PathLike | None = None) -> tuple[ssl.SSLContext, 
         fd, ca_file = tempfile.mkstemp(prefix="activity-sync-test-ca-", suffix=".pem")
         os.close(fd)
     ca.cert_pem.write_to_path(str(ca_file))
+    if client_certs_to is not None:  # mutual TLS: only a client with a certificate of this CA gets in
+        ca.configure_trust(server)
+        server.verify_mode = ssl.CERT_REQUIRED
+        client = ca.issue_cert("client.activity-sync.test")
+        client.cert_chain_pems[0].write_to_path(f"{client_certs_to}/client.pem")
+        client.private_key_pem.write_to_path(f"{client_certs_to}/client.key")
     return server, str(ca_file)
 
 
@@ -66,10 +73,12 @@ class FakeServer:
     def app(self) -> web.Application:
         raise NotImplementedError
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0, tls: bool = False, ca_file=None):
+    async def start(self, host: str = "127.0.0.1", port: int = 0, tls: bool = False, ca_file=None,
+                    client_certs_to=None):
+        """``client_certs_to``: a directory; mutual TLS, a client certificate and key written there."""
         context = None
         if tls:
-            context, self.ca_file = test_tls(ca_file)
+            context, self.ca_file = test_tls(ca_file, client_certs_to)
             self.scheme = "https"
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()

@@ -119,17 +119,24 @@ class HttpSink(Sink):
     def ssl_context(self):
         """TLS verification: the system's CAs, plus ``settings.ca_file`` when the endpoint names one
         (a private CA, a TLS-inspecting proxy, or the test CA of a fake)."""
-        ca = getattr(self.ctx.settings, "ca_file", None)
-        if not ca:
+        s = self.ctx.settings
+        ca, cert, key = (getattr(s, n, None) for n in ("ca_file", "client_cert_file", "client_key_file"))
+        if not (ca or cert):
             return True
         import ssl
 
+        context = ssl.create_default_context()
         try:
-            context = ssl.create_default_context()
-            context.load_verify_locations(cafile=ca)
-            return context
+            if ca:
+                context.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError) as exc:
             raise LookupError(f"settings.ca_file {ca}: {exc}") from None
+        try:
+            if cert:  # mutual TLS: the client's certificate, for the token endpoint and the API alike
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise LookupError(f"settings.client_cert_file {cert} / client_key_file {key}: {exc}") from None
+        return context
 
     async def setup(self) -> None:
         """Provider start-up after the session exists (read secrets, build URLs)."""

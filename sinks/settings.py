@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.headers import TWO_WEEKS_S
 
@@ -236,6 +236,17 @@ class HttpSettings(EndpointSettings):
     ca_file: str | None = Field(None, max_length=4096,
                                 description="a PEM file of extra CA certificates to trust (a private CA, a "
                                             "TLS-inspecting proxy, a fake's test CA); the system's CAs stay trusted")
+    client_cert_file: str | None = Field(None, max_length=4096,
+                                         description="mutual TLS: the PEM client certificate (chain) to present")
+    client_key_file: str | None = Field(None, max_length=4096,
+                                        description="mutual TLS: the PEM private key of client_cert_file (a file, "
+                                                    "kept out of the config)")
+
+    @model_validator(mode="after")
+    def _client_cert(self):
+        if bool(self.client_cert_file) != bool(self.client_key_file):
+            raise ValueError("client_cert_file and client_key_file go together (mutual TLS)")
+        return self
 
 
 def describe_errors(exc: ValidationError) -> list[tuple[str, str]]:

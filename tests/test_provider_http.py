@@ -191,3 +191,138 @@ async def test_a_non_json_answer_in_batch_mode_is_retried_not_lost(tmp_path, mon
             await sink.stop()
     finally:
         await odd.stop()
+
+
+async def _sink(settings: dict, monkeypatch):
+    from sinks.contract import SinkContext
+    from sinks.providers.http.sink import ConfigurableHttpSink
+
+    monkeypatch.setenv("TEST_HTTP_HEADERS", f"X-Receiver-Key: {HEADER_SECRET}")
+    sink = ConfigurableHttpSink()
+    await sink.start(SinkContext("crm", parse_settings("http", settings)))
+    return sink
+
+
+async def test_placeholders_in_the_url_and_headers_are_rendered_per_record_and_url_encoded(monkeypatch):
+    """Issue 19, item 14: PUT by key, the member and the activity in the path and an idempotency header,
+    each value URL-encoded; before, the braces went out literally (%7B%7Bcustomer_id%7D%7D)."""
+    fake = await FakeReceiver("headers", HEADER_SECRET, header="X-Receiver-Key").start()
+    sink = await _sink({"preset": "activity_webhook", "method": "PUT", "headers_env": "TEST_HTTP_HEADERS",
+                        "url": fake.base_url + "/members/{{customer_id}}/activities/{{activity_key}}",
+                        "headers": {"Idempotency-Key": "{{activity_key}}"}, "timeout_s": 2}, monkeypatch)
+    seen = []
+
+    async def trace(session, ctx, params):
+        seen.append((str(params.url), params.headers.get("Idempotency-Key")))
+
+    import aiohttp
+    batch = sample_deliveries(3, customer=lambda i: ["m 1/a", "m2", "é&3"][i])
+    tc = aiohttp.TraceConfig()
+    tc.on_request_start.append(trace)
+    sink.session.trace_configs.append(tc)
+    tc.freeze()
+    try:
+        assert await sink.write(batch) == []
+    finally:
+        await sink.stop()
+        await fake.stop()
+    assert sorted(fake.stored) == sorted(d.activity_key for d in batch)
+    assert {fake.stored[d.activity_key]["ContributorMemberKey"] for d in batch} == {"m 1/a", "m2", "é&3"}
+    assert all("{{" not in url and "%7B" not in url for url, _ in seen)
+    assert any(url.endswith(f"/members/m%201%2Fa/activities/{batch[0].activity_key}") for url, _ in seen), seen
+    assert sorted(k for _, k in seen) == sorted(d.activity_key for d in batch)
+
+
+def test_placeholders_are_checked_at_load_config():
+    base = {"preset": "activity_webhook", "headers_env": "X", "url": "https://ams.example.org/members/{{nope}}"}
+    with pytest.raises(SettingsError, match="url/headers.*nope"):
+        parse_settings("http", base)
+    with pytest.raises(SettingsError, match="mode one only"):
+        parse_settings("http", {**base, "url": "https://ams.example.org/m/{{customer_id}}", "mode": "batch",
+                                "template": BATCH_TEMPLATE})
+    with pytest.raises(SettingsError, match="JSON pointer"):
+        parse_settings("http", {**base, "url": "https://ams.example.org/a", "success_pointer": "success"})
+
+
+async def test_a_2xx_whose_body_says_it_failed_is_not_delivered(monkeypatch):
+    """Issue 19, item 13: 200 {"success": false, "error": …} was counted as delivered. With a body rule
+    (success_pointer, or error_pointer) it is that record's refusal; without one, the old reading."""
+    fake = await FakeReceiver("headers", HEADER_SECRET, header="X-Receiver-Key").start()
+    settings = {"preset": "activity_webhook", "url": fake.url, "headers_env": "TEST_HTTP_HEADERS", "timeout_s": 2,
+                "concurrency": 1}
+    try:
+        for rule in ({"success_pointer": "/success"}, {"error_pointer": "/error"}):
+            fake.control({"body_fail": 2})
+            sink = await _sink({**settings, **rule}, monkeypatch)
+            batch = sample_deliveries(4)
+            try:
+                failures = await sink.write(batch)
+            finally:
+                await sink.stop()
+            assert len(failures) == 2 and all(isinstance(f.error, FatalError) for f in failures), rule
+            assert all("Member record is locked" in str(f.error) or "/success" in str(f.error) for f in failures)
+        fake.control({"body_fail": 1})
+        sink = await _sink(settings, monkeypatch)  # no rule: the status alone decides, as before
+        try:
+            assert await sink.write(sample_deliveries(1, endpoint="other")) == []
+        finally:
+            await sink.stop()
+    finally:
+        await fake.stop()
+
+
+async def test_oauth2_client_secret_basic_extra_parameters_and_mutual_tls(tmp_path, monkeypatch):
+    """Issue 19, item 15: the client secret in the Authorization header (client_secret_basic), an
+    audience parameter, and a client certificate the server requires; requests-oauthlib (a standard
+    OAuth 2.0 client) gets its token from the same fake the same way."""
+    import asyncio
+
+    from requests_oauthlib import OAuth2Session
+    from oauthlib.oauth2 import BackendApplicationClient
+
+    fake = await FakeReceiver("oauth2", OAUTH_SECRET, client_id="sync client").start(
+        tls=True, ca_file=tmp_path / "ca.pem", client_certs_to=tmp_path)
+    fake.client_auth, fake.token_params = "basic", {"audience": "https://ams.example.org"}
+    monkeypatch.setenv("TEST_HTTP_OAUTH", OAUTH_SECRET)
+    base = {"url": fake.url, "auth": "oauth2", "oauth_endpoint": f"{fake.base_url}/oauth/token",
+            "oauth_client_id": "sync client", "oauth_client_secret_env": "TEST_HTTP_OAUTH", "timeout_s": 2,
+            "template": BATCH_TEMPLATE, "ca_file": str(tmp_path / "ca.pem"),
+            "client_cert_file": str(tmp_path / "client.pem"), "client_key_file": str(tmp_path / "client.key")}
+    try:
+        good = await _sink({**base, "oauth_client_auth": "basic", "oauth_params": {"audience": "https://ams.example.org"}},
+                           monkeypatch)
+        try:
+            assert await good.write(sample_deliveries(2)) == []
+        finally:
+            await good.stop()
+        assert len(fake.stored) == 2
+        for wrong in ({"oauth_client_auth": "body", "oauth_params": {"audience": "https://ams.example.org"}},
+                      {"oauth_client_auth": "basic"}):  # the secret in the body; no audience
+            sink = await _sink({**base, **wrong}, monkeypatch)
+            try:
+                failures = await sink.write(sample_deliveries(1, endpoint="x"))
+            finally:
+                await sink.stop()
+            assert failures and "token request refused" in str(failures[0].error)
+        no_cert = await _sink({k: v for k, v in base.items() if not k.startswith("client_")}, monkeypatch)
+        try:
+            failures = await no_cert.write(sample_deliveries(1, endpoint="y"))
+        finally:
+            await no_cert.stop()
+        assert failures and isinstance(failures[0].error, RetriableError) and len(fake.stored) == 2
+
+        def with_requests_oauthlib():
+            session = OAuth2Session(client=BackendApplicationClient(client_id="sync client"))
+            session.cert = (str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
+            return session.fetch_token(f"{fake.base_url}/oauth/token", client_id="sync client",
+                                       client_secret=OAUTH_SECRET, audience="https://ams.example.org",
+                                       verify=str(tmp_path / "ca.pem"), cert=session.cert)
+
+        token = await asyncio.to_thread(with_requests_oauthlib)
+        assert token["token_type"] == "Bearer" and token["access_token"]
+    finally:
+        await fake.stop()
+    with pytest.raises(SettingsError, match="go together"):
+        parse_settings("http", {**base, "client_key_file": None})
+    with pytest.raises(SettingsError, match="oauth_params.*client_secret"):
+        parse_settings("http", {**base, "oauth_params": {"client_secret": "x"}})

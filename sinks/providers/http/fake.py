@@ -25,6 +25,7 @@ import hmac
 import json
 import os
 import time
+from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
 from aiohttp import web
@@ -40,6 +41,8 @@ class FakeReceiver(FaultyFake):
                  customer_field: str = "ContributorMemberKey", token_ttl_s: float = 3600) -> None:
         self.auth, self.secret, self.header, self.username, self.client_id = auth, secret, header, username, client_id
         self.key_field, self.customer_field, self.token_ttl_s = key_field, customer_field, token_ttl_s
+        self.client_auth = "any"  # or "body" / "basic": the one client authentication the server takes
+        self.token_params: dict[str, str] = {}
         super().__init__()
 
     def reset(self) -> None:
@@ -48,9 +51,15 @@ class FakeReceiver(FaultyFake):
         self.bodies: list[tuple[str, bytes]] = []
         self.duplicates = 0
         self.expiry: dict[str, float] = {}
+        self.body_fail = 0  # the next N answers: 200 with {"success": false, "error": …}
 
     def stored_keys(self) -> list[str]:
         return list(self.stored)
+
+    def control(self, spec: dict) -> None:
+        super().control(spec)
+        if "body_fail" in spec:
+            self.body_fail = int(spec["body_fail"])
 
     def stats(self) -> dict:
         return {**super().stats(), "stored": len(self.stored), "duplicates": self.duplicates}
@@ -73,12 +82,33 @@ class FakeReceiver(FaultyFake):
         return self.token_valid(token) and time.time() < self.expiry.get(token, 0)
 
     async def handle_token(self, request: web.Request) -> web.Response:
+        """RFC 6749 4.4 with client authentication by either 2.3.1 method (HTTP Basic, the id and
+        secret form-urlencoded first, or both in the body), as ``client_auth`` allows; the parameters
+        in ``token_params`` (audience, resource …) must come as given."""
         form = await request.post()
         if form.get("grant_type") != "client_credentials":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
-        if form.get("client_id") != self.client_id or not self.secret or \
-                not hmac.compare_digest(str(form.get("client_secret", "")), self.secret):
+        basic = request.headers.get("Authorization", "")
+        if basic.startswith("Basic "):
+            if self.client_auth == "body" or "client_secret" in form:
+                return web.json_response({"error": "invalid_request",
+                                          "error_description": "one client authentication method only"}, status=400)
+            try:
+                cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            except ValueError:
+                return web.json_response({"error": "invalid_client"}, status=401)
+            cid, secret = unquote_plus(cid), unquote_plus(secret)
+        else:
+            if self.client_auth == "basic":
+                return web.json_response({"error": "invalid_client", "error_description": "HTTP Basic required"},
+                                         status=401, headers={"WWW-Authenticate": 'Basic realm="token"'})
+            cid, secret = form.get("client_id"), str(form.get("client_secret", ""))
+        if cid != self.client_id or not self.secret or not hmac.compare_digest(secret, self.secret):
             return web.json_response({"error": "invalid_client"}, status=401)
+        for k, v in self.token_params.items():
+            if form.get(k) != v:
+                return web.json_response({"error": "invalid_request", "error_description": f"{k} must be {v!r}"},
+                                         status=400)
         token = self.issue_token()
         self.expiry[token] = time.time() + self.token_ttl_s
         return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl_s)})
@@ -108,8 +138,13 @@ class FakeReceiver(FaultyFake):
             return [dict(parse_qsl(body.decode(), keep_blank_values=True))], False
         raise ValueError(f"unsupported Content-Type {ctype}")
 
-    def take(self, item: dict, now: float) -> tuple[int, str]:
+    def take(self, item: dict, now: float, member: str | None = None) -> tuple[int, str]:
         key = item.get(self.key_field) if isinstance(item, dict) else None
+        if member is not None and isinstance(item, dict):
+            item = dict(item, **{self.customer_field: member})  # PUT /members/{member}/activities/{key}
+            if request_key := getattr(self, "_path_key", None):
+                if request_key != key:
+                    return 400, f"the path's activity {request_key!r} is not the body's {key!r}"
         if not key:
             return 400, f"{self.key_field} is required"
         customer = item.get(self.customer_field)
@@ -139,13 +174,22 @@ class FakeReceiver(FaultyFake):
             self.log(400)
             return web.json_response({"error": f"unreadable body: {exc}"}, status=400)
         now = time.time()
-        results = [(item, *self.take(item, now)) for item in items]
+        member = request.match_info.get("member")
+        self._path_key = request.match_info.get("key")
+        if self.body_fail > 0:  # a 2xx whose body says it failed, as some AMS APIs answer
+            self.body_fail -= 1
+            self.log(200, 0)
+            return web.json_response({"success": False, "error": "Member record is locked"}, status=200)
+        results = [(item, *self.take(item, now, member)) for item in items]
         self.log(200 if batch else results[0][1], len(items))
         if batch:
             return web.json_response({"results": [{self.key_field: (i or {}).get(self.key_field), "status": st,
                                                    "error": err} for i, st, err in results]})
         _, status, error = results[0]
-        return web.json_response({"status": status, "error": error} if error else {"status": status}, status=status)
+        body = {"status": status, "success": status < 300}
+        if error:
+            body["error"] = error
+        return web.json_response(body, status=status)
 
     def listing(self) -> list:
         return list(self.stored.values())
@@ -154,6 +198,7 @@ class FakeReceiver(FaultyFake):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         for method in ("POST", "PUT", "PATCH"):
             app.router.add_route(method, "/activities", self.handle)
+            app.router.add_route(method, "/members/{member}/activities/{key}", self.handle)  # by key, in the path
         app.router.add_post("/oauth/token", self.handle_token)
         self.listing_routes(app)
         return app

@@ -84,6 +84,12 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
     oauth_client_id: str | None = Field(None, max_length=512, description="the OAuth 2.0 client id")
     oauth_client_secret_env: str | None = secret_ref("env", "the OAuth 2.0 client secret")
     oauth_client_secret_file: str | None = secret_ref("file", "the OAuth 2.0 client secret")
+    oauth_client_auth: Literal["body", "basic"] = Field(
+        "body", description="how the client id and secret go to the token endpoint: in the form body "
+                            "(client_secret_post) or HTTP Basic (client_secret_basic, RFC 6749 2.3.1)")
+    oauth_params: dict[str, str] = Field(default_factory=dict,
+                                         description="extra token request parameters, e.g. {audience: …} or "
+                                                     "{resource: …}")
     oauth_scope: str | None = Field(None, max_length=1024, description="the scope to ask for, if the server wants one")
     # ---- body
     body_format: Literal["json", "xml", "form"] = Field("json", description="json, xml or form")
@@ -102,6 +108,13 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
                                                   "no such path, method not allowed): the endpoint pauses with the "
                                                   "reason, nothing is dead-lettered; take 404 out where the API "
                                                   "answers it for one unknown record")
+    success_pointer: str | None = Field(
+        None, max_length=200, description="a JSON pointer into a 2xx answer (e.g. /success): the request "
+                                          "succeeded only if the value there is success_value")
+    success_value: str | int | bool | None = Field(True, description="what success_pointer must find")
+    error_pointer: str | None = Field(
+        None, max_length=200, description="a JSON pointer into a 2xx answer (e.g. /error): a non-empty value "
+                                          "there means the request failed, with that message")
     duplicate_statuses: list[int] = Field(default_factory=lambda: [409],
                                           description="statuses that mean 'already have it' (success)")
     results_path: str | None = Field(None, max_length=200,
@@ -156,6 +169,23 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
                         check(getattr(self, name), allow_items=name == "batch_wrapper")
                     except ValueError as exc:
                         raise ValueError(f"{name}: {exc}") from None
+        per_record = sorted({src for text in (self.url, *self.headers.values()) for src in T.sources_in(text)})
+        if per_record:
+            if self.mode == "batch":
+                raise ValueError(f"url/headers: placeholders ({', '.join(per_record)}) are rendered per record: "
+                                 "mode one only")
+            for text in (self.url, *self.headers.values()):
+                try:
+                    T.check_sources(text)
+                except ValueError as exc:
+                    raise ValueError(f"url/headers: {exc}") from None
+        reserved = {"grant_type", "client_id", "client_secret", "scope"} & set(self.oauth_params)
+        if reserved:
+            raise ValueError(f"oauth_params: {', '.join(sorted(reserved))} are set by the sink (scope: oauth_scope)")
+        for name in ("success_pointer", "error_pointer"):
+            v = getattr(self, name)
+            if v is not None and not v.startswith("/"):
+                raise ValueError(f"{name}: a JSON pointer such as /success (RFC 6901)")
         if self.results_path and self.body_format == "xml":
             raise ValueError("results_path: per-record results are read from JSON answers only")
         return self

@@ -20,11 +20,31 @@ import base64
 import json
 import time
 from typing import Sequence
+from urllib.parse import quote, quote_plus
 
-from sinks.contract import AuthExpired, Delivery, RecordFailure, RetriableError, SetupError, SinkError
+from sinks import mapping
+from sinks.contract import (AuthExpired, BatchRefused, Delivery, FatalError, RecordFailure, RetriableError,
+                            SetupError, SinkError)
 from sinks.http import HttpResponse, HttpSink, Token, classify_http, each_rounds, write_each
 
 from . import template as T
+
+
+def text_of(value) -> str:
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def pointer(doc, ptr: str):
+    """RFC 6901: the value a JSON pointer names in ``doc``, None where there is none."""
+    for token in ptr.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict):
+            doc = doc.get(token)
+        elif isinstance(doc, list) and token.isdigit() and int(token) < len(doc):
+            doc = doc[int(token)]
+        else:
+            return None
+    return doc
 
 
 def dig(doc, path: str):
@@ -66,12 +86,16 @@ class ConfigurableHttpSink(HttpSink):
         s = self.ctx.settings
         if s.auth != "oauth2":
             return None
-        form = {"grant_type": "client_credentials", "client_id": s.oauth_client_id,
-                "client_secret": self._client_secret}
+        form = {"grant_type": "client_credentials", **s.oauth_params}
+        headers = {"Accept": "application/json"}
+        if s.oauth_client_auth == "basic":  # RFC 6749 2.3.1: both form-urlencoded, then Basic
+            pair = f"{quote_plus(s.oauth_client_id)}:{quote_plus(self._client_secret)}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        else:
+            form.update(client_id=s.oauth_client_id, client_secret=self._client_secret)
         if s.oauth_scope:
             form["scope"] = s.oauth_scope
-        resp = await self.request("POST", s.oauth_endpoint, data=form, headers={"Accept": "application/json"},
-                                  classify=False)
+        resp = await self.request("POST", s.oauth_endpoint, data=form, headers=headers, classify=False)
         body = resp.json(default={})
         if resp.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = body.get("error") if isinstance(body, dict) else None
@@ -93,9 +117,9 @@ class ConfigurableHttpSink(HttpSink):
             return None
         if s.success_statuses:
             if resp.status in s.success_statuses:
-                return None
+                return self.body_says(resp)
         elif 200 <= resp.status < 300:
-            return None
+            return self.body_says(resp)
         if resp.status in s.setup_statuses:
             return SetupError(f"HTTP {resp.status}: {resp.text[:300]}", status=resp.status)
         err = classify_http(resp.status, resp.text[:300], resp.headers.get("Retry-After"))
@@ -106,6 +130,45 @@ class ConfigurableHttpSink(HttpSink):
             return RetriableError(str(err), status=401)  # nothing to renew: wait for the operator
         return err
 
+    def body_says(self, resp: HttpResponse) -> SinkError | None:
+        """A 2xx whose body says the request failed (``success_pointer`` / ``error_pointer``): that
+        request's records' own refusal (in batch mode the runner splits it to find the one)."""
+        s = self.ctx.settings
+        if not (s.success_pointer or s.error_pointer):
+            return None
+        doc = resp.json(default=None)
+        if s.error_pointer:
+            err = pointer(doc, s.error_pointer)
+            if err not in (None, "", False, [], {}):
+                return self.refused(resp, f"the answer says it failed: {str(err)[:300]}")
+        if s.success_pointer:
+            got = pointer(doc, s.success_pointer)
+            if got != s.success_value:
+                return self.refused(resp, f"the answer's {s.success_pointer} is {json.dumps(got)[:100]}, not "
+                                          f"{json.dumps(s.success_value)}")
+        return None
+
+    def refused(self, resp: HttpResponse, text: str) -> SinkError:
+        error = FatalError(f"HTTP {resp.status}: {text}", status=resp.status)
+        return BatchRefused(str(error), status=resp.status) if self.ctx.settings.mode == "batch" else error
+
+    # ------------------------------------------------------------------ per record
+    def url_for(self, d: Delivery | None) -> str:
+        """The URL with its placeholders rendered for one record, each value URL-encoded (mode one)."""
+        s = self.ctx.settings
+        if d is None or "{{" not in s.url:
+            return s.url
+        return T.PLACEHOLDER.sub(lambda m: quote(text_of(mapping.value(m.group(1), d)), safe=""), s.url)
+
+    def headers_for(self, headers: dict, d: Delivery | None) -> dict:
+        if d is None:
+            return headers
+        out = dict(headers)
+        for k, v in self.ctx.settings.headers.items():
+            if "{{" in v:  # one line: a value's line breaks would start another header
+                out[k] = T.PLACEHOLDER.sub(lambda m: " ".join(text_of(mapping.value(m.group(1), d)).split()), v)
+        return out
+
     # ------------------------------------------------------------------ bodies
     def render(self, d: Delivery):
         s = self.ctx.settings
@@ -115,18 +178,19 @@ class ConfigurableHttpSink(HttpSink):
             return T.render_xml(s.template, d)
         return T.render_form(s.form_fields, d)
 
-    async def send(self, payload) -> HttpResponse:
+    async def send(self, payload, d: Delivery | None = None) -> HttpResponse:
         s = self.ctx.settings
-        headers = await self.headers()
+        headers = self.headers_for(await self.headers(), d)
+        url = self.url_for(d)
         if s.body_format == "json":
             data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
-            return await self.request(s.method, s.url, data=data, headers=headers)
+            return await self.request(s.method, url, data=data, headers=headers)
         if s.body_format == "xml":
             headers.setdefault("Content-Type", "application/xml; charset=utf-8")
-            return await self.request(s.method, s.url, data=('<?xml version="1.0" encoding="utf-8"?>' + payload)
+            return await self.request(s.method, url, data=('<?xml version="1.0" encoding="utf-8"?>' + payload)
                                       .encode(), headers=headers)
-        return await self.request(s.method, s.url, data=payload, headers=headers)
+        return await self.request(s.method, url, data=payload, headers=headers)
 
     # ------------------------------------------------------------------ write
     async def write(self, batch: Sequence[Delivery]) -> list[RecordFailure]:
@@ -151,7 +215,7 @@ class ConfigurableHttpSink(HttpSink):
         return sorted(failures, key=lambda f: f.index)
 
     async def write_one(self, d: Delivery) -> None:
-        await self.send(self.render(d))
+        await self.send(self.render(d), d)
 
     def read_results(self, resp: HttpResponse, sent: list[Delivery], index: list[int]) -> list[RecordFailure]:
         s = self.ctx.settings
