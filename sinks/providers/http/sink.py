@@ -34,10 +34,9 @@ def text_of(value) -> str:
     return "" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
-def pointer(doc, ptr: str):
-    """RFC 6901: the value a JSON pointer names in ``doc``, None where there is none."""
-    for token in ptr.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
+def walk(doc, tokens):
+    """The value ``tokens`` (object keys, array indexes) lead to in ``doc``; None where there is none."""
+    for token in tokens:
         if isinstance(doc, dict):
             doc = doc.get(token)
         elif isinstance(doc, list) and token.isdigit() and int(token) < len(doc):
@@ -47,15 +46,14 @@ def pointer(doc, ptr: str):
     return doc
 
 
+def pointer(doc, ptr: str):
+    """RFC 6901: the value a JSON pointer names in ``doc``."""
+    return walk(doc, (t.replace("~1", "/").replace("~0", "~") for t in ptr.split("/")[1:]))
+
+
 def dig(doc, path: str):
-    for part in path.split("."):
-        if isinstance(doc, dict):
-            doc = doc.get(part)
-        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
-            doc = doc[int(part)]
-        else:
-            return None
-    return doc
+    """The value a dotted path (``results.0.status``) names in ``doc``."""
+    return walk(doc, path.split("."))
 
 
 class ConfigurableHttpSink(HttpSink):
