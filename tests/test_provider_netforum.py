@@ -50,11 +50,6 @@ class TestNetforumContract(ProviderContract):
         assert fake.token_requests == before + 1 and fake.stale_refused == refused + 1
         assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
 
-    @pytest.mark.xfail(strict=True, reason="netFORUM has no upsert and does not refuse a second row with the same "
-                                           "cma_activity_id: a redelivery writes the row again")
-    async def test_same_activity_twice_is_stored_once(self, fake, tmp_path):
-        await super().test_same_activity_twice_is_stored_once(fake, tmp_path)
-
     # ------------------------------------------------------------------ netFORUM's own
     async def test_every_call_sends_the_token_of_the_latest_answer(self, fake, tmp_path):
         sink = await self.sink(fake, tmp_path, batch_size=2)
@@ -63,10 +58,45 @@ class TestNetforumContract(ProviderContract):
             await self.runner(sink, batch_size=2).deliver(self.pending(batch))
         finally:
             await sink.stop()
-        # one Authenticate; 3 lookups and 3 inserts, each with the token the answer before it gave
+        # one Authenticate; 3 e-mail lookups, 3 duplicate checks and 3 inserts, each with the token the
+        # answer before it gave
         assert fake.token_requests == 1 and fake.stale_refused == 0 and fake.lookups == 3
-        assert fake.calls == {"Authenticate": 1, "GetCustomerByKey": 3, "InsertFacadeObject": 3}
+        assert fake.calls == {"Authenticate": 1, "GetCustomerByKey": 3, "GetQuery": 3, "InsertFacadeObject": 3}
         assert len(fake.rows) == 6 and fake.rows[0]["cma_eml_key"] == email_key("c0")
+
+    async def test_a_redelivered_activity_is_looked_up_and_not_inserted_twice(self, fake, tmp_path):
+        """Issue 19, item 11: netFORUM has no upsert; one GetQuery a batch finds what is there already."""
+        sink = await self.sink(fake, tmp_path, batch_size=10)
+        batch = sample_deliveries(6)
+        try:
+            assert await sink.write(batch[:4]) == []
+            assert await sink.write(batch) == []  # a crash repeated four of them
+        finally:
+            await sink.stop()
+        assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch) and fake.queries == 2
+        off = await self.sink(fake, tmp_path, duplicate_guard=False)
+        try:
+            assert await off.write(batch[:1]) == []
+        finally:
+            await off.stop()
+        assert len(fake.stored_keys()) == 7  # without the guard: the second row of the same activity
+
+    async def test_a_fault_spends_the_token_and_the_next_call_signs_in_first(self, fake, tmp_path):
+        """Issue 19, item 12: after SystemExceptionInfo the token is spent; the sink authenticates before
+        its next call instead of sending the spent token (which sent the records to a retry tier)."""
+        sink = await self.sink(fake, tmp_path, batch_size=5)
+        batch = sample_deliveries(5)
+        pub = None
+        try:
+            fake.control({"fail": {"status": 500, "count": 1}})
+            runner = self.runner(sink, batch_size=5)
+            pub = runner.publisher
+            assert await runner.deliver(self.pending(batch)) is True
+        finally:
+            await sink.stop()
+        assert fake.stale_refused == 0 and fake.token_requests == 2
+        assert sorted(fake.stored_keys()) == sorted(d.activity_key for d in batch)
+        assert pub.retries == [] and pub.deads == []
 
     async def test_a_stale_token_is_refused_and_the_sink_signs_in_again(self, fake, tmp_path):
         sink = await self.sink(fake, tmp_path)
@@ -167,3 +197,36 @@ async def test_zeep_authenticates_and_inserts_through_the_fake_wsdl():
     assert inserted.header.AuthorizationToken.Token not in (token, token2)
     assert fake.rows[0]["cma_activity_id"] == "zeep-1" and fake.rows[0]["cma_activity_code"] == "COMMUNITY"
     assert stale.message == "Invalid Token Value" and etree.QName(stale.detail[0]).localname == "InvalidTokenException"
+
+
+async def test_the_wsdl_is_read_at_start_and_an_operation_it_lacks_is_named(tmp_path, monkeypatch):
+    """Issue 19, item 10: the public xWeb 2010 WSDL has no GetCustomerByKey. The default settings work
+    there (the e-mail key read with GetQuery on Customer); settings needing what the WSDL lacks are
+    refused at start in one line naming the operation and the setting that avoids it."""
+    from sinks.contract import SinkContext
+    from sinks.providers.netforum.fake import XWEB_2010
+    from sinks.providers.netforum.sink import NetforumSink
+
+    monkeypatch.setenv("TEST_NF_PASSWORD", PASSWORD)
+    old = await FakeNetforum("xweb-user", PASSWORD, operations=XWEB_2010).start()
+    bare = await FakeNetforum("xweb-user", PASSWORD, operations=("Authenticate", "InsertFacadeObject")).start()
+    try:
+        def settings(fake, **kw):
+            return parse_settings("netforum", {"url": fake.url, "username": "xweb-user",
+                                               "password_env": "TEST_NF_PASSWORD", **kw})
+
+        sink = NetforumSink()
+        await sink.start(SinkContext("crm", settings(old)))
+        try:
+            assert await sink.write(sample_deliveries(3, customer=lambda i: f"c{i}")) == []
+        finally:
+            await sink.stop()
+        assert len(old.rows) == 3 and old.rows[0]["cma_eml_key"] == email_key("c0")
+        assert "GetCustomerByKey" not in old.calls and old.lookups == 3
+        refused = NetforumSink()
+        with pytest.raises(LookupError, match="offers no GetQuery.*duplicate_guard: false.*email: field"):
+            await refused.start(SinkContext("crm", settings(bare)))
+        await refused.stop()
+    finally:
+        await old.stop()
+        await bare.stop()

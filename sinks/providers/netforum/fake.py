@@ -31,6 +31,7 @@ Follows the netFORUM xWeb documentation (Avectra/Community Brands "xWeb" wiki: "
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import uuid
 
@@ -77,6 +78,16 @@ WSDL = """<?xml version="1.0" encoding="utf-8"?>
         <s:element minOccurs="0" maxOccurs="1" name="GetCustomerByKeyResult"><s:complexType mixed="true">
           <s:sequence><s:any/></s:sequence></s:complexType></s:element>
       </s:sequence></s:complexType></s:element>
+      <s:element name="GetQuery"><s:complexType><s:sequence>
+        <s:element minOccurs="0" maxOccurs="1" name="szObjectName" type="s:string"/>
+        <s:element minOccurs="0" maxOccurs="1" name="szColumnList" type="s:string"/>
+        <s:element minOccurs="0" maxOccurs="1" name="szWhereClause" type="s:string"/>
+        <s:element minOccurs="0" maxOccurs="1" name="szOrderBy" type="s:string"/>
+      </s:sequence></s:complexType></s:element>
+      <s:element name="GetQueryResponse"><s:complexType><s:sequence>
+        <s:element minOccurs="0" maxOccurs="1" name="GetQueryResult"><s:complexType mixed="true">
+          <s:sequence><s:any/></s:sequence></s:complexType></s:element>
+      </s:sequence></s:complexType></s:element>
     </s:schema>
   </wsdl:types>
   <wsdl:message name="AuthenticateSoapIn"><wsdl:part name="parameters" element="tns:Authenticate"/></wsdl:message>
@@ -86,10 +97,13 @@ WSDL = """<?xml version="1.0" encoding="utf-8"?>
   <wsdl:message name="InsertFacadeObjectSoapOut"><wsdl:part name="parameters" element="tns:InsertFacadeObjectResponse"/></wsdl:message>
   <wsdl:message name="GetCustomerByKeySoapIn"><wsdl:part name="parameters" element="tns:GetCustomerByKey"/></wsdl:message>
   <wsdl:message name="GetCustomerByKeySoapOut"><wsdl:part name="parameters" element="tns:GetCustomerByKeyResponse"/></wsdl:message>
+  <wsdl:message name="GetQuerySoapIn"><wsdl:part name="parameters" element="tns:GetQuery"/></wsdl:message>
+  <wsdl:message name="GetQuerySoapOut"><wsdl:part name="parameters" element="tns:GetQueryResponse"/></wsdl:message>
   <wsdl:portType name="netForumXMLSoap">
     <wsdl:operation name="Authenticate"><wsdl:input message="tns:AuthenticateSoapIn"/><wsdl:output message="tns:AuthenticateSoapOut"/></wsdl:operation>
     <wsdl:operation name="InsertFacadeObject"><wsdl:input message="tns:InsertFacadeObjectSoapIn"/><wsdl:output message="tns:InsertFacadeObjectSoapOut"/></wsdl:operation>
     <wsdl:operation name="GetCustomerByKey"><wsdl:input message="tns:GetCustomerByKeySoapIn"/><wsdl:output message="tns:GetCustomerByKeySoapOut"/></wsdl:operation>
+    <wsdl:operation name="GetQuery"><wsdl:input message="tns:GetQuerySoapIn"/><wsdl:output message="tns:GetQuerySoapOut"/></wsdl:operation>
   </wsdl:portType>
   <wsdl:binding name="netForumXMLSoap" type="tns:netForumXMLSoap">
     <soap:binding transport="http://schemas.xmlsoap.org/soap/http"/>
@@ -108,6 +122,11 @@ WSDL = """<?xml version="1.0" encoding="utf-8"?>
       <wsdl:input><soap:body use="literal"/><soap:header message="tns:AuthorizationTokenHeader" part="AuthorizationToken" use="literal"/></wsdl:input>
       <wsdl:output><soap:body use="literal"/><soap:header message="tns:AuthorizationTokenHeader" part="AuthorizationToken" use="literal"/></wsdl:output>
     </wsdl:operation>
+    <wsdl:operation name="GetQuery">
+      <soap:operation soapAction="http://www.avectra.com/2005/GetQuery" style="document"/>
+      <wsdl:input><soap:body use="literal"/><soap:header message="tns:AuthorizationTokenHeader" part="AuthorizationToken" use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/><soap:header message="tns:AuthorizationTokenHeader" part="AuthorizationToken" use="literal"/></wsdl:output>
+    </wsdl:operation>
   </wsdl:binding>
   <wsdl:service name="netForumXML">
     <wsdl:port name="netForumXMLSoap" binding="tns:netForumXMLSoap"><soap:address location="{location}"/></wsdl:port>
@@ -116,6 +135,21 @@ WSDL = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 REQUIRED = ("cma_cst_key", "cma_activity_date")
+OPERATIONS = ("Authenticate", "InsertFacadeObject", "GetCustomerByKey", "GetQuery")
+#: the public xWeb 2010 WSDL: no GetCustomerByKey (a later addition)
+XWEB_2010 = ("Authenticate", "InsertFacadeObject", "GetQuery")
+_WHERE = re.compile(r"^\s*(\w+)\s*(?:=\s*'((?:[^']|'')*)'|IN\s*\(((?:\s*'(?:[^']|'')*'\s*,?)+)\))\s*$", re.I)
+
+
+def wsdl_for(operations: tuple[str, ...], location: str) -> str:
+    """The WSDL with only ``operations`` (their elements, messages, port type and binding entries)."""
+    doc = etree.fromstring(WSDL.replace("{location}", location).encode())
+    gone = set(OPERATIONS) - set(operations)
+    for el in list(doc.iter()):
+        name = el.get("name", "")
+        if any(name == op or name == f"{op}Response" or name.startswith(f"{op}Soap") for op in gone):
+            el.getparent().remove(el)
+    return etree.tostring(doc, xml_declaration=True, encoding="utf-8").decode()
 
 
 def email_key(cst_key: str) -> str:
@@ -126,8 +160,11 @@ def email_key(cst_key: str) -> str:
 class FakeNetforum(FaultyFake):
     path = PATH
 
-    def __init__(self, username: str = "xweb-user", password: str = "", lock_after: int = 5) -> None:
+    def __init__(self, username: str = "xweb-user", password: str = "", lock_after: int = 5,
+                 operations: tuple[str, ...] = OPERATIONS) -> None:
+        """``operations``: what this server's WSDL offers (``XWEB_2010``: the public 2010 WSDL)."""
         self.username, self.password, self.lock_after = username, password, lock_after
+        self.operations = tuple(operations)
         super().__init__()
 
     def reset(self) -> None:
@@ -136,7 +173,8 @@ class FakeNetforum(FaultyFake):
         self.bodies: list[bytes] = []
         self.failed_logins = 0
         self.stale_refused = 0
-        self.lookups = 0
+        self.lookups = 0   # customers' e-mail keys read
+        self.queries = 0   # activity look-ups (GetQuery on CustomerMessagingActivity)
         self.calls: dict[str, int] = {}
 
     def stored_keys(self) -> list[str]:
@@ -171,7 +209,7 @@ class FakeNetforum(FaultyFake):
     async def handle_wsdl(self, request: web.Request) -> web.Response:
         if "wsdl" not in {k.lower() for k in request.query}:
             return web.Response(text="netFORUM xWeb (fake): GET ?WSDL", content_type="text/plain")
-        return web.Response(text=WSDL.replace("{location}", f"{self.base_url}{PATH}"), content_type="text/xml")
+        return web.Response(text=wsdl_for(self.operations, f"{self.base_url}{PATH}"), content_type="text/xml")
 
     async def handle_soap(self, request: web.Request) -> web.Response:
         data = await request.read()
@@ -189,16 +227,21 @@ class FakeNetforum(FaultyFake):
         self.calls[method] = self.calls.get(method, 0) + 1
         if method == "Authenticate":
             return self.authenticate(soap.children(msg.body))
-        if method not in ("InsertFacadeObject", "GetCustomerByKey"):
-            return self.fault("soap:Client", f"unknown method {method}", "SoapException")
+        if method not in self.operations or method == "Authenticate":
+            return self.fault("soap:Client", f"Server did not recognize the value of HTTP Header SOAPAction: "
+                                             f"{action}.", "SoapException")
         if not self.token_valid(msg.token):
             self.stale_refused += 1
             self.log(500)
             return self.fault("soap:Client", "Invalid Token Value", "InvalidTokenException")
         fault = await self.faults()
         if fault is not None:
+            self.tokens.discard(msg.token)  # the call used the token up; a fault answer carries no new one
             self.log(fault.status)
             return fault
+        if method == "GetQuery":
+            self.tokens.discard(msg.token)
+            return self.get_query(soap.children(msg.body))
         if method == "GetCustomerByKey":
             self.tokens.discard(msg.token)
             return self.get_customer(soap.children(msg.body).get("szCstKey", ""))
@@ -227,6 +270,37 @@ class FakeNetforum(FaultyFake):
             for k, v in (("cst_key", cst_key), ("cst_eml_key", email_key(cst_key)),
                          ("cst_eml_address_dn", f"member-{cst_key[:8]}@example.org")):
                 etree.SubElement(row, q(k)).text = v
+        return self.answer(resp, self.rotate())
+
+    def get_query(self, params: dict) -> web.Response:
+        """``GetQuery(szObjectName, szColumnList, szWhereClause, szOrderBy)`` over the stored rows
+        (``CustomerMessagingActivity``) and the customers (``Customer``: ``cst_key``, ``cst_eml_key``),
+        the where clause ``column = 'v'`` or ``column IN ('v1', 'v2')``."""
+        name = params.get("szObjectName", "")
+        m = _WHERE.match(params.get("szWhereClause", ""))
+        if name not in ("CustomerMessagingActivity", "Customer") or not m:
+            return self.fault("soap:Client", f"GetQuery: cannot query {name!r} where "
+                                             f"{params.get('szWhereClause', '')!r}", "SoapException")
+        column = m.group(1).lower()
+        values = ([m.group(2)] if m.group(2) is not None else re.findall(r"'((?:[^']|'')*)'", m.group(3)))
+        wanted = {v.replace("''", "'") for v in values}
+        if name == "Customer":
+            self.lookups += 1  # an e-mail key read, as GetCustomerByKey counts
+        else:
+            self.queries += 1
+        if name == "Customer":
+            found = [{"cst_key": v, "cst_eml_key": email_key(v)} for v in wanted if column == "cst_key"]
+        else:
+            found = [r for r in self.rows if r.get(column) in wanted]
+        columns = [c.strip() for c in params.get("szColumnList", "").split(",") if c.strip()]
+        resp = etree.Element(q("GetQueryResponse"), nsmap={None: XWEB})
+        result = etree.SubElement(resp, q("GetQueryResult"))
+        objs = etree.SubElement(result, q(f"{name}Objects"), recordReturn=str(len(found)))
+        for row in found:
+            obj = etree.SubElement(objs, q(f"{name}Object"))
+            for k in columns or row:
+                if row.get(k) is not None:
+                    etree.SubElement(obj, q(k)).text = str(row[k])
         return self.answer(resp, self.rotate())
 
     def insert(self, msg: soap.Answer) -> web.Response:

@@ -35,6 +35,9 @@ class NetforumSettings(HttpSettings):
                               "per member with GetCustomerByKey and kept) or field (map cma_eml_key or "
                               "cma_eml_address in fields)")
     email_cache_size: int = Field(50_000, ge=0, le=10_000_000, description="members whose e-mail key is kept")
+    duplicate_guard: bool = Field(True, description="before inserting, look the batch's ActivityKeys up in "
+                                                    "cma_activity_id (one GetQuery a batch) and skip rows already "
+                                                    "there: netFORUM has no upsert")
 
     @field_validator("url")
     @classmethod

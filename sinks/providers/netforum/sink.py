@@ -22,12 +22,19 @@ the same contract and WSDL:
   Retry-After → the endpoint is held back. ``InvalidCredentialsExceptionInfo`` is retriable: the
   activities wait in the retry tiers while the operator fixes the password.
 - There is no upsert: ``cma_activity_id`` carries the ActivityKey, but netFORUM does not refuse
-  a second row with the same one, so a redelivery after a lost answer can duplicate a row.
+  a second row with the same one. With ``duplicate_guard`` (default) one ``GetQuery`` a batch
+  (``cma_activity_id IN (…)``) finds the rows already there, and those activities are not inserted
+  again.
+- At start the sink reads the server's WSDL and refuses, in one line, an endpoint whose settings
+  need an operation the server lacks (the public xWeb 2010 WSDL has no ``GetCustomerByKey``: the
+  e-mail key is then read with ``GetQuery`` on ``Customer``, which every version has).
+- Any fault spends the token (the answer carries no new one): the next call authenticates first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from typing import Sequence
 
@@ -38,7 +45,13 @@ from sinks.http import HttpResponse, HttpSink, Token, classify_http
 
 from . import soap
 
+log = logging.getLogger("activity_sync.sinks")
 PERMANENT = {"LockedCredentialsExceptionInfo"}
+
+
+def sql_text(value: str) -> str:
+    """A string literal for xWeb's where clauses: quoted, a quote doubled."""
+    return "'" + value.replace("'", "''") + "'"
 VALIDATION = {"ValidationException", "SoapException", "ArgumentException"}
 
 
@@ -50,6 +63,31 @@ class NetforumSink(HttpSink):
         self._password = self.ctx.settings.secret("password")
         self._call_lock = asyncio.Lock()
         self.emails: OrderedDict[str, str] = OrderedDict()
+        self.operations = await self.read_wsdl()
+        s = self.ctx.settings
+        needed: dict[str, list[str]] = {"Authenticate": [], "InsertFacadeObject": []}  # op -> settings avoiding it
+        if s.duplicate_guard:
+            needed.setdefault("GetQuery", []).append("duplicate_guard: false")
+        if s.email == "lookup" and self.operations is not None and "GetCustomerByKey" not in self.operations:
+            needed.setdefault("GetQuery", []).append("email: field (map cma_eml_key or cma_eml_address)")
+        missing = [op for op in needed if self.operations is not None and op not in self.operations]
+        if missing:
+            avoid = "; ".join(f"without {op}: set {' and '.join(needed[op])}" for op in missing if needed[op])
+            raise LookupError(f"the xWeb server at {s.url} offers no {', '.join(missing)} (its WSDL)"
+                              + (f"; {avoid}" if avoid else ""))
+
+    async def read_wsdl(self) -> set[str] | None:
+        """The operations the server's WSDL offers; None when it cannot be read now (checked no further:
+        the calls themselves will say)."""
+        try:
+            resp = await self.request("GET", self.ctx.settings.url, params={"WSDL": ""}, classify=False)
+            if resp.status != 200:
+                return None
+            return soap.wsdl_operations(resp.text.encode())
+        except (SinkError, ValueError) as exc:
+            log.warning("endpoint %s: the xWeb WSDL could not be read (%s): operations not checked",
+                        self.ctx.endpoint, exc)
+            return None
 
 
     # ------------------------------------------------------------------ calls
@@ -99,9 +137,8 @@ class NetforumSink(HttpSink):
         token = await self.token()
         try:
             answer = await self.soap_call(method, params, token.value)
-        except SinkError as exc:
-            if isinstance(exc, AuthExpired) or not exc.status:
-                self._token = None  # spent or unknown: the next call authenticates
+        except SinkError:
+            self._token = None  # a fault spends the token (its answer has none), a lost answer too
             raise
         self._token = Token(answer.token) if answer.token else None
         return answer
@@ -111,7 +148,11 @@ class NetforumSink(HttpSink):
         if cst_key in self.emails:
             self.emails.move_to_end(cst_key)
             return self.emails[cst_key]
-        answer = await self.call("GetCustomerByKey", {"szCstKey": cst_key})
+        if self.operations is not None and "GetCustomerByKey" not in self.operations:
+            answer = await self.call("GetQuery", {"szObjectName": "Customer", "szColumnList": "cst_key, cst_eml_key",
+                                                  "szWhereClause": f"cst_key = {sql_text(cst_key)}", "szOrderBy": ""})
+        else:
+            answer = await self.call("GetCustomerByKey", {"szCstKey": cst_key})
         key = next((el.text for el in answer.body.iter() if isinstance(el.tag, str)
                     and soap.local(el) == "cst_eml_key" and el.text), None) if answer.body is not None else None
         if key and self.ctx.settings.email_cache_size:
@@ -142,7 +183,24 @@ class NetforumSink(HttpSink):
                     row["cma_activity_date"] = row["cma_activity_date"].rstrip("Z")
                 records.append(row)
                 index.append(i)
+            if records and s.duplicate_guard:
+                there = await self.written_already([str(r.get("cma_activity_id") or "") for r in records])
+                records = [r for r in records if str(r.get("cma_activity_id") or "") not in there]
             if records:
                 await self.call("InsertFacadeObject", {"szObjectName": s.object_name,
                                                        "oNode": soap.rows(s.object_name, records)})
         return failures
+
+    async def written_already(self, keys: list[str]) -> set[str]:
+        """Which of these ActivityKeys have a CustomerMessagingActivity row already (one GetQuery)."""
+        keys = [k for k in keys if k]
+        if not keys:
+            return set()
+        s = self.ctx.settings
+        answer = await self.call("GetQuery", {
+            "szObjectName": s.object_name, "szColumnList": "cma_activity_id",
+            "szWhereClause": f"cma_activity_id IN ({', '.join(sql_text(k) for k in keys)})", "szOrderBy": ""})
+        if answer.body is None:
+            return set()
+        return {el.text for el in answer.body.iter() if isinstance(el.tag, str)
+                and soap.local(el) == "cma_activity_id" and el.text}

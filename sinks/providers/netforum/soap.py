@@ -100,5 +100,20 @@ def fault(code: str, message: str, exception: str) -> bytes:
     return envelope(f)
 
 
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+
+
+def wsdl_operations(data: bytes) -> set[str]:
+    """The operations a WSDL's port types offer (raises ValueError if it is not a WSDL)."""
+    try:
+        doc = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"the WSDL is not XML: {exc}") from None
+    if doc.tag != f"{{{WSDL_NS}}}definitions":
+        raise ValueError("not a WSDL (no wsdl:definitions)")
+    return {op.get("name") for op in doc.iter(f"{{{WSDL_NS}}}operation")
+            if op.getparent() is not None and op.getparent().tag == f"{{{WSDL_NS}}}portType"}
+
+
 def children(el: etree._Element) -> dict[str, str]:
     return {local(c): (c.text or "") for c in el}
