@@ -326,3 +326,25 @@ async def test_oauth2_client_secret_basic_extra_parameters_and_mutual_tls(tmp_pa
         parse_settings("http", {**base, "client_key_file": None})
     with pytest.raises(SettingsError, match="oauth_params.*client_secret"):
         parse_settings("http", {**base, "oauth_params": {"client_secret": "x"}})
+
+
+async def test_per_record_results_of_an_xml_batch(monkeypatch):
+    """Issue 19, item 13: an XML batch answered with XML per-record results fails records one by one."""
+    from sinks.providers.http.settings import WEBHOOK_XML
+
+    fake = await FakeReceiver("headers", HEADER_SECRET, header="X-Receiver-Key").start()
+    sink = await _sink({"url": fake.url, "mode": "batch", "auth": "headers", "headers_env": "TEST_HTTP_HEADERS",
+                        "body_format": "xml", "template": WEBHOOK_XML, "results_path": "Results.Result",
+                        "result_key_field": "ActivityKey", "result_status_field": "Status",
+                        "result_error_field": "Error", "timeout_s": 2}, monkeypatch)
+    fake.reject_customers = {"cust-1"}
+    batch = sample_deliveries(4)
+    try:
+        failures = await sink.write(batch)
+    finally:
+        await sink.stop()
+        await fake.stop()
+    refused = [d.activity_key for d in batch if d.customer_id == "cust-1"]
+    assert [batch[f.index].activity_key for f in failures] == refused and refused
+    assert all(isinstance(f.error, FatalError) and "unknown member" in str(f.error) for f in failures)
+    assert sorted(fake.stored) == sorted(d.activity_key for d in batch if d.customer_id != "cust-1")

@@ -182,6 +182,14 @@ class FakeReceiver(FaultyFake):
             return web.json_response({"success": False, "error": "Member record is locked"}, status=200)
         results = [(item, *self.take(item, now, member)) for item in items]
         self.log(200 if batch else results[0][1], len(items))
+        if batch and request.content_type.endswith("xml"):  # per-record results, in XML as the request was
+            root = ElementTree.Element("Results")
+            for i, st, err in results:
+                row = ElementTree.SubElement(root, "Result")
+                ElementTree.SubElement(row, self.key_field).text = str((i or {}).get(self.key_field) or "")
+                ElementTree.SubElement(row, "Status").text = str(st)
+                ElementTree.SubElement(row, "Error").text = err
+            return web.Response(body=ElementTree.tostring(root, encoding="utf-8"), content_type="application/xml")
         if batch:
             return web.json_response({"results": [{self.key_field: (i or {}).get(self.key_field), "status": st,
                                                    "error": err} for i, st, err in results]})

@@ -118,7 +118,9 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
     duplicate_statuses: list[int] = Field(default_factory=lambda: [409],
                                           description="statuses that mean 'already have it' (success)")
     results_path: str | None = Field(None, max_length=200,
-                                     description="batch mode, JSON answers: dotted path to the per-record results")
+                                     description="batch mode: dotted path to the per-record results (JSON: keys "
+                                                 "and indexes, e.g. results; XML: element names from the root, "
+                                                 "e.g. Results.Result)")
     result_key_field: str | None = Field(None, max_length=200, description="the result's field holding the "
                                                                            "activity key (else results are in order)")
     result_status_field: str = Field("status", max_length=200,
@@ -186,8 +188,6 @@ class HttpSinkSettings(SecretHeaders, HttpSettings):
             v = getattr(self, name)
             if v is not None and not v.startswith("/"):
                 raise ValueError(f"{name}: a JSON pointer such as /success (RFC 6901)")
-        if self.results_path and self.body_format == "xml":
-            raise ValueError("results_path: per-record results are read from JSON answers only")
         return self
 
     def json_template(self):

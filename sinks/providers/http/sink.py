@@ -51,6 +51,28 @@ def pointer(doc, ptr: str):
     return walk(doc, (t.replace("~1", "/").replace("~0", "~") for t in ptr.split("/")[1:]))
 
 
+def xml_results(text: str, path: str) -> list[dict] | None:
+    """An XML answer's per-record results: the elements a dotted path of names leads to from the root
+    (``Results.Result``: the root is Results, each Result a record), each as {child name: text}."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return None
+    names = path.split(".")
+    if _local(root.tag) != names[0]:
+        return None
+    level = [root]
+    for name in names[1:]:
+        level = [child for el in level for child in el if _local(child.tag) == name]
+    return [{_local(c.tag): (c.text or "").strip() for c in el} for el in level]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
 def dig(doc, path: str):
     """The value a dotted path (``results.0.status``) names in ``doc``."""
     return walk(doc, path.split("."))
@@ -217,7 +239,7 @@ class ConfigurableHttpSink(HttpSink):
 
     def read_results(self, resp: HttpResponse, sent: list[Delivery], index: list[int]) -> list[RecordFailure]:
         s = self.ctx.settings
-        results = dig(resp.json(), s.results_path)
+        results = xml_results(resp.text, s.results_path) if s.body_format == "xml" else dig(resp.json(), s.results_path)
         if not isinstance(results, list):
             raise RetriableError(f"the answer has no list at {s.results_path!r}")
         if s.result_key_field:
