@@ -241,3 +241,36 @@ async def test_a_tenant_key_never_sees_another_tenants_data(client, settings, st
     assert r.status == 409 and doc["field"] == "name" and "exists" not in doc["error"], doc
     r = await create(client, ADMIN, name="demo-crm", tenant="DEMO")
     assert r.status == 409 and "exists already" in (await r.json())["error"]
+
+
+async def test_replay_takes_exactly_the_rows_selected_across_endpoints_and_nothing_for_none(client, settings):
+    """Issue 18, replay: rows of two endpoints selected together are planned (and replayed) as selected;
+    an empty selection replays nothing, where it used to replay the whole endpoint."""
+    from core import headers as H
+    from sinks.contract import FatalError
+
+    for name in ("left", "right"):
+        assert (await create(client, name=name)).status == 201
+    t = Topics(settings.topic_prefix)
+    for ep, key in (("left", "l-1"), ("left", "l-2"), ("right", "r-1")):
+        await produce(settings, t.dead, [(b"k", b"value")], headers=H.dead_letter(
+            "deliver", (t.enriched, 0, 1), FatalError("HTTP 400: refused"), endpoint=ep, tenant="DEMO",
+            activity_key=key))
+
+    async def replay(**body):
+        r = await client.post("/api/v1/replay", json={"dry_run": True, **body}, headers=auth(ADMIN))
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+    both = await replay(rows=[{"endpoint": "left", "activity_key": "l-1"}, {"endpoint": "right", "activity_key": "r-1"}])
+    assert both["would_replay"] == 2 and sorted((i["endpoint"], i["activity_key"]) for i in both["items"]) == \
+        [("left", "l-1"), ("right", "r-1")]
+    for nothing in ({"rows": []}, {"endpoint": "left", "keys": []}):
+        assert (await replay(**nothing))["would_replay"] == 0, nothing
+    assert (await replay(endpoint="left"))["would_replay"] == 2  # all of an endpoint, asked for explicitly
+    r = await client.post("/api/v1/replay", json={"rows": [{"endpoint": "left", "activity_key": "l-1"}],
+                                                  "dry_run": True}, headers=auth(ACME))
+    assert r.status in (403, 404)  # a tenant key does not reach another tenant's endpoint through rows
+    done = await client.post("/api/v1/replay", json={"rows": [{"endpoint": "right", "activity_key": "r-1"}],
+                                                     "dry_run": False}, headers=auth(ADMIN))
+    assert (await done.json())["replayed"] == 1

@@ -36,6 +36,17 @@ async def eventually(check, timeout: float = 60, what: str = "") -> None:
         await asyncio.sleep(0.5)
 
 
+async def until_page(read, ok, timeout: float = 30) -> None:
+    """Poll the page from Python (not page.wait_for_function, whose string predicates the page's strict
+    CSP can refuse to evaluate)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not ok(await read()):
+        if loop.time() > deadline:
+            raise AssertionError("the page did not get there")
+        await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 async def browser():
     from playwright.async_api import async_playwright
@@ -98,7 +109,7 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         assert "CommunityMemberJoin" in codes and "DiscussionMessageCreate" not in codes
         await page.select_option("[data-testid=filter-category]", [])
         await page.type("[data-testid=filter-name]", "discussionmessagec", delay=20)
-        await page.wait_for_function("document.querySelectorAll('[data-testid=subscription-rows] tr').length === 1")
+        await until_page(lambda: page.locator("[data-testid=subscription-rows] tr").count(), lambda n: n == 1)
         assert await page.text_content("[data-testid=subscription-rows] tr td") == "DiscussionMessageCreate"
         await page.click("[data-testid=sub-edit-DiscussionMessageCreate]")
         await page.click("[data-testid=sub-endpoint-edit-crm-ui]")
@@ -153,8 +164,7 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         await page.click("[data-testid=tab-subscriptions]")
         await page.fill("[data-testid=filter-name]", "")
         await page.select_option("[data-testid=filter-subscribed]", "subscribed")
-        await page.wait_for_function("!document.querySelector('[data-testid=subscription-rows]').textContent"
-                                     ".includes('crm-ui')")
+        await until_page(lambda: page.text_content("[data-testid=subscription-rows]"), lambda t: "crm-ui" not in t)
         await page.click("[data-testid=tab-audit]")
         await page.wait_for_selector("[data-testid=audit-rows] tr:has-text('delete endpoint')")
         await page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
@@ -172,3 +182,44 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
 
 async def _stored(crm, key: str) -> bool:
     return key in crm.stored
+
+
+async def test_replay_from_the_page_takes_exactly_the_rows_ticked(settings, browser):
+    """Issue 18: dead letters of two endpoints ticked together are all replayed (the dry run names
+    them), nothing ticked replays nothing, and the Replayed column shows the replay at once."""
+    from core import headers as H
+    from sinks.contract import FatalError
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        for name in ("left", "right"):
+            await state.create_endpoint(KEY, {"name": name, "provider_type": "membership", "provider": "webhook",
+                                              "tenant": "DEMO", "settings": {"url": "http://127.0.0.1:9/none"}})
+        t = Topics(settings.topic_prefix)
+        for ep, key in (("left", "l-1"), ("right", "r-1")):
+            await produce(settings, t.dead, [(b"k", b"value")], headers=H.dead_letter(
+                "deliver", (t.enriched, 0, 1), FatalError("HTTP 400: refused"), endpoint=ep, tenant="DEMO",
+                activity_key=key))
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.fill("[data-testid=api-key]", KEY.secret)
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await page.click("[data-testid=tab-dead]")
+        await page.wait_for_selector("[data-testid=dead-row-r-1]", timeout=30_000)
+        await page.click("[data-testid=replay-dry-run]")  # nothing ticked
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('nothing selected')")
+        assert await page.is_disabled("[data-testid=replay-confirm]")
+        await page.check("[data-testid=dead-select-all]")
+        await page.click("[data-testid=replay-dry-run]")
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('2 would be replayed')")
+        await page.screenshot(path=str(ARTIFACTS / "dead-letters-two-endpoints.png"), full_page=True)
+        await page.click("[data-testid=replay-confirm]")
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('replayed 2')")
+        for key in ("l-1", "r-1"):
+            assert (await page.text_content(f"[data-testid=dead-row-{key}] td:nth-child(8)")).strip() == "yes"
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()

@@ -76,6 +76,9 @@ SCHEMAS = {
         "replayed": {"type": "boolean"}, "marker": {"type": "string"}}},
     "ReplayInput": {"type": "object", "properties": {
         "endpoint": {"type": "string"}, "keys": {"type": "array", "items": {"type": "string"}},
+        "rows": {"type": "array", "description": "exactly these dead letters, of any endpoints (then no endpoint)",
+                 "items": {"type": "object", "required": ["endpoint", "activity_key"],
+                           "properties": {"endpoint": {"type": "string"}, "activity_key": {"type": "string"}}}},
         "dry_run": {"type": "boolean", "default": True}, "max_replays": {"type": "integer", "minimum": 0, "maximum": 1000}}},
     "ReplayResult": {"type": "object", "required": ["dry_run", "would_replay", "replayed", "not_replayed", "items"],
                      "properties": {"dry_run": {"type": "boolean"}, "would_replay": {"type": "integer"},

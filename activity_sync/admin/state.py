@@ -511,20 +511,37 @@ class AdminState:
         if not dry_run:
             self._writer(key)
         endpoint = body.get("endpoint")
+        rows = body.get("rows")  # exactly these dead letters, of any endpoints: [{endpoint, activity_key}]
+        if rows is not None:
+            if not isinstance(rows, list) or not all(
+                    isinstance(r, dict) and isinstance(r.get("endpoint"), str) and isinstance(r.get("activity_key"), str)
+                    for r in rows):
+                raise AdminError(422, "rows: a list of {endpoint, activity_key}", "rows")
+            if endpoint is not None:
+                raise AdminError(422, "rows name their endpoints: leave endpoint out", "endpoint")
+            for ep in {r["endpoint"] for r in rows}:
+                self._endpoint(key, ep)
         if endpoint is not None:
             if not isinstance(endpoint, str):
                 raise AdminError(422, "endpoint must be a name", "endpoint")
             self._endpoint(key, endpoint)
-        elif ALL_TENANTS not in key.tenants:
+        elif rows is None and ALL_TENANTS not in key.tenants:
             raise AdminError(422, "endpoint is required for a tenant key", "endpoint")
         keys = body.get("keys")
         if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
             raise AdminError(422, "keys: a list of ActivityKeys", "keys")
+        if rows is not None:
+            keys = [r["activity_key"] for r in rows]
+        if keys is not None and not keys:  # nothing selected is nothing to replay (not: everything)
+            return {"dry_run": dry_run, "would_replay": 0, "replayed": 0, "not_replayed": 0, "items": []}
         max_replays = body.get("max_replays", replay_mod.max_replays())
         if not isinstance(max_replays, int) or isinstance(max_replays, bool) or not 0 <= max_replays <= 1000:
             raise AdminError(422, "max_replays: a whole number from 0 to 1000", "max_replays")
         decisions = await replay_mod.plan(self.settings, endpoint, None, None, set(keys) if keys else None, max_replays)
         decisions = [d for d in decisions if self._sees_dead_letter(key, d.candidate.info.endpoint)]
+        if rows is not None:
+            wanted = {(r["endpoint"], r["activity_key"]) for r in rows}
+            decisions = [d for d in decisions if (d.candidate.info.endpoint, d.candidate.activity_key) in wanted]
         todo = [d for d in decisions if d.action == "replay"]
         n = 0 if dry_run else await replay_mod.execute(self.settings, todo)
         answer = {"dry_run": dry_run, "would_replay": len(todo), "replayed": n, "not_replayed": len(decisions) - len(todo),

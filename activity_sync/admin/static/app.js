@@ -316,9 +316,17 @@ async function loadDead() {
 }
 
 function replayBody() {
+  // exactly the rows ticked, whichever endpoints they belong to
   const checked = [...document.querySelectorAll("#dead-rows input:checked")];
-  const endpoint = document.getElementById("d-endpoint").value || (checked[0] && checked[0].dataset.endpoint) || undefined;
-  return { endpoint, keys: checked.map((c) => c.value) };
+  return { rows: checked.map((c) => ({ endpoint: c.dataset.endpoint, activity_key: c.value })) };
+}
+
+function planText(plan, verb) {
+  const lines = [`${verb}: ${plan[verb === "dry run" ? "would_replay" : "replayed"]} ${verb === "dry run" ? "would be replayed" : ""}`.trim()
+                 + `, ${plan.not_replayed} not`];
+  for (const it of plan.items.filter((i) => i.action !== "replay"))
+    lines.push(`${it.endpoint} ${it.activity_key}: not replayed (${it.reason || it.action})`);
+  return lines.join("\n");
 }
 
 async function loadAudit() {
@@ -368,17 +376,30 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const c of document.querySelectorAll("#dead-rows input:not(:disabled)")) c.checked = ev.target.checked; });
   document.getElementById("d-dry-run").addEventListener("click", async () => {
     try {
-      const plan = await api("POST", "/replay", { ...replayBody(), dry_run: true });
-      state.replayPlan = replayBody();
-      document.getElementById("d-result").textContent = `dry run: ${plan.would_replay} would be replayed, ${plan.not_replayed} not`;
+      const body = replayBody();
+      if (!body.rows.length) {  // nothing ticked is nothing to replay
+        document.getElementById("d-result").textContent = "nothing selected: tick the dead letters to replay";
+        document.getElementById("d-replay").disabled = true;
+        return;
+      }
+      const plan = await api("POST", "/replay", { ...body, dry_run: true });
+      state.replayPlan = body;
+      document.getElementById("d-result").textContent = planText(plan, "dry run");
       document.getElementById("d-replay").disabled = plan.would_replay === 0;
     } catch (e) { say(e.message, true); }
   });
   document.getElementById("d-replay").addEventListener("click", async () => {
     try {
+      if (!state.replayPlan || !state.replayPlan.rows.length) return;
       const done = await api("POST", "/replay", { ...state.replayPlan, dry_run: false });
-      document.getElementById("d-result").textContent = `replayed ${done.replayed}`;
       await loadDead();
+      // the listing catches up with the replay a moment later: mark what was sent now
+      for (const it of done.items.filter((i) => i.action === "replay")) {
+        const row = document.querySelector(`[data-testid="dead-row-${CSS.escape(it.activity_key)}"]`);
+        if (row) { row.cells[7].textContent = "yes"; row.querySelector("input").disabled = true; }
+      }
+      document.getElementById("d-result").textContent = `replayed ${done.replayed}` +
+        (done.not_replayed ? `, ${done.not_replayed} not` : "");
     } catch (e) { say(e.message, true); }
   });
   if (state.key) { document.getElementById("api-key").value = state.key; signIn(); }
