@@ -35,6 +35,17 @@ from .contract import (DEFAULT_BATCH_SIZE, AuthExpired, BatchRefused, Delivery, 
 log = logging.getLogger("activity_sync.sinks")
 
 
+def span(seconds: float) -> str:
+    """A duration as a person reads it: ``4 s``, ``12 min``, ``3.5 h``, ``14 days``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Clock:
     """Wall-clock time (seconds since the epoch) and sleeping until a moment of it."""
 
@@ -466,8 +477,8 @@ class DeliveryRunner:
             return
         if now - first >= self.policy.window_s:
             await self.dead(p, WindowExpired(
-                f"still failing {(now - first) / 86400:.1f} days after the first failure "
-                f"(window {self.policy.window_s / 86400:g} days); last error: {type(error).__name__}: {error}",
+                f"still failing {span(now - first)} after the first failure "
+                f"(window {span(self.policy.window_s)}); last error: {type(error).__name__}: {error}",
                 status=error.status), attempts, first)
             return
         tier, delay = self.policy.tier_for(attempts, error.retry_after)
@@ -493,8 +504,8 @@ class DeliveryRunner:
         now = self.clock.now()
         if p.first_failure is not None and now - p.first_failure >= self.policy.window_s:
             await self.dead(p, WindowExpired(
-                f"still failing {(now - p.first_failure) / 86400:.1f} days after the first failure "
-                f"(window {self.policy.window_s / 86400:g} days); last error: {last_error}"), p.attempts,
+                f"still failing {span(now - p.first_failure)} after the first failure "
+                f"(window {span(self.policy.window_s)}); last error: {last_error}"), p.attempts,
                 p.first_failure)
             return True
         return False

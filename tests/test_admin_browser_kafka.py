@@ -223,3 +223,32 @@ async def test_replay_from_the_page_takes_exactly_the_rows_ticked(settings, brow
         await page.close()
         await runner.cleanup()
         await state.stop()
+
+
+async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
+    """Issue 18: the interval schedule (the seed's bulk write-back) from the endpoint form, not only YAML."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.fill("[data-testid=api-key]", KEY.secret)
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await page.click("[data-testid=create-endpoint]")
+        await page.fill("[data-testid=ep-name]", "bulk-crm")
+        await page.select_option("[data-testid=ep-provider]", "webhook")
+        await page.fill("[data-testid=ep-tenant]", "DEMO")
+        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await page.fill("[data-testid=setting-schedule]", "every 30m")
+        await page.screenshot(path=str(ARTIFACTS / "endpoint-schedule.png"), full_page=True)
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=edit-bulk-crm]")
+        ep = state.endpoint(KEY, "bulk-crm")
+        assert ep["settings"]["schedule"] in ("every 30m", {"every": "30m"}, {"every": 1800.0}), ep["settings"]
+        await page.click("[data-testid=edit-bulk-crm]")  # the saved schedule reads back in the form
+        assert "30" in await page.input_value("[data-testid=setting-schedule]")
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()

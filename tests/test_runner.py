@@ -258,3 +258,10 @@ async def test_concurrent_requests_after_a_first_that_goes_alone():
     sink.most = 0
     serial = DeliveryRunner("crm", sink, Recorder(), RetryPolicy(), FakeClock())
     assert await serial.deliver(pendings(9)) is True and sink.most == 1  # the default: one at a time
+
+
+def test_durations_in_messages_read_as_a_person_reads_them():
+    from sinks.runner import span
+
+    assert [span(4), span(720), span(5400), span(14 * 86400)] == ["4 s", "12 min", "90 min", "14.0 days"]
+    assert span(3 * 3600) == "3.0 h"

@@ -99,7 +99,13 @@ function settingsForm(provider, values) {
     const types = [prop.type, ...(prop.anyOf || []).map((x) => x.type)].filter(Boolean);
     const enumValues = prop.enum || (prop.anyOf || []).flatMap((x) => x.enum || (x.const !== undefined ? [x.const] : []));
     let input;
-    if (enumValues.length) {
+    const orValue = enumValues.length && (prop.anyOf || []).some((x) => x.$ref || x.type === "object");
+    if (orValue) {  // a word or a value, e.g. schedule: realtime, or every 30m
+      const shown = value && typeof value === "object"
+        ? Object.entries(value).map(([k, v]) => `${k} ${v}`).join(" ") : (value === undefined || value === null ? "" : value);
+      input = el("input", { type: "text", name, "data-field": field, "data-kind": "text", value: shown,
+                            placeholder: `${enumValues.join(" or ")}, or e.g. every 30m` });
+    } else if (enumValues.length) {
       input = el("select", { name, "data-field": field, "data-kind": "enum" },
         el("option", { value: "", text: "" }),
         enumValues.map((v) => el("option", { value: v, text: v, selected: v === value })));
