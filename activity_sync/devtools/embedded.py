@@ -424,7 +424,8 @@ async def run_embedded(args) -> int:
         watched = watched_fakes(emb)
         if not args.exit:
             reporter = asyncio.gather(*(report_deliveries(url, name=name, ca_file=ca)
-                                        for name, url, ca in watched))
+                                        for name, url, ca in watched),
+                                      return_exceptions=True)  # a stop cancels them: no error to report
         print("\nactivity.enriched, decoded (Ctrl-C to stop; `.venv/bin/activity-sync tail --pretty` shows whole "
               "records):\n", flush=True)
         await tail(settings, "enriched", True, args.max, args.idle, pretty=True, brief=not args.full)
@@ -450,6 +451,10 @@ async def run_embedded(args) -> int:
     finally:
         if reporter is not None:
             reporter.cancel()
+            try:
+                await reporter  # retrieved: a cancelled gather would otherwise be logged with a traceback
+            except BaseException:  # noqa: BLE001 - stopping: whatever it ended with is not news
+                pass
         emb.stop()
 
 
