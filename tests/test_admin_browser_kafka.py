@@ -152,6 +152,8 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         await page.click("[data-testid=replay-confirm]")
         await page.wait_for_selector("[data-testid=replay-result]:has-text('replayed 1')")
         await eventually(lambda: _stored(crm, "ui-2"), 90, "the replayed activity at the CRM")
+        await page.click("[data-testid=tab-status]")  # the last error is history once deliveries go again
+        await page.wait_for_selector("[data-testid=last-error-crm-ui]:has-text('delivering again')", timeout=60_000)
 
         # ---- disable, then delete: its subscriptions go too
         await page.click("[data-testid=tab-endpoints]")

@@ -299,7 +299,11 @@ async function loadStatus() {
     el("td", { text: String(s.dead), "data-testid": `dead-${s.endpoint}` }),
     el("td", { text: s.lag === null ? "—" : String(s.lag) }),
     el("td", { text: when(s.last_success_at) }),
-    el("td", { text: s.last_error ? `${when(s.last_error_at)} ${s.last_error_class}: ${s.last_error}` : "—",
+    el("td", { text: !s.last_error ? "—"
+                 // an error that deliveries have got past since is history, not the state: say so, briefly
+                 : (s.last_success_at && s.last_success_at > s.last_error_at)
+                   ? `— (delivering again; last error ${when(s.last_error_at)})`
+                   : `${when(s.last_error_at)} ${s.last_error_class}: ${s.last_error}`,
                "data-testid": `last-error-${s.endpoint}` }),
     el("td", { text: s.held_back ? `${s.held_back.reason} until ${when(s.held_back.until)}` : (s.paused || "no") }))));
 }
