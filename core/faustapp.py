@@ -16,7 +16,6 @@ import tempfile
 
 import faust
 
-from .consumer_state import set_fetch_max_wait
 from .envvars import EnvError
 from .settings import Settings
 from .topics import MAX_EVENT_TOPIC_BYTES, replication
@@ -28,9 +27,6 @@ def client_id(role: str) -> str:
     """``activity-sync-<role>-<host>-<pid>``, e.g. ``activity-sync-sink-crm-web1-4242``."""
     return f"activity-sync-{role}-{socket.gethostname()}-{os.getpid()}"
 
-
-#: the longest a fetch that finds nothing new waits at the broker (see core.consumer_state.set_fetch_max_wait)
-FETCH_MAX_WAIT_MS = 100
 
 
 def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.App:
@@ -59,13 +55,7 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
         consumer_max_fetch_size=1024 * 1024,
     )
     conf.update(overrides)
-    app = faust.App(app_id, **conf)
-
-    @app.on_partitions_assigned.connect
-    async def _short_fetch_wait(app, assigned, **kwargs) -> None:
-        set_fetch_max_wait(app, FETCH_MAX_WAIT_MS)
-
-    return app
+    return faust.App(app_id, **conf)
 
 
 def install_health(app: faust.App, health, config_table, joined=None) -> None:

@@ -36,6 +36,15 @@ async def eventually(check, timeout: float = 60, what: str = "") -> None:
         await asyncio.sleep(0.5)
 
 
+async def sign_in(page, url: str | None = None) -> None:
+    """Open the page (when ``url`` is given) and sign in with the admin key."""
+    if url:
+        await page.goto(url)
+    await page.fill("[data-testid=api-key]", KEY.secret)
+    await page.click("[data-testid=sign-in]")
+    await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+
+
 async def until_page(read, ok, timeout: float = 30) -> None:
     """Poll the page from Python (not page.wait_for_function, whose string predicates the page's strict
     CSP can refuse to evaluate)."""
@@ -79,9 +88,7 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         await page.click("[data-testid=sign-in]")
         await page.wait_for_selector("[data-testid=message].bad")
         assert "API key" in await page.text_content("[data-testid=message]")
-        await page.fill("[data-testid=api-key]", KEY.secret)
-        await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await sign_in(page)
 
         # ---- create an endpoint with its provider's settings form and two subscriptions
         await page.click("[data-testid=create-endpoint]")
@@ -204,10 +211,7 @@ async def test_replay_from_the_page_takes_exactly_the_rows_ticked(settings, brow
             await produce(settings, t.dead, [(b"k", b"value")], headers=H.dead_letter(
                 "deliver", (t.enriched, 0, 1), FatalError("HTTP 400: refused"), endpoint=ep, tenant="DEMO",
                 activity_key=key))
-        await page.goto(f"http://127.0.0.1:{port}/")
-        await page.fill("[data-testid=api-key]", KEY.secret)
-        await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await sign_in(page, f"http://127.0.0.1:{port}/")
         await page.click("[data-testid=tab-dead]")
         await page.wait_for_selector("[data-testid=dead-row-r-1]", timeout=30_000)
         await page.click("[data-testid=replay-dry-run]")  # nothing ticked
@@ -233,10 +237,7 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
     runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
-        await page.goto(f"http://127.0.0.1:{port}/")
-        await page.fill("[data-testid=api-key]", KEY.secret)
-        await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await sign_in(page, f"http://127.0.0.1:{port}/")
         await page.click("[data-testid=create-endpoint]")
         await page.fill("[data-testid=ep-name]", "bulk-crm")
         await page.select_option("[data-testid=ep-provider]", "webhook")
