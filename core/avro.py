@@ -34,26 +34,33 @@ def parsed_schema(name: str = "activity_enriched"):
     return fastavro.parse_schema(json.loads(schema_text(name)))
 
 
-def history() -> dict[int, str]:
-    """Every released version of ``activity_enriched.avsc``: ``{version: schema JSON}`` from
-    ``schemas/history/activity_enriched-vN.avsc`` (the current schema is the newest of them)."""
+#: the schemas of the topics the project writes in Avro, each with its history in schemas/history
+FAMILIES = ("activity_enriched", "push_contact", "push_list")
+
+
+def history(name: str = "activity_enriched") -> dict[int, str]:
+    """Every released version of ``<name>.avsc``: ``{version: schema JSON}`` from
+    ``schemas/history/<name>-vN.avsc`` (the current schema is the newest of them)."""
     out = {}
+    prefix = f"{name}-v"
     for f in resources.files("schemas").joinpath("history").iterdir():
-        name = f.name
-        if name.startswith("activity_enriched-v") and name.endswith(".avsc"):
-            out[int(name[len("activity_enriched-v"):-5])] = f.read_text()
+        fname = f.name
+        if fname.startswith(prefix) and fname.endswith(".avsc") and fname[len(prefix):-5].isdigit():
+            out[int(fname[len(prefix):-5])] = f.read_text()
     return dict(sorted(out.items()))
 
 
 @lru_cache(maxsize=1)
 def known_writers() -> dict[bytes, tuple[int | None, object]]:
-    """Writer schemas by single-object fingerprint: every released version, and the current one."""
+    """Writer schemas by single-object fingerprint: every released version of every family, and the
+    current ones (a fingerprint names one schema, whichever family it is of)."""
     out: dict[bytes, tuple[int | None, object]] = {}
-    for version, text in history().items():
-        schema = fastavro.parse_schema(json.loads(text))
-        out[schema_fingerprint(schema)] = (version, schema)
-    current = parsed_schema()
-    out.setdefault(schema_fingerprint(current), (None, current))
+    for family in FAMILIES:
+        for version, text in history(family).items():
+            schema = fastavro.parse_schema(json.loads(text))
+            out[schema_fingerprint(schema)] = (version, schema)
+        current = parsed_schema(family)
+        out.setdefault(schema_fingerprint(current), (None, current))
     return out
 
 
@@ -66,11 +73,15 @@ class DecodeError(ValueError):
     pass
 
 
-@lru_cache(maxsize=None)
 def compiled_writer(name: str = "activity_enriched"):
     """The schema's compiled writer (:mod:`core.avrowrite`), or None where it cannot compile it."""
+    return _compiled_writer(name)
+
+
+@lru_cache(maxsize=None)
+def _compiled_writer(name: str):
     try:
-        return compile_writer(json.loads(schema_text(name)), memo=("Detail.name",))
+        return compile_writer(json.loads(schema_text(name)), memo=("Detail.name",) if name == "activity_enriched" else ())
     except Unsupported:
         return None
 
@@ -92,10 +103,10 @@ class _Codec:
 
 
 class SingleObjectCodec(_Codec):
-    def __init__(self, schema=None) -> None:
-        self.schema = schema or parsed_schema()
+    def __init__(self, schema=None, name: str = "activity_enriched") -> None:
+        self.schema = schema or parsed_schema(name)
         if schema is None:
-            self.body = compiled_writer()
+            self.body = compiled_writer(name)
         self.header = SINGLE_OBJECT_MARKER + schema_fingerprint(self.schema)
 
     def decode(self, data: bytes, reader_schema=None) -> dict:

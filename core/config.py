@@ -35,7 +35,10 @@ TENANT_CODE_MAX = 100
 ENDPOINT_FIELDS = frozenset({"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"})
 SUBSCRIPTION_FIELDS = frozenset({"activity_code", "endpoint", "description", "enabled", "writeback_codes",
                                  "writeback_code1", "writeback_code2"})
-DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys"})
+DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants"})
+TENANT_FIELDS = frozenset({"code", "community_essentials", "resolve_by"})
+#: how the stream stage may find an activity's member in the Push API directory, in the tenant's order
+RESOLVE_BY = ("contact_key", "email", "phone")
 MAX_DEPTH = 32            # nesting of a config document (settings included)
 MAX_INT = 2 ** 53         # the largest whole number a config may hold (what JSON readers carry exactly)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -93,6 +96,51 @@ class Subscription:
         d = asdict(self)
         d["writeback_codes"] = [d.pop("writeback_code1"), d.pop("writeback_code2")]
         return d
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant's own settings (``tenants:`` in a config document, ``tenant:<code>`` on the topic).
+
+    ``community_essentials``: the Push API refuses what Community Essentials does not support (lists,
+    demographics, job history, education, orders) and stores every group as a security group.
+    ``resolve_by``: when an activity carries no customer ID, the stream stage looks its member up in
+    the Push API directory by these, in this order (empty: no look-up).
+    """
+
+    code: str
+    community_essentials: bool = False
+    resolve_by: tuple[str, ...] = RESOLVE_BY
+
+    def key(self) -> str:
+        return f"tenant:{self.code}"
+
+    def record(self) -> dict:
+        return {"code": self.code, "community_essentials": self.community_essentials,
+                "resolve_by": list(self.resolve_by)}
+
+
+def tenant_from_dict(d: dict) -> Tenant:
+    """A tenant's settings, strictly: ``code`` required, ``community_essentials`` a boolean,
+    ``resolve_by`` a list of ``contact_key``, ``email``, ``phone`` without repeats."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a tenant must be a mapping, not {_kind(d)}")
+    check_plain(d, "tenant")
+    code = _text(d, "code", "tenant", required=True)
+    where = f"tenant {code}"
+    if not code.strip() or len(code) > TENANT_CODE_MAX or code == ALL_TENANTS:
+        raise ConfigError(f"{where}: code must be a tenant code of 1 to {TENANT_CODE_MAX} characters", "code")
+    _unknown(d, TENANT_FIELDS, where)
+    essentials = d.get("community_essentials", False)
+    if not isinstance(essentials, bool):
+        raise ConfigError(f"{where}: community_essentials must be true or false, not {_kind(essentials)}",
+                          "community_essentials")
+    by = d.get("resolve_by", list(RESOLVE_BY))
+    if not isinstance(by, list) or any(not isinstance(b, str) or b not in RESOLVE_BY for b in by) \
+            or len(set(by)) != len(by):
+        raise ConfigError(f"{where}: resolve_by must be a list of {', '.join(RESOLVE_BY)} (each at most once)",
+                          "resolve_by")
+    return Tenant(code, essentials, tuple(by))
 
 
 # ----------------------------------------------------------------------------- plain data
@@ -278,10 +326,12 @@ def check_subscription(sub: Subscription, catalog: Catalog) -> Template:
 class ConfigFile:
     endpoints: list[Endpoint]
     subscriptions: list[Subscription]
+    tenants: list[Tenant] = field(default_factory=list)
 
     def records(self) -> list[tuple[str, bytes]]:
-        """The ``activity.config`` records for this file: endpoints first, then subscriptions."""
-        return [(x.key(), json.dumps(x.record()).encode()) for x in [*self.endpoints, *self.subscriptions]]
+        """The ``activity.config`` records for this file: tenants, endpoints, then subscriptions."""
+        return [(x.key(), json.dumps(x.record()).encode())
+                for x in [*self.tenants, *self.endpoints, *self.subscriptions]]
 
 
 def _entries(doc: dict, key: str) -> list:
@@ -313,9 +363,13 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
             raise ConfigError(f"subscription {sub.activity_code} names unknown endpoint {sub.endpoint!r}", "endpoint")
         check_subscription(sub, catalog)
         subs.append(sub)
-    if not eps and not subs:
+    tenants = [tenant_from_dict(t) for t in _entries(doc, "tenants")]
+    codes = [t.code for t in tenants]
+    if len(set(codes)) != len(codes):
+        raise ConfigError("tenant codes must be unique", "code")
+    if not eps and not subs and not tenants:
         raise ConfigError("holds no endpoints and no subscriptions (a config has endpoints: and subscriptions:)")
-    return ConfigFile(eps, subs)
+    return ConfigFile(eps, subs, tenants)
 
 
 def catalog_of(doc: dict) -> Catalog:

@@ -8,13 +8,11 @@ logged and counted, and the previous state stays in force.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from mode import Service
-
 from . import metrics  # the shared config counter
+from .compacted import CompactedTopic
 from .routing import Routing
 from .settings import KafkaSettings
 from .topics import partition_ids
@@ -41,61 +39,23 @@ async def read_config_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str,
         await consumer.stop()
 
 
-class ConfigTable(Service):
+class ConfigTable(CompactedTopic):
+    """The ``activity.config`` records applied to a :class:`Routing`; a worker waits for the topic to exist."""
+
+    wait_for_topic = True
+
     def __init__(self, kafka: KafkaSettings, topic: str, routing: Routing, **kw) -> None:
-        super().__init__(**kw)
-        self.kafka = kafka
-        self.topic = topic
+        super().__init__(kafka, topic, self._record, **kw)
         self.routing = routing
-        self.ready = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
 
-    async def wait_ready(self) -> None:
-        await self.ready.wait()
-
-    def apply(self, key: str, value: bytes | None) -> None:
+    def _record(self, key: bytes, value: bytes | None) -> None:
         try:
-            self.routing.apply_record(key, value)
+            self.routing.apply_record(key.decode(), value)
             metrics.CONFIG_RECORDS.labels("applied").inc()
         except Exception as exc:  # a bad record never takes the worker down
             metrics.CONFIG_RECORDS.labels("refused").inc()
-            log.error("activity.config record %s refused: %s", key, exc)
+            log.error("activity.config record %s refused: %s", key.decode(errors="replace"), exc)
 
-    async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                          **self.kafka.aiokafka_kwargs())
-        await self._consumer.start()
-
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    @Service.task
-    async def _follow(self) -> None:
-        c = self._consumer
-        assert c is not None
-        parts_ids: list[int] = []
-        while not parts_ids:
-            if self.should_stop:
-                return
-            parts_ids = await partition_ids(self.kafka, self.topic)
-            if not parts_ids:
-                log.warning("waiting for topic %s to exist", self.topic)
-                await asyncio.sleep(1.0)
-        parts = [TopicPartition(self.topic, p) for p in parts_ids]
-        c.assign(parts)
-        await c.seek_to_beginning(*parts)
-        end = await c.end_offsets(parts)
-        if all(end[tp] == 0 for tp in parts):
-            self.ready.set()
-        while not self.should_stop:
-            batch = await c.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key:
-                        self.apply(m.key.decode(), m.value)
-            if not self.ready.is_set():
-                if all([await c.position(tp) >= end[tp] for tp in parts]):
-                    log.info("activity.config loaded: %d endpoints, %d subscriptions",
-                             len(self.routing.endpoints), len(self.routing.subscriptions))
-                    self.ready.set()
+    def loaded(self) -> None:
+        log.info("activity.config loaded: %d endpoints, %d subscriptions",
+                 len(self.routing.endpoints), len(self.routing.subscriptions))

@@ -96,39 +96,57 @@ def iso_utc(dt: datetime) -> str:
 
 
 def decode_event(raw: bytes | None, max_bytes: int) -> dict:
-    """Bytes from ``activity.raw`` to a validated event dict (envelope checked, date not yet parsed).
-
-    orjson parses (about 15x faster than the standard library with the checks below as hooks); its
-    answer is used only when it is certainly what the strict parser (:func:`decode_strict`) answers:
-    no duplicate key (counted, see :func:`_plainly_parsed`), every whole number within 64 bits,
-    nesting within ``MAX_DEPTH``. Anything else, and anything orjson refuses, goes through the strict
-    parser, which raises the precise reason (or accepts, by its own rules).
-    """
+    """Bytes from ``activity.raw`` to a validated event dict (envelope checked, date not yet parsed)."""
     if raw is None:
         raise NotJson("empty message (no value)")
     if len(raw) > max_bytes:
         raise EventTooLarge(f"event is {len(raw)} bytes, the limit is {max_bytes}")
-    try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return decode_strict(raw)
+    event = parse_json(raw)
     if type(event) is not dict:
         raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
-    if not _plainly_parsed(raw, event):
-        return decode_strict(raw)
     validate_envelope(event)
     return event
 
 
-def decode_strict(raw: bytes) -> dict:
-    """The reference parser: UTF-8 text, RFC 8259 JSON, unique keys, finite numbers, whole numbers
-    within 64 bits, nesting within ``MAX_DEPTH``, no lone surrogate; then the envelope."""
+def parse_json(raw: bytes):
+    """Bytes to JSON data by the strict rules of :func:`parse_json_strict`, fast.
+
+    orjson parses (about 15x faster than the standard library with the checks as hooks); its
+    answer is used only when it is certainly what the strict parser answers: no duplicate key
+    (counted, see :func:`_plainly_parsed`), every whole number within 64 bits, nesting within
+    ``MAX_DEPTH``. Anything else, and anything orjson refuses, goes through the strict parser,
+    which raises the precise reason (or accepts, by its own rules). Raises :class:`MalformedEvent`.
+    """
     try:
-        text = raw.decode("utf-8")  # JSON events are UTF-8; json.loads(bytes) would guess UTF-16/32 too
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return parse_json_strict(raw)
+    if type(value) is dict or type(value) is list:
+        if not _plainly_parsed(raw, value):
+            return parse_json_strict(raw)
+    elif type(value) is int and not MIN_WHOLE <= value <= MAX_WHOLE:
+        return parse_json_strict(raw)
+    return value
+
+
+def decode_strict(raw: bytes) -> dict:
+    """The reference parser for events: :func:`parse_json_strict`, a JSON object, then the envelope."""
+    event = parse_json_strict(raw)
+    if not isinstance(event, dict):
+        raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
+    validate_envelope(event)
+    return event
+
+
+def parse_json_strict(raw: bytes):
+    """The reference parser: UTF-8 text, RFC 8259 JSON, unique keys, finite numbers, whole numbers
+    within 64 bits, nesting within ``MAX_DEPTH``, no lone surrogate."""
+    try:
+        text = raw.decode("utf-8")  # JSON is UTF-8; json.loads(bytes) would guess UTF-16/32 too
     except UnicodeDecodeError as exc:
         raise NotJson(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
-        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole,
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole,
                            object_pairs_hook=_unique_keys)
     except RecursionError:
         raise NotJson(f"not JSON this pipeline accepts: nested deeper than {MAX_DEPTH} levels") from None
@@ -136,11 +154,11 @@ def decode_strict(raw: bytes) -> dict:
         raise
     except ValueError as exc:
         raise NotJson(f"not JSON: {exc}") from None
-    if not isinstance(event, dict):
-        raise NotAnObject(f"event must be a JSON object, got a JSON {_json_kind(event)}")
-    _check_tree(event)
-    validate_envelope(event)
-    return event
+    if isinstance(value, (dict, list)):
+        _check_tree(value)
+    elif isinstance(value, str) and _SURROGATE.search(value):
+        raise InvalidField("the text holds a lone surrogate: not valid Unicode")
+    return value
 
 
 def _plainly_parsed(raw: bytes, event: dict) -> bool:
@@ -224,7 +242,7 @@ def _unique_keys(pairs: list) -> dict:
     return out
 
 
-def _check_tree(event: dict) -> None:
+def _check_tree(event) -> None:
     """Depth at most MAX_DEPTH, and no lone surrogate (text that is not Unicode) in any key or string."""
     stack = [(event, 1, "")]
     while stack:

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 
 from .catalog import Catalog
-from .config import (ALL_TENANTS, ConfigError, Endpoint, Subscription, check_subscription, endpoint_from_dict,
-                     subscription_from_dict)
+from .config import (ALL_TENANTS, ConfigError, Endpoint, Subscription, Tenant, check_subscription,
+                     endpoint_from_dict, subscription_from_dict, tenant_from_dict)
 from .templates import Template
 
 
@@ -35,6 +35,7 @@ class Routing:
         self.catalog = catalog
         self.endpoints: dict[str, Endpoint] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        self.tenant_settings: dict[str, Tenant] = {}  # tenant code -> its own settings (``tenants:``)
         self._templates: dict[str, Template] = {}
         self._index: dict[str, tuple[Route, ...]] = {}
         self.refused: dict[str, str] = {}  # config key -> why its latest record was refused
@@ -56,6 +57,10 @@ class Routing:
             return routes
         return tuple(r for r in routes if r.tenants is None or tenant in r.tenants)
 
+    def tenant(self, code: str) -> Tenant:
+        """A tenant's settings (the defaults for a tenant the config does not name)."""
+        return self.tenant_settings.get(code) or Tenant(code)
+
     def put_endpoint(self, ep: Endpoint) -> None:
         self.endpoints[ep.name] = ep
         self._rebuild()
@@ -68,6 +73,8 @@ class Routing:
     def delete(self, key: str) -> None:
         if key.startswith("endpoint:"):
             self.endpoints.pop(key.split(":", 1)[1], None)
+        elif key.startswith("tenant:"):
+            self.tenant_settings.pop(key.split(":", 1)[1], None)
         else:
             self.subscriptions.pop(key, None)
             self._templates.pop(key, None)
@@ -89,6 +96,12 @@ class Routing:
                 self.put_endpoint(endpoint_from_dict(data))
             elif key.startswith("subscription:"):
                 self.put_subscription(subscription_from_dict(data))
+            elif key.startswith("tenant:"):
+                tenant = tenant_from_dict(data)
+                if tenant.key() != key:
+                    raise ConfigError(f"record {key!r} holds tenant {tenant.code!r}")
+                self.tenant_settings[tenant.code] = tenant
+                self.version += 1
             else:
                 raise ConfigError(f"unknown config record key {key!r}")
         except Exception as exc:

@@ -58,6 +58,31 @@ class Topics:
     def audit(self) -> str:
         return self._n("activity.audit")
 
+    # The Push API (sources.push) and its member directory (streams.directory)
+    @property
+    def push_contacts(self) -> str:
+        return self._n("push.contacts")
+
+    @property
+    def push_lists(self) -> str:
+        return self._n("push.lists")
+
+    @property
+    def push_memberships(self) -> str:
+        return self._n("push.memberships")
+
+    @property
+    def push_directory(self) -> str:
+        return self._n("push.directory")
+
+    @property
+    def push_list_state(self) -> str:
+        return self._n("push.list-state")
+
+    @property
+    def push_keys(self) -> str:
+        return self._n("push.keys")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -84,6 +109,20 @@ class Topics:
             TopicSpec(self.audit, 1, {"retention.ms": "-1"}),
         ]
         specs += [TopicSpec(name, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}) for name in self.retries]
+        compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(3600 * 1000)}
+        specs += [
+            # The Push API's contacts: the full current record per tenant|ContactId (a soft delete is a
+            # record, never a tombstone), so the topic is the contacts' latest state forever.
+            TopicSpec(self.push_contacts, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            # List operations (Add and Remove are partial): kept, applied in order by the directory.
+            TopicSpec(self.push_lists, partitions, {"retention.ms": "-1", "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            # One contact's list changes, keyed tenant|ContactId: read with push.contacts (co-partitioned).
+            TopicSpec(self.push_memberships, partitions, {"retention.ms": "-1"}),
+            # The directory's tables' changelogs (Faust writes them; every reader follows push.directory).
+            TopicSpec(self.push_directory, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            TopicSpec(self.push_list_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            TopicSpec(self.push_keys, 1, compact),
+        ]
         return specs
 
 
