@@ -11,6 +11,10 @@
     activity-sync history [--member ID] [--code CODE] [--since T] [--until T]
     activity-sync providers [--schema]   # providers and their settings (JSON Schema with --schema)
     activity-sync fake-crm [--port 8085]
+    activity-sync ingest [--port 8094]   # the Push API: POST /v2/contactinfo, /v2/list
+    activity-sync ingest-keys issue|list|revoke [--id ID --tenant T --origin ENDPOINT]
+    activity-sync directory           # the member directory worker (Push API contacts and lists)
+    activity-sync contacts --tenant T [--id|--email|--phone|--name]
 
 Each subcommand is one ``cmd_*`` handler below, bound to its parser with ``set_defaults``. This is
 the composition root: it may import every package; nothing imports it.
@@ -33,7 +37,8 @@ from core.settings import Settings
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
                   "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
-                  "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page")
+                  "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page, "
+                  "the Push API, its metrics and the directory worker's metrics")
 
 
 # --------------------------------------------------------------------------- handlers
@@ -356,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     kt.add_argument("tool", choices=["console-producer", "console-consumer", "consumer-groups", "topics", "configs",
                                      "get-offsets"], help="which tool")
     kt.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments (its --help lists them)")
+    from activity_sync.push import add_parsers as push_parsers
+
+    push_parsers(sub)
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.set_defaults(handler=cmd_fake_crm)
     fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")

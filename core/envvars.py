@@ -40,6 +40,12 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_BATCH_SIZE": ("1000", "raw events a stream worker enriches per batch, at most (a quiet stream "
                                          "makes smaller ones within `_BATCH_WITHIN`)"),
     "ACTIVITY_SYNC_BATCH_WITHIN": ("0.01", "seconds a stream worker waits to fill a batch"),
+    "ACTIVITY_SYNC_INGEST_HOST": ("127.0.0.1", "the address `activity-sync ingest` (the Push API) listens on"),
+    "ACTIVITY_SYNC_INGEST_PORT": ("8094", "the port `activity-sync ingest` listens on"),
+    "ACTIVITY_SYNC_INGEST_MAX_IN_FLIGHT": ("256", "Push API requests handled at once; more are answered 429 "
+                                                  "with Retry-After"),
+    "ACTIVITY_SYNC_INGEST_WRITE_TIMEOUT_S": ("10", "seconds the Push API waits for Kafka to acknowledge a "
+                                                   "request's records before it answers 503 with Retry-After"),
     "ACTIVITY_SYNC_SETUP_RETRY_S": ("300", "seconds an endpoint paused by a setup error waits before it tries "
                                             "again (a settings change tries at once)"),
     "ACTIVITY_SYNC_EVENT_LOOP": ("uvloop", "the workers' event loop: `uvloop`, or `asyncio` (the standard "

@@ -1,0 +1,1 @@
+"""What brings data into Kafka: the Push API ingest server (``sources.push``)."""
