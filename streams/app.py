@@ -31,6 +31,7 @@ from core import metrics as core_metrics
 from . import metrics
 from core.avro import make_codec
 from core.configtable import ConfigTable
+from core.directory import DirectoryView
 from core.envvars import env_float, env_int
 from core.errors import guarded, kafka_reachable
 from core.logs import configure_logging, record_fields
@@ -184,9 +185,10 @@ class EnrichLoop(Service):
     """
 
     def __init__(self, settings: Settings, topics: Topics, enrichment: "Enrichment", config_table: ConfigTable,
-                 **kw) -> None:
+                 directory=None, **kw) -> None:
         super().__init__(**kw)
         self.settings, self.topics, self.enrichment, self.config_table = settings, topics, enrichment, config_table
+        self.directory = directory
         self.batch_size, self.within = batch_settings()
         self.stopping = False
         self.busy = False
@@ -215,6 +217,8 @@ class EnrichLoop(Service):
     @Service.task
     async def _run(self) -> None:
         await self.config_table.wait_ready()
+        if self.directory is not None:
+            await self.directory.wait_ready()
         consumer = self.consumer
         consumer.subscribe([self.topics.raw], listener=_Rebalance(self))
         await consumer.start()
@@ -289,9 +293,12 @@ def create_app(settings: Settings | None = None, health=None) -> faust.App:
     routing = Routing(catalog)
     config_table = ConfigTable(settings.kafka, topics.config, routing)
     app.service(config_table)
-    enrichment = Enrichment(Enricher(catalog, routing, settings.max_event_bytes),
+    # the Push API's member directory: who an activity is about when the event names no customer ID
+    directory = DirectoryView(settings.kafka, topics.push_directory)
+    app.service(directory)
+    enrichment = Enrichment(Enricher(catalog, routing, settings.max_event_bytes, directory.directory),
                             make_codec(settings.schema_registry_url, topics.enriched), topics, None)
-    loop = EnrichLoop(settings, topics, enrichment, config_table)
+    loop = EnrichLoop(settings, topics, enrichment, config_table, directory)
     app.service(loop)
     install_health(app, health, config_table, joined=lambda: loop.joined)
 

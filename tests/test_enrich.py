@@ -83,3 +83,64 @@ def test_customer_key_choice_is_configurable():
 def test_no_customer_key_gives_null():
     assert choose_customer({"AuthorExternalKey": "  "}, ("AuthorExternalKey",)) == (None, None)
     assert link_of({"LinkUrl": "", "ParentLinkUrl": "p"}) == "p"
+
+
+def _directory():
+    from core.directory import Directory
+
+    d = Directory()
+    for cid, email, phone, alt in (("AMS-1", "ada@example.org", "+1 (555) 010-0001", "ck-ada"),
+                                   ("AMS-2", "shared@example.org", None, None), ("AMS-3", "shared@example.org", None, None)):
+        entry = {"tenant": "DEMO", "ContactId": cid, "deleted": False, "groups": {}, "lists": {},
+                 "details": {"ContactId": cid, "FirstName": "X", "PrimaryEmailAddress": email,
+                             **({"AlternativeContactId": alt} if alt else {})},
+                 "PhoneNumbers": [{"FormattedNumber": phone}] if phone else []}
+        d.apply(f"DEMO|{cid}".encode(), json.dumps(entry).encode())
+    return d
+
+
+def _event(**props):
+    return {"ActivityKey": "k1", "ActivityCode": "DiscussionMessageCreate", "ActivityDate": "2026-01-01T00:00:00Z",
+            "TenantCode": "DEMO", **props}
+
+
+def test_the_directory_resolves_members_the_event_does_not_name():
+    cat = load_catalog()
+    e = Enricher(cat, Routing(cat), directory=_directory())
+
+    def out(**props):
+        r = e.enrich(json.dumps(_event(**props)).encode(), None, "raw", 0, 0, 0).record
+        return r["customer_id"], r["customer_key_field"], r["customer_resolved_by"]
+
+    assert out(AuthorContactKey="ck-ada") == ("AMS-1", "AuthorContactKey", "directory:contact_key")
+    assert out(AuthorContactKey="AMS-1") == ("AMS-1", "AuthorContactKey", "directory:contact_key")
+    assert out(AuthorEmail="ADA@example.org") == ("AMS-1", "AuthorEmail", "directory:email")
+    assert out(AuthorPhone="555.010.0001") == ("AMS-1", "AuthorPhone", "directory:phone")
+    assert out(Email="ada@example.org") == ("AMS-1", "Email", "directory:email")
+    assert out(AuthorEmail="shared@example.org") == (None, None, None)  # ambiguous: nobody
+    assert out(AuthorEmail="nobody@example.org") == (None, None, None)
+    # the event's own customer ID always wins, and is not marked resolved
+    assert out(AuthorExternalKey="AMS-9", AuthorEmail="ada@example.org") == ("AMS-9", "AuthorExternalKey", None)
+    # another tenant's directory is not consulted
+    r = e.enrich(json.dumps(_event(TenantCode="ACME", AuthorEmail="ada@example.org")).encode(), None, "raw", 0, 0, 0)
+    assert r.record["customer_id"] is None
+
+
+def test_the_tenants_resolve_by_order_and_the_loop_guard():
+    cat = load_catalog()
+    routing = Routing(cat)
+    cfg = parse_config({"tenants": [{"code": "DEMO", "resolve_by": ["phone"]}],
+                        "endpoints": [{"name": "ams", "provider": "webhook", "tenant": "DEMO",
+                                       "settings": {"url": "http://127.0.0.1:1/"}}],
+                        "subscriptions": [{"activity_code": "ContactCreate", "endpoint": "ams"}]})
+    for k, v in cfg.records():
+        routing.apply_record(k, v)
+    e = Enricher(cat, routing, directory=_directory())
+    rec = e.enrich(json.dumps(_event(AuthorEmail="ada@example.org")).encode(), None, "raw", 0, 0, 0).record
+    assert rec["customer_id"] is None  # e-mail is not among this tenant's ways
+    change = {"ActivityKey": "c1", "ActivityCode": "ContactCreate", "ActivityDate": "2026-01-01T00:00:00Z",
+              "TenantCode": "DEMO", "ContactExternalKey": "AMS-1"}
+    assert [d["endpoint"] for d in e.enrich(json.dumps(change).encode(), None, "raw", 0, 0, 0).record["deliveries"]] \
+        == ["ams"]
+    looped = dict(change, OriginSystem="ams")
+    assert e.enrich(json.dumps(looped).encode(), None, "raw", 0, 0, 0).record["deliveries"] == []
