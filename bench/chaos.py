@@ -5,7 +5,7 @@ as a process) and counts at the CRM what arrived: produced, delivered (distinct)
 (the fake CRM counts a repeated idempotency key), dead letters, time to drain after the last
 fault, and the peak RSS of each worker (sampled from /proc every 0.2 s).
 
-    python -m bench.chaos [--only kills,broker,failover,outage,storm,slow,backlog] [--backlog 1000000]
+    python -m bench.chaos [--only kills,broker,failover,outage,storm,slow,backlog,ingest] [--backlog 1000000]
 
 Scenarios: repeated SIGKILL of stream and sink workers under load; a broker kill -9 and restart;
 leader failover in a three-node cluster; a CRM outage; a 429 storm with two sink workers; a slow CRM
@@ -267,6 +267,91 @@ async def broker_restart(kafka_dir: Path, log_dir, n=10_000) -> dict:
     return r
 
 
+async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0) -> dict:
+    """The Push API under load while its (single) broker is killed -9 and restarted 8 s later: every
+    200 must be on push.contacts, the outage must be 503s, and 200s must come back by themselves."""
+    import aiohttp
+
+    from activity_sync.devtools.broker import free_port
+    from activity_sync.push import issue_key
+    from core.settings import Settings
+    from core.topics import Topics, ensure_topics
+
+    broker = LocalKafka(kafka_dir, heap="1g").start()
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    settings = Settings(kafka=kafka, partitions=6)
+    await ensure_topics(kafka, Topics().specs(6))
+    key = await issue_key(settings, "chaos", "CHAOS", None)
+    port = free_port()
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers, ACTIVITY_SYNC_METRICS_PORT="0",
+               ACTIVITY_SYNC_INGEST_WRITE_TIMEOUT_S="3")
+    log = open(Path(log_dir) / "ingest-chaos.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "activity_sync.cli", "ingest", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    acked: list[str] = []
+    statuses: dict[int, int] = {}
+    timeline: list[tuple[float, int]] = []
+    t0 = time.monotonic()
+    killed_at = restarted_at = None
+    try:
+        url = f"http://127.0.0.1:{port}/v2/contactinfo"
+        async with aiohttp.ClientSession() as s:
+            for _ in range(300):
+                try:
+                    async with s.post(url, data="[]", headers={"ApiKey": key, "Content-Type": "application/json"}) as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+            counter = iter(range(10 ** 9))
+
+            async def client() -> None:
+                while time.monotonic() - t0 < seconds:
+                    cid = f"K{next(counter):07d}"
+                    body = json.dumps([{"ContactDetails": {"ContactId": cid, "FirstName": "Chaos"}}])
+                    try:
+                        async with s.post(url, data=body, headers={"ApiKey": key, "Content-Type": "application/json"},
+                                          timeout=aiohttp.ClientTimeout(total=30)) as r:
+                            status = r.status
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        status = 0
+                    statuses[status] = statuses.get(status, 0) + 1
+                    timeline.append((time.monotonic() - t0, status))
+                    if status == 200:
+                        acked.append(cid)
+                    elif status == 503:
+                        await asyncio.sleep(0.5)
+
+            async def chaos() -> None:
+                nonlocal killed_at, restarted_at
+                await asyncio.sleep(6)
+                broker.proc.kill()
+                broker.proc.wait(10)
+                killed_at = time.monotonic() - t0
+                await asyncio.sleep(8)
+                await asyncio.to_thread(broker.start)
+                restarted_at = time.monotonic() - t0
+
+            await asyncio.gather(chaos(), *(client() for _ in range(8)))
+        proc.terminate()
+        proc.wait(20)
+        from core.configtable import read_config_topic
+
+        stored = {k.split("|", 1)[1] for k, _ in await read_config_topic(kafka, Topics().push_contacts)}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        broker.stop()
+    lost = [c for c in acked if c not in stored]
+    after = [(t, st) for t, st in timeline if restarted_at and t > restarted_at]
+    first_ok = next((t for t, st in after if st == 200), None)
+    return {"produced": len(acked), "lost": len(lost), "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "killed_at_s": killed_at, "restarted_at_s": restarted_at,
+            "ok_after_restart": sum(1 for _, st in after if st == 200),
+            "recovered_after_s": None if first_ok is None else round(first_ok - restarted_at, 1)}
+
+
 async def failover(cluster_dir: Path, log_dir, n=10_000) -> dict:
     """Three-node cluster, replication factor 3, min.insync.replicas 2: kill -9 the node leading the most
     partitions in use while activities flow (it comes back 10 s later)."""
@@ -427,7 +512,7 @@ async def enriched_sample(kafka: KafkaSettings, log_dir: Path) -> bytes:
 
 
 def show(name: str, r: dict) -> None:
-    keys = ["produced", "delivered", "lost", "duplicates", "dead", "drain_s", "early", "requests",
+    keys = ["produced", "delivered", "lost", "statuses", "ok_after_restart", "recovered_after_s", "duplicates", "dead", "drain_s", "early", "requests",
             "requests_after_signal", "mean_request_records", "rss_stream_mb",
             "rss_sink_mb", "fill_s", "rss_sink_held_mb", "rss_sink_peak_mb", "rss_sink_after_mb", "faults"]
     parts = []
@@ -463,6 +548,9 @@ async def main_async(args) -> int:
         if want("broker"):
             results["broker"] = await broker_restart(log_dir / "kafka-restart", log_dir)
             show("broker", results["broker"])
+        if want("ingest"):
+            results["ingest"] = await ingest_broker_kill(log_dir / "kafka-ingest", log_dir)
+            show("ingest", results["ingest"])
         if want("failover"):
             results["failover"] = await failover(log_dir / "cluster", log_dir)
             show("failover", results["failover"])
@@ -480,7 +568,7 @@ async def main_async(args) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos")
-    ap.add_argument("--only", help="comma-separated: kills,broker,failover,outage,storm,slow,slowstop,backlog")
+    ap.add_argument("--only", help="comma-separated: kills,broker,failover,outage,storm,slow,slowstop,backlog,ingest")
     ap.add_argument("--backlog", type=int, default=1_000_000)
     return asyncio.run(main_async(ap.parse_args()))
 

@@ -255,3 +255,39 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
         await page.close()
         await runner.cleanup()
         await state.stop()
+
+
+async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(settings, browser):
+    acme = ApiKey("acme", "read", ("ACME",), "browser-acme-key-0123456789")
+    entries = [{"tenant": t, "ContactId": cid, "deleted": False, "lists": {"VOL": {"ListName": "Volunteers"}},
+                "groups": {"BOARD": {"GroupId": "BOARD", "GroupName": "Board"}},
+                "details": {"ContactId": cid, "FirstName": first, "LastName": "Example",
+                            "PrimaryEmailAddress": f"{cid.lower()}@example.org"}}
+               for t, cid, first in (("ACME", "A-1", "Ana"), ("ACME", "A-2", "Ben"), ("DEMO", "D-1", "Dee"))]
+    await produce(settings, Topics(settings.topic_prefix).push_directory,
+                  [(f"{e['tenant']}|{e['ContactId']}".encode(), json.dumps(e).encode()) for e in entries])
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [acme])
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.fill("[data-testid=api-key]", acme.secret)
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await eventually(lambda: asyncio.sleep(0, state.directory.count() == 3), 30, "the directory")
+        await page.click("[data-testid=tab-contacts]")
+        await page.wait_for_selector("[data-testid=contact-count]:has-text('2 shown of 2')")
+        rows = await page.inner_text("[data-testid=contact-rows]")
+        assert "Ana Example" in rows and "Ben Example" in rows and "Dee" not in rows
+        assert "Board" in rows and "Volunteers" in rows
+        await page.fill("[data-testid=contact-name]", "ben")
+        await page.click("[data-testid=contact-find]")
+        await page.wait_for_selector("[data-testid=contact-count]:has-text('1 shown of 2')")
+        assert "A-2" in await page.inner_text("[data-testid=contact-rows]")
+        await page.fill("[data-testid=contact-name]", "")
+        await page.fill("[data-testid=contact-email]", "d-1@example.org")  # another tenant's contact: not found
+        await page.click("[data-testid=contact-find]")
+        await page.wait_for_selector("[data-testid=contact-count]:has-text('0 shown of 2')")
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()

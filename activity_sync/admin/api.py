@@ -163,6 +163,22 @@ class Handlers:
     async def audit(self, request):
         return web.json_response(request.app[STATE].audit_entries(_key(request), _limit(request, 200)))
 
+    async def contacts(self, request):
+        q = request.query
+        return web.json_response(request.app[STATE].contacts(
+            _key(request), q.get("tenant") or None, q.get("contact_id") or None, q.get("email") or None,
+            q.get("phone") or None, q.get("name") or None, _limit(request, 100)))
+
+    async def ingest_keys(self, request):
+        return web.json_response(request.app[STATE].list_ingest_keys(_key(request)))
+
+    async def issue_ingest_key(self, request):
+        return web.json_response(await request.app[STATE].issue_ingest_key(_key(request), await body_of(request)),
+                                 status=201)
+
+    async def revoke_ingest_key(self, request):
+        return web.json_response(await request.app[STATE].revoke_ingest_key(_key(request), request.match_info["id"]))
+
     async def healthz(self, request):
         return web.json_response({"alive": True})
 
@@ -208,6 +224,10 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)
+    r.add_get("/api/v1/contacts", h.contacts)
+    r.add_get("/api/v1/ingest-keys", h.ingest_keys)
+    r.add_post("/api/v1/ingest-keys", h.issue_ingest_key)
+    r.add_delete("/api/v1/ingest-keys/{id}", h.revoke_ingest_key)
     r.add_get("/healthz", h.healthz)
     r.add_get("/readyz", h.readyz)
     r.add_get("/", h.page)

@@ -31,6 +31,8 @@ EP_PARAM = {"name": "endpoint", "in": "path", "required": True, "schema": {"type
 
 SCHEMAS = {
     "Error": ERROR,
+    "IngestKey": {"type": "object", "required": ["id", "tenant", "created_at"], "properties": {
+        "id": {"type": "string"}, "tenant": {"type": "string"}, "origin": STR_OR_NULL, "created_at": {"type": "integer"}}},
     "Endpoint": {"type": "object", "required": ["name", "enabled", "provider_type", "provider", "tenants", "settings",
                                                 "subscriptions"],
                  "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"},
@@ -177,5 +179,28 @@ def document() -> dict:
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                                           "maximum": 10000}}],
                 "responses": {"200": _json(arr("AuditEntry")), **_errors("422")}}},
+            "/api/v1/contacts": {"get": {
+                "summary": "the Push API member directory: contacts of the key's tenants (every criterion must match)",
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                               for n in ("tenant", "contact_id", "email", "phone", "name")]
+                + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
+                "responses": {"200": _json({"type": "object", "required": ["contacts", "count", "total"], "properties": {
+                    "contacts": {"type": "array", "items": {"type": "object"}}, "count": {"type": "integer"},
+                    "total": {"type": "integer"}}}), **_errors("404", "422")}}},
+            "/api/v1/ingest-keys": {
+                "get": {"summary": "Push API keys of the key's tenants (never their secrets)",
+                        "responses": {"200": _json({"type": "array", "items": _ref("IngestKey")}), **_errors()}},
+                "post": {"summary": "issue a Push API key; the answer's `key` is shown only this once",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "type": "object", "required": ["id", "tenant"], "properties": {
+                                 "id": {"type": "string"}, "tenant": {"type": "string"},
+                                 "origin": {"type": "string", "nullable": True}}}}}},
+                         "responses": {"201": _json({"allOf": [_ref("IngestKey"), {"type": "object", "properties": {
+                             "key": {"type": "string"}}}]}), **_errors("400", "403", "409", "422", "503")}}},
+            "/api/v1/ingest-keys/{id}": {"delete": {
+                "summary": "revoke a Push API key",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "properties": {"revoked": {"type": "string"}}}),
+                              **_errors("403", "404", "503")}}},
         },
     }

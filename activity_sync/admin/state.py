@@ -152,6 +152,14 @@ class AdminState:
         self.control = Follower(settings, self.topics.control, self._control_record)
         self.audit = Follower(settings, self.topics.audit, self._audit_record)
         self.enriched = Follower(settings, self.topics.enriched, self._enriched_record, tail=500)
+        # the Push API: its member directory and its keys
+        from core.directory import Directory
+        from sources.push.keys import KeyRing
+
+        self.directory = Directory()
+        self.ingest_keys = KeyRing()
+        self.contacts_follower = Follower(settings, self.topics.push_directory, self._directory_record)
+        self.keys_follower = Follower(settings, self.topics.push_keys, self._key_record)
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -159,12 +167,15 @@ class AdminState:
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(acks="all", **self.settings.kafka.aiokafka_kwargs())
         await self.producer.start()
-        for f in (self.config, self.control, self.audit, self.enriched):
+        for f in self._followers():
             await f.start()
         await asyncio.wait_for(self.config.ready.wait(), 60)
 
+    def _followers(self):
+        return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower)
+
     async def stop(self) -> None:
-        for f in (self.config, self.control, self.audit, self.enriched):
+        for f in self._followers():
             await f.stop()
         if self.producer is not None:
             await self.producer.stop()
@@ -179,6 +190,90 @@ class AdminState:
                 self.routing.apply_record(m.key.decode(), m.value)
             except Exception:  # noqa: BLE001 - refused records are in routing.refused
                 pass
+
+    def _directory_record(self, m) -> None:
+        if m.key:
+            try:
+                self.directory.apply(m.key, m.value)
+            except Exception:  # noqa: BLE001 - an unreadable entry is skipped
+                pass
+
+    def _key_record(self, m) -> None:
+        if m.key:
+            try:
+                self.ingest_keys.apply(m.key, m.value)
+            except Exception:  # noqa: BLE001 - an unreadable key record is skipped
+                pass
+
+    # ------------------------------------------------------------------ the Push API
+    def _tenant_of(self, key: ApiKey, tenant: str | None) -> list[str]:
+        """The tenants a request may read: the one asked for, if the key may see it; else all the key's."""
+        if tenant is not None:
+            if ALL_TENANTS not in key.tenants and tenant not in key.tenants:
+                raise AdminError(404, f"no tenant {tenant!r} for this key", "tenant")
+            return [tenant]
+        if ALL_TENANTS in key.tenants:
+            return sorted(self.directory.tenants)
+        return list(key.tenants)
+
+    def contacts(self, key: ApiKey, tenant: str | None, contact_id: str | None, email: str | None,
+                 phone: str | None, name: str | None, limit: int) -> dict:
+        out: list[dict] = []
+        for t in self._tenant_of(key, tenant):
+            out += self.directory.find(t, contact_id=contact_id, email=email, phone=phone, name=name,
+                                       limit=limit - len(out))
+            if len(out) >= limit:
+                break
+        return {"contacts": out, "count": len(out),
+                "total": sum(self.directory.count(t) for t in self._tenant_of(key, tenant))}
+
+    def list_ingest_keys(self, key: ApiKey) -> list[dict]:
+        return [k.public() for k in sorted(self.ingest_keys.keys.values(), key=lambda k: k.id)
+                if ALL_TENANTS in key.tenants or k.tenant in key.tenants]
+
+    async def issue_ingest_key(self, key: ApiKey, body: dict) -> dict:
+        """A new Push API key (admin keys only, for a tenant the key holds): the secret is in this answer only."""
+        from sources.push.keys import new_key
+
+        self._writer(key)
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        kid, tenant, origin = body.get("id"), body.get("tenant"), body.get("origin")
+        if not isinstance(tenant, str) or (ALL_TENANTS not in key.tenants and tenant not in key.tenants):
+            raise AdminError(422, "tenant: one of this key's tenants", "tenant")
+        if origin is not None and (not isinstance(origin, str) or origin not in self.routing.endpoints
+                                   or not self._visible(key, self.routing.endpoints[origin])):
+            raise AdminError(422, "origin: the name of an endpoint of this tenant (the AMS the pushes come from)",
+                             "origin")
+        async with self._lock:
+            if kid in self.ingest_keys.keys:
+                raise AdminError(409, f"the key id {kid!r} is not available; choose another", "id")
+            try:
+                rec, presented = new_key(kid, tenant, origin)
+            except ValueError as exc:
+                raise AdminError(422, str(exc), "id") from None
+            sent = await self.producer.send_and_wait(self.topics.push_keys, key=kid.encode(), value=rec.record())
+            await self._audit_only(key, "issue ingest key", f"ingest-key:{kid}", None, rec.public(), [tenant])
+            await self.keys_follower.caught_up_to(sent.partition, sent.offset)
+        return {**rec.public(), "key": presented}
+
+    async def revoke_ingest_key(self, key: ApiKey, kid: str) -> dict:
+        self._writer(key)
+        async with self._lock:
+            rec = self.ingest_keys.keys.get(kid)
+            if rec is None or (ALL_TENANTS not in key.tenants and rec.tenant not in key.tenants):
+                raise AdminError(404, f"no ingest key {kid!r}")
+            sent = await self.producer.send_and_wait(self.topics.push_keys, key=kid.encode(), value=None)
+            await self._audit_only(key, "revoke ingest key", f"ingest-key:{kid}", rec.public(), None, [rec.tenant])
+            await self.keys_follower.caught_up_to(sent.partition, sent.offset)
+        return {"revoked": kid}
+
+    async def _audit_only(self, key: ApiKey, action: str, target: str, before, after, tenants) -> None:
+        audit = await self.producer.send_and_wait(self.topics.audit, value=json.dumps({
+            "at": time.time(), "key_id": key.id, "role": key.role, "key_tenants": list(key.tenants),
+            "tenants": sorted(tenants), "action": action, "target": target, "before": before,
+            "after": after}).encode())
+        await self.audit.caught_up_to(audit.partition, audit.offset)
 
     def _control_record(self, m) -> None:
         key = (m.key or b"").decode()

@@ -262,7 +262,11 @@ async def report_postgres(emb, expect: int, timeout: float = 60) -> None:
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
                   "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
-                  "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page")
+                  "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page, "
+                  "the Push API, its metrics and the directory worker's metrics")
+
+
+DEMO_KEY_ID, DEMO_TENANT = "demo", "DEMO"
 
 
 class Ports:
@@ -279,6 +283,8 @@ class Ports:
             wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             wanted["admin"] = b + 4 + sinks + len(fakes)
+            for i, name in enumerate(("ingest", "ingest metrics", "directory metrics"), 1):
+                wanted[name] = wanted["admin"] + i
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
                 raise UsageError(f"ports taken: {', '.join(taken)} (ACTIVITY_SYNC_PORT_BASE={base}); choose another base")
@@ -289,6 +295,7 @@ class Ports:
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
         wanted["admin"] = 8080
+        wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -371,6 +378,33 @@ class Embedded:
         self.spawn("stream-worker", ["-m", "streams.app"], env)
         start(self, env)
         self.start_admin(env)
+        self.start_push(env)
+
+    def start_push(self, env: dict) -> None:
+        """The member directory worker and the Push API server (its demo key: issue_demo_key)."""
+        self.spawn("directory", ["-m", "streams.directory"],
+                   dict(env, ACTIVITY_SYNC_METRICS_PORT=str(self.ports["directory metrics"]),
+                        ACTIVITY_SYNC_DATADIR=str(self.var / "directory-data")))
+        port = self.ports["ingest"]
+        self.spawn("ingest", ["-m", "activity_sync.cli", "ingest", "--port", str(port), "--metrics-port",
+                              str(self.ports["ingest metrics"])], env)
+        print(f"Push API: http://127.0.0.1:{port}/v2/contactinfo and /v2/list (ApiKey: the line in "
+              f"{self.var / 'push-key'}; OpenAPI at /v2/openapi.json)", flush=True)
+
+    async def issue_demo_key(self, settings) -> str:
+        """A Push API key for the demo tenant, issued once and kept in var/push-key (0600)."""
+        from activity_sync.push import _produce_key, issue_key, read_keys
+
+        key_file = self.var / "push-key"
+        keys = await read_keys(settings)
+        if key_file.exists() and key_file.read_text().split(".")[0] in keys:
+            return key_file.read_text().strip()
+        if DEMO_KEY_ID in keys:  # issued by a run whose var/push-key is gone: issue it anew
+            await _produce_key(settings, DEMO_KEY_ID.encode(), None)
+        presented = await issue_key(settings, DEMO_KEY_ID, DEMO_TENANT, None)
+        key_file.touch(mode=0o600)
+        key_file.write_text(presented + "\n")
+        return presented
 
     def start_admin(self, env: dict) -> None:
         """The admin page and API, with a key made once and kept in var/admin-key."""
@@ -415,7 +449,12 @@ async def run_embedded(args) -> int:
         await cmd_topics(settings, describe=False)
         n = await publish_config(settings, emb.config)
         print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
+        push_key = await emb.issue_demo_key(settings)
         emb.start_workers()
+        port = emb.ports["ingest"]
+        print(f"Push API demo key (tenant {DEMO_TENANT}): {push_key}\n  try: curl -s -H 'ApiKey: {push_key}' "
+              f"-H 'Content-Type: application/json' -d '[{{\"ContactDetails\": {{\"ContactId\": \"C-1\", "
+              f"\"FirstName\": \"Ada\"}}}}]' http://127.0.0.1:{port}/v2/contactinfo", flush=True)
         reporter = None
         if emb.feed_seed:
             lines = seed_lines()

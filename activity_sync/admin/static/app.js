@@ -346,8 +346,28 @@ async function loadAudit() {
     el("td", { text: a.target }), el("td", { text: (a.tenants || []).join(", ") }))));
 }
 
+async function loadContacts() {
+  const q = new URLSearchParams();
+  for (const [id, name] of [["c-name", "name"], ["c-email", "email"], ["c-phone", "phone"], ["c-id", "contact_id"]]) {
+    const v = document.getElementById(id).value.trim();
+    if (v) q.set(name, v);
+  }
+  q.set("limit", "200");
+  const res = await api("GET", "/contacts?" + q.toString());
+  document.getElementById("contact-count").textContent = `${res.count} shown of ${res.total} contacts`;
+  document.getElementById("contact-rows").replaceChildren(...res.contacts.map((c) => {
+    const d = c.details || {};
+    const name = d.IsOrganization ? d.OrganizationName : [d.FirstName, d.LastName].filter(Boolean).join(" ");
+    return el("tr", {}, el("td", { text: c.tenant }), el("td", { text: c.ContactId }), el("td", { text: name || "" }),
+      el("td", { text: d.PrimaryEmailAddress || "" }),
+      el("td", { text: Object.values(c.groups || {}).map((g) => g.GroupName || g.GroupId).join(", ") }),
+      el("td", { text: Object.entries(c.lists || {}).map(([k, l]) => l.ListName || k).join(", ") }),
+      el("td", { text: c.deleted ? "yes" : "" }));
+  }));
+}
+
 // ---------------------------------------------------------------- tabs and start
-const loaders = { endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
+const loaders = { contacts: loadContacts, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
                   status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit };
 
 async function show(tab) {
@@ -377,6 +397,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
+  document.getElementById("contact-search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadContacts().catch((e) => say(e.message, true));
+  });
   document.getElementById("f-name").addEventListener("input", () => loadSubscriptions().catch((e) => say(e.message, true)));
   for (const id of ["f-endpoint", "f-category", "f-subscribed"])
     document.getElementById(id).addEventListener("change", () => loadSubscriptions().catch((e) => say(e.message, true)));
