@@ -117,6 +117,11 @@ def cmd_ingest_keys(args) -> int:
 
 
 def cmd_directory(args) -> int:
+    """With a look-up (``--email`` …): print the matching contacts; without: run the directory worker."""
+    if any((args.id, args.email, args.phone, args.name, args.all)):
+        return cmd_contacts(args)
+    if args.tenant:
+        raise UsageError("directory --tenant T needs --id, --email, --phone, --name or --all to look up")
     from streams.directory import main as directory_main
 
     directory_main()
@@ -136,6 +141,8 @@ def cmd_contacts(args) -> int:
     d = asyncio.run(read_directory(settings))
     if not any((args.id, args.email, args.phone, args.name)) and not args.all:
         raise UsageError("contacts needs --id, --email, --phone, --name or --all")
+    if not args.tenant:
+        raise UsageError("a look-up needs --tenant (the TenantCode)")
     found = d.find(args.tenant, contact_id=args.id, email=args.email, phone=args.phone, name=args.name,
                    limit=args.limit)
     for e in found:
@@ -162,14 +169,16 @@ def add_parsers(sub) -> None:
     ik.add_argument("--tenant", help="the tenant (TenantCode) the key pushes for")
     ik.add_argument("--origin", help="the endpoint the pushes come from: its contact changes are never "
                                      "written back to it")
-    sub.add_parser("directory", help="run the member directory worker (Push API contacts and lists into tables)"
-                   ).set_defaults(handler=cmd_directory)
-    ct = sub.add_parser("contacts", help="look contacts up in the member directory")
+    dr = sub.add_parser("directory", help="the member directory: run its worker, or look contacts up "
+                                           "(--tenant T with --id, --email, --phone, --name or --all)")
+    dr.set_defaults(handler=cmd_directory)
+    ct = sub.add_parser("contacts", help="look contacts up in the member directory (as directory --tenant …)")
     ct.set_defaults(handler=cmd_contacts)
-    ct.add_argument("--tenant", required=True, help="the tenant (TenantCode)")
-    ct.add_argument("--id", help="ContactId (or AlternativeContactId)")
-    ct.add_argument("--email", help="an e-mail address")
-    ct.add_argument("--phone", help="a phone number")
-    ct.add_argument("--name", help="part of the name")
-    ct.add_argument("--all", action="store_true", help="every contact (up to --limit)")
-    ct.add_argument("--limit", type=int, default=100)
+    for p in (dr, ct):
+        p.add_argument("--tenant", help="the tenant (TenantCode)")
+        p.add_argument("--id", help="ContactId (or AlternativeContactId)")
+        p.add_argument("--email", help="an e-mail address")
+        p.add_argument("--phone", help="a phone number")
+        p.add_argument("--name", help="part of the name")
+        p.add_argument("--all", action="store_true", help="every contact (up to --limit)")
+        p.add_argument("--limit", type=int, default=100)

@@ -258,7 +258,7 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
 
 
 async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(settings, browser):
-    acme = ApiKey("acme", "read", ("ACME",), "browser-acme-key-0123456789")
+    acme = ApiKey("acme", "admin", ("ACME",), "browser-acme-key-0123456789")
     entries = [{"tenant": t, "ContactId": cid, "deleted": False, "lists": {"VOL": {"ListName": "Volunteers"}},
                 "groups": {"BOARD": {"GroupId": "BOARD", "GroupName": "Board"}},
                 "details": {"ContactId": cid, "FirstName": first, "LastName": "Example",
@@ -287,6 +287,20 @@ async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(setting
         await page.fill("[data-testid=contact-email]", "d-1@example.org")  # another tenant's contact: not found
         await page.click("[data-testid=contact-find]")
         await page.wait_for_selector("[data-testid=contact-count]:has-text('0 shown of 2')")
+        # a Push API key issued on the page, shown once, listed, revoked
+        await page.fill("[data-testid=key-id]", "acme-ams")
+        await page.fill("[data-testid=key-tenant]", "DEMO")  # not this key's tenant: refused
+        await page.click("[data-testid=key-issue-button]")
+        await page.wait_for_selector("[data-testid=message].bad")
+        await page.fill("[data-testid=key-tenant]", "ACME")
+        await page.click("[data-testid=key-issue-button]")
+        await page.wait_for_selector("[data-testid=key-new]:has-text('acme-ams.')")
+        shown = (await page.inner_text("[data-testid=key-new]")).split("shown once): ")[1].strip()
+        assert state.ingest_keys.authenticate(shown) is not None
+        assert "acme-ams" in await page.inner_text("[data-testid=key-rows]")
+        await page.click("[data-testid=key-revoke-acme-ams]")
+        await until_page(lambda: page.inner_text("[data-testid=key-rows]"), lambda t: "acme-ams" not in t)
+        assert state.ingest_keys.authenticate(shown) is None
     finally:
         await page.close()
         await runner.cleanup()

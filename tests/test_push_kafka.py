@@ -142,6 +142,16 @@ async def test_full_record_semantics_in_the_directory_and_contact_changes_as_act
     assert d.count("DEMO") == 1000 and sorted(d.get("DEMO", "M00001")["lists"]) == ["VOL"]
     assert [e["ContactId"] for e in d.find("DEMO", email="MEMBER12@example.org")] == ["M00012"]
     assert [e["ContactId"] for e in d.find("DEMO", phone="555-012-0012")] == ["M00012"]
+    # the command line looks up the same directory
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "activity_sync.cli", "directory", "--tenant", "DEMO", "--email",
+                          "member7@example.org"], env=worker_env(settings, tmp_path), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["ContactId"] for e in found] == ["M00007"] and sorted(found[0]["groups"]) == ["BOARD"]
 
 
 async def test_an_activity_with_only_a_contact_key_reaches_salesforce_with_the_pushed_customer_id(

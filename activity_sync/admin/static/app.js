@@ -366,8 +366,30 @@ async function loadContacts() {
   }));
 }
 
+async function loadKeys() {
+  const keys = await api("GET", "/ingest-keys");
+  document.getElementById("key-rows").replaceChildren(...keys.map((k) => {
+    const revoke = el("button", { text: "Revoke", "data-testid": `key-revoke-${k.id}` });
+    revoke.addEventListener("click", async () => {
+      try { await api("DELETE", `/ingest-keys/${encodeURIComponent(k.id)}`); say(`revoked ${k.id}`); await loadKeys(); }
+      catch (e) { say(e.message, true); }
+    });
+    return el("tr", {}, el("td", { text: k.id }), el("td", { text: k.tenant }), el("td", { text: k.origin || "" }),
+      el("td", { text: when(k.created_at / 1000) }), el("td", {}, revoke));
+  }));
+}
+
+async function issueKey() {
+  const origin = document.getElementById("k-origin").value.trim();
+  const body = { id: document.getElementById("k-id").value.trim(), tenant: document.getElementById("k-tenant").value.trim(),
+                 origin: origin || null };
+  const res = await api("POST", "/ingest-keys", body);
+  document.getElementById("key-new").textContent = `New key for ${res.tenant} (shown once): ${res.key}`;
+  await loadKeys();
+}
+
 // ---------------------------------------------------------------- tabs and start
-const loaders = { contacts: loadContacts, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
+const loaders = { contacts: async () => { await loadContacts(); await loadKeys(); }, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
                   status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit };
 
 async function show(tab) {
@@ -397,6 +419,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
+  document.getElementById("key-issue").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    issueKey().catch((e) => say(e.message, true));
+  });
   document.getElementById("contact-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     loadContacts().catch((e) => say(e.message, true));
