@@ -267,9 +267,10 @@ async def broker_restart(kafka_dir: Path, log_dir, n=10_000) -> dict:
     return r
 
 
-async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0) -> dict:
-    """The Push API under load while its (single) broker is killed -9 and restarted 8 s later: every
-    200 must be on push.contacts, the outage must be 503s, and 200s must come back by themselves."""
+async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0, kill: str = "broker") -> dict:
+    """The Push API under load while its (single) broker (``kill="broker"``) or the ingest server
+    itself (``"server"``) is killed -9 and restarted 8 s later: every 200 must be on push.contacts,
+    the outage must be 503s (or refused connections), and 200s must come back by themselves."""
     import aiohttp
 
     from activity_sync.devtools.broker import free_port
@@ -285,9 +286,13 @@ async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0) ->
     port = free_port()
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers, ACTIVITY_SYNC_METRICS_PORT="0",
                ACTIVITY_SYNC_INGEST_WRITE_TIMEOUT_S="3")
-    log = open(Path(log_dir) / "ingest-chaos.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "activity_sync.cli", "ingest", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    log = open(Path(log_dir) / f"ingest-chaos-{kill}.log", "ab")
+
+    def start_server():
+        return subprocess.Popen([sys.executable, "-m", "activity_sync.cli", "ingest", "--port", str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    proc = start_server()
     acked: list[str] = []
     statuses: dict[int, int] = {}
     timeline: list[tuple[float, int]] = []
@@ -316,6 +321,7 @@ async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0) ->
                             status = r.status
                     except (aiohttp.ClientError, asyncio.TimeoutError):
                         status = 0
+                        await asyncio.sleep(0.2)
                     statuses[status] = statuses.get(status, 0) + 1
                     timeline.append((time.monotonic() - t0, status))
                     if status == 200:
@@ -324,13 +330,17 @@ async def ingest_broker_kill(kafka_dir: Path, log_dir, seconds: float = 40.0) ->
                         await asyncio.sleep(0.5)
 
             async def chaos() -> None:
-                nonlocal killed_at, restarted_at
+                nonlocal killed_at, restarted_at, proc
                 await asyncio.sleep(6)
-                broker.proc.kill()
-                broker.proc.wait(10)
+                victim = broker.proc if kill == "broker" else proc
+                victim.kill()
+                victim.wait(10)
                 killed_at = time.monotonic() - t0
                 await asyncio.sleep(8)
-                await asyncio.to_thread(broker.start)
+                if kill == "broker":
+                    await asyncio.to_thread(broker.start)
+                else:
+                    proc = start_server()
                 restarted_at = time.monotonic() - t0
 
             await asyncio.gather(chaos(), *(client() for _ in range(8)))
@@ -551,6 +561,8 @@ async def main_async(args) -> int:
         if want("ingest"):
             results["ingest"] = await ingest_broker_kill(log_dir / "kafka-ingest", log_dir)
             show("ingest", results["ingest"])
+            results["ingestkill"] = await ingest_broker_kill(log_dir / "kafka-ingest-kill", log_dir, kill="server")
+            show("ingestkill", results["ingestkill"])
         if want("failover"):
             results["failover"] = await failover(log_dir / "cluster", log_dir)
             show("failover", results["failover"])

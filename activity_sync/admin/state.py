@@ -239,6 +239,8 @@ class AdminState:
         if not isinstance(body, dict):
             raise AdminError(400, "the body must be a JSON object")
         kid, tenant, origin = body.get("id"), body.get("tenant"), body.get("origin")
+        if not isinstance(kid, str) or not kid:
+            raise AdminError(422, "id: the key's id (lower-case letters, digits, '-')", "id")
         if not isinstance(tenant, str) or (ALL_TENANTS not in key.tenants and tenant not in key.tenants):
             raise AdminError(422, "tenant: one of this key's tenants", "tenant")
         if origin is not None and (not isinstance(origin, str) or origin not in self.routing.endpoints
@@ -251,7 +253,8 @@ class AdminState:
             try:
                 rec, presented = new_key(kid, tenant, origin)
             except ValueError as exc:
-                raise AdminError(422, str(exc), "id") from None
+                field = next((f for f in ("tenant", "origin") if str(exc).startswith(f)), "id")
+                raise AdminError(422, str(exc), field) from None
             sent = await self.producer.send_and_wait(self.topics.push_keys, key=kid.encode(), value=rec.record())
             await self._audit_only(key, "issue ingest key", f"ingest-key:{kid}", None, rec.public(), [tenant])
             await self.keys_follower.caught_up_to(sent.partition, sent.offset)
