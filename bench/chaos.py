@@ -398,7 +398,7 @@ async def failover(cluster_dir: Path, log_dir, n=10_000) -> dict:
 
 async def crm_fault(rig: Rig, n: int, rate: float, at: int, spec: dict, lasts_s: float = 0.0) -> dict:
     """Produce ``n`` at ``rate``; after the ``at``-th, the fake CRM gets the fault ``spec`` (see
-    sinks.fakes); drain time counts from the fault's end."""
+    core.fakes); drain time counts from the fault's end."""
     last = [time.monotonic()]
 
     async def fault():

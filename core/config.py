@@ -35,7 +35,8 @@ TENANT_CODE_MAX = 100
 ENDPOINT_FIELDS = frozenset({"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"})
 SUBSCRIPTION_FIELDS = frozenset({"activity_code", "endpoint", "description", "enabled", "writeback_codes",
                                  "writeback_code1", "writeback_code2"})
-DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants"})
+DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources"})
+SOURCE_FIELDS = frozenset({"name", "kind", "enabled", "tenant", "settings"})
 TENANT_FIELDS = frozenset({"code", "community_essentials", "resolve_by"})
 #: how the stream stage may find an activity's member in the Push API directory, in the tenant's order
 RESOLVE_BY = ("contact_key", "email", "phone")
@@ -118,6 +119,49 @@ class Tenant:
     def record(self) -> dict:
         return {"code": self.code, "community_essentials": self.community_essentials,
                 "resolve_by": list(self.resolve_by)}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A polling source (``sources:`` in a config document, ``source:<name>`` on the topic): what brings
+    a vendor's records into ``activity.raw``. ``kind`` names the package in ``sources/`` (``alida``);
+    ``tenant`` is the TenantCode its activities carry; ``settings`` are checked by the kind's model
+    (:func:`sources.registry.parse_source`, the second step every caller takes)."""
+
+    name: str
+    kind: str
+    tenant: str
+    enabled: bool = True
+    settings: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        return f"source:{self.name}"
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def source_from_dict(d: dict) -> Source:
+    if not isinstance(d, dict):
+        raise ConfigError(f"a source must be a mapping, not {_kind(d)}")
+    name = _text(d, "name", "source", required=True)
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"source name {name!r}: {NAME_RULE}", "name")
+    where = f"source {name}"
+    _unknown(d, SOURCE_FIELDS, where)
+    kind = _text(d, "kind", where, required=True)
+    if not NAME.fullmatch(kind):
+        raise ConfigError(f"{where}: kind must name a source kind (activity-sync sources lists them)", "kind")
+    tenant = _text(d, "tenant", where, required=True)
+    if not tenant or len(tenant) > TENANT_CODE_MAX or tenant == ALL_TENANTS:
+        raise ConfigError(f"{where}: tenant must be one tenant code (the TenantCode its activities carry), "
+                          f"1 to {TENANT_CODE_MAX} characters", "tenant")
+    settings = d.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}: settings must be a mapping, not {_kind(settings)}", "settings")
+    for path, what in find_inline_secrets(settings):
+        raise ConfigError(f"{where}: {path} looks like a secret: {what}", path)
+    return Source(name, kind, tenant, _flag(d, "enabled", where), settings)
 
 
 def tenant_from_dict(d: dict) -> Tenant:
@@ -327,11 +371,12 @@ class ConfigFile:
     endpoints: list[Endpoint]
     subscriptions: list[Subscription]
     tenants: list[Tenant] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
 
     def records(self) -> list[tuple[str, bytes]]:
-        """The ``activity.config`` records for this file: tenants, endpoints, then subscriptions."""
+        """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, then sources."""
         return [(x.key(), json.dumps(x.record()).encode())
-                for x in [*self.tenants, *self.endpoints, *self.subscriptions]]
+                for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources]]
 
 
 def _entries(doc: dict, key: str) -> list:
@@ -367,9 +412,13 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
     codes = [t.code for t in tenants]
     if len(set(codes)) != len(codes):
         raise ConfigError("tenant codes must be unique", "code")
-    if not eps and not subs and not tenants:
+    sources = [source_from_dict(x) for x in _entries(doc, "sources")]
+    names = [x.name for x in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError("source names must be unique", "name")
+    if not eps and not subs and not tenants and not sources:
         raise ConfigError("holds no endpoints and no subscriptions (a config has endpoints: and subscriptions:)")
-    return ConfigFile(eps, subs, tenants)
+    return ConfigFile(eps, subs, tenants, sources)
 
 
 def catalog_of(doc: dict) -> Catalog:

@@ -83,6 +83,11 @@ class Topics:
     def push_keys(self) -> str:
         return self._n("push.keys")
 
+    # Polling sources (sources.runner)
+    @property
+    def source_offsets(self) -> str:
+        return self._n("source.offsets")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -122,6 +127,8 @@ class Topics:
             TopicSpec(self.push_directory, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
             TopicSpec(self.push_list_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
             TopicSpec(self.push_keys, 1, compact),
+            # Each polling source's cursor (lastUpdateDate + id), keyed by source name: the latest wins.
+            TopicSpec(self.source_offsets, 1, compact),
         ]
         return specs
 

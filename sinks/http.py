@@ -19,44 +19,14 @@ out the cached one (renewed shortly before a known expiry), and the runner's one
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
-import re
-import time
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import aiohttp
 
+from core.http import HttpResponse, Token, TokenCache, parse_retry_after, without_query  # noqa: F401 (re-exported)
+
 from .contract import (AuthExpired, Delivery, FatalError, PayloadTooLarge, RecordFailure, RetriableError, Sink,
                        SinkContext, SinkError, Throttled)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-_QUERY = re.compile(r"((?:https?|wss?)://[^\s'\"?#]+)\?[^\s'\"#]*")
-
-
-def without_query(text: str) -> str:
-    """Text with every URL's query string hidden: a client error names the URL it requested, and some
-    APIs take a credential there (Aptify's sign-in takes the password in the query string)."""
-    return _QUERY.sub(r"\1?[query hidden]", text)
 
 
 def classify_http(status: int, message: str = "", retry_after: str | None = None) -> SinkError | None:
@@ -79,28 +49,6 @@ def classify_http(status: int, message: str = "", retry_after: str | None = None
     return FatalError(text, status=status)
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Any  # multidict of the response headers
-    text: str
-
-    def json(self, default=None):
-        try:
-            return json.loads(self.text) if self.text else default
-        except ValueError:
-            return default
-
-
-@dataclass
-class Token:
-    """An access token; ``expires_at`` (monotonic seconds) None when the API does not say."""
-
-    value: str = field(repr=False)
-    expires_at: float | None = None
-    extra: dict = field(default_factory=dict, repr=False)  # e.g. Salesforce's instance_url
-
-
 class HttpSink(Sink):
     """Base of HTTP providers: session, timeouts, classification, Retry-After, metrics, token cache."""
 
@@ -111,9 +59,7 @@ class HttpSink(Sink):
         await super().start(ctx)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ctx.settings.timeout_s),
                                              connector=aiohttp.TCPConnector(ssl=self.ssl_context()))
-        self._token: Token | None = None
-        self._token_lock = asyncio.Lock()
-        self.token_requests = 0
+        self._tokens = TokenCache(self.authenticate, self.renew_before_s)
         await self.setup()
 
     def ssl_context(self):
@@ -152,18 +98,16 @@ class HttpSink(Sink):
         return None
 
     async def token(self) -> Token | None:
-        async with self._token_lock:
-            t = self._token
-            if t is None or (t.expires_at is not None and time.monotonic() >= t.expires_at - self.renew_before_s):
-                self.token_requests += 1
-                self._token = await self.authenticate()
-            return self._token
+        return await self._tokens.get()
+
+    @property
+    def token_requests(self) -> int:
+        return self._tokens.requests
 
     async def reauthenticate(self) -> None:
         """After an :class:`AuthExpired`: forget the token and get a new one (the runner then retries once)."""
-        async with self._token_lock:
-            self._token = None
-        await self.token()
+        self._tokens.forget()
+        await self._tokens.get()
 
     # ------------------------------------------------------------------ requests
     def classify(self, resp: HttpResponse) -> SinkError | None:

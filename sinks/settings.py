@@ -13,47 +13,15 @@ looks like a credential outside a secret reference.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.headers import TWO_WEEKS_S
+from core.settingsmodel import ENV_NAME, SecretSettings, http_url, parse_duration, secret_ref  # noqa: F401 (re-exported)
 
 from .contract import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, DEFAULT_TIMEOUT_S
-
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-
-
-def secret_ref(kind: Literal["env", "file"], what: str) -> Any:
-    """A field naming where a secret is: an environment variable (``env``) or a file (``file``)."""
-    help_ = (f"name of the environment variable holding {what}" if kind == "env"
-             else f"path of a file holding {what}")
-    return Field(default=None, description=help_, json_schema_extra={"x-secret-ref": kind},
-                 pattern=ENV_NAME if kind == "env" else None, max_length=4096)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> float:
-    """``30m``, ``90s``, ``1h``, ``1.5h``, or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration such as 30m, 90s or 1h")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ValueError(f"{value!r} is not a duration such as 30m, 90s or 1h")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if not 1 <= seconds <= 7 * 86400:
-        raise ValueError("an interval from 1s to 7d")
-    return seconds
-
 
 class Interval(BaseModel):
     """Bulk at an interval: everything that arrived since the last run, in the largest batches."""
@@ -75,7 +43,7 @@ class RateWindow(BaseModel):
     seconds: float = Field(gt=0, le=86_400, description="the window's length in seconds")
 
 
-class EndpointSettings(BaseModel):
+class EndpointSettings(SecretSettings):
     """Settings every endpoint has, whatever its provider."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -142,47 +110,6 @@ class EndpointSettings(BaseModel):
     @property
     def interval_s(self) -> float | None:
         return self.schedule.every if isinstance(self.schedule, Interval) else None
-
-    def secret(self, name: str) -> str | None:
-        """The secret ``name`` from where ``name_env`` / ``name_file`` says (None if neither is set);
-        registered with the log redactor, so it never appears in a log line."""
-        from core.logs import register_secret
-
-        value = self._secret(name)
-        register_secret(value)
-        return value
-
-    def _secret(self, name: str) -> str | None:
-        env = getattr(self, f"{name}_env", None)
-        if env:
-            value = os.environ.get(env)
-            if value is None:
-                raise LookupError(f"environment variable {env} (settings.{name}_env) is not set")
-            return value
-        path = getattr(self, f"{name}_file", None)
-        if path:
-            try:
-                return Path(path).read_text().strip()
-            except OSError as exc:
-                raise LookupError(f"cannot read settings.{name}_file {path}: {exc.strerror}") from None
-        return None
-
-    @classmethod
-    def secret_fields(cls) -> list[str]:
-        return [n for n, f in cls.model_fields.items()
-                if isinstance(f.json_schema_extra, dict) and "x-secret-ref" in f.json_schema_extra]
-
-    def public(self) -> dict:
-        """The settings as they may be shown (there are no secrets in them, only where secrets are)."""
-        return self.model_dump(mode="json")
-
-
-def http_url(v: str | None, strip: bool = True) -> str | None:
-    """A field validator's body: an http:// or https:// URL (its trailing slash dropped if ``strip``)."""
-    if v is not None and not v.startswith(("http://", "https://")):
-        raise ValueError("an http:// or https:// URL")
-    return v.rstrip("/") if v and strip else v
-
 
 def named_fields(v: dict, pattern: "re.Pattern", what: str, fixed: tuple[str, ...] = ()) -> dict:
     """A field validator's body for ``fields:`` — every target a valid name of the vendor's kind,

@@ -166,7 +166,7 @@ async def test_a_non_json_answer_in_batch_mode_is_retried_not_lost(tmp_path, mon
     from aiohttp import web
 
     from sinks.contract import SinkContext
-    from sinks.fakes import FakeServer
+    from core.fakes import FakeServer
     from sinks.registry import sink_class
 
     class Odd(FakeServer):

@@ -102,7 +102,7 @@ class TestNetforumContract(ProviderContract):
         sink = await self.sink(fake, tmp_path)
         try:
             await sink.write(sample_deliveries(1))
-            stale = sink._token.value
+            stale = sink._tokens._token.value
             fake.tokens.discard(stale)  # as if an answer was lost: the token we hold was already spent
             with pytest.raises(AuthExpired, match="InvalidTokenException"):
                 await sink.write(sample_deliveries(2)[1:])

@@ -15,7 +15,7 @@ import json
 import fastavro
 from aiohttp import web
 
-from sinks.fakes import FakeServer
+from core.fakes import FakeServer
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

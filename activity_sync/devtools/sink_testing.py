@@ -116,7 +116,7 @@ class ProviderContract:
         raise NotImplementedError
 
     def control(self, fake, spec: dict) -> None:
-        """Inject a fault (see :mod:`sinks.fakes`)."""
+        """Inject a fault (see :mod:`core.fakes`)."""
         if fake is None:
             raise NotImplementedError(f"{self.provider} has no fake to inject {spec} into")
         fake.control(spec)

@@ -22,7 +22,7 @@ import os
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake, fake_main
+from core.fakes import FaultyFake, fake_main
 
 PREFIX = "/AptifyServicesAPI"
 

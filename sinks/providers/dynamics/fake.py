@@ -50,7 +50,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake
+from core.fakes import FaultyFake
 
 from . import odata
 

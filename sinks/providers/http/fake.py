@@ -12,7 +12,7 @@ the conventions the sink is configured for say:
 - one activity per request answers 201 created, **409 Conflict for a key it already has**, 400
   for a record it cannot take; a batch answers 200 ``{"results": [{<key_field>, "status",
   "error"}]}`` with the same per-record statuses;
-- throttling as 429 + Retry-After (RFC 6585), faults from :class:`sinks.fakes.FaultyFake`.
+- throttling as 429 + Retry-After (RFC 6585), faults from :class:`core.fakes.FaultyFake`.
 
     python -m sinks.providers.http.fake [--port 8093] [--auth headers --header X-Api-Key]
         (the secret from ACTIVITY_SYNC_HTTP_SECRET)
@@ -30,7 +30,7 @@ from xml.etree import ElementTree
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake, fake_main
+from core.fakes import FaultyFake, fake_main
 
 
 class FakeReceiver(FaultyFake):

@@ -19,7 +19,7 @@ Follows developer.imis.com ("iMIS REST API", "Authentication", "Generic entities
   ``PagedResult`` (``Items.$values``, ``Offset``, ``Limit``, ``Count``, ``TotalCount``, ``HasNext``).
 
 Rate limits are not documented; the shared fault injection answers 429 + Retry-After. Faults,
-``GET /_stats``, ``POST /_control`` and ``POST /_reset`` come from :class:`sinks.fakes.FaultyFake`;
+``GET /_stats``, ``POST /_control`` and ``POST /_reset`` come from :class:`core.fakes.FaultyFake`;
 ``GET /activities`` lists the stored rows as plain JSON (tests, ``run``).
 
     python -m sinks.providers.imis.fake [--port 8088] [--username activity-sync]
@@ -32,7 +32,7 @@ import os
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake, fake_main
+from core.fakes import FaultyFake, fake_main
 
 ASI = "Asi.Soa.Core.DataContracts.{}, Asi.Contracts"
 COLUMNS = {"ID": None, "PartyId": None, "ACTIVITY_TYPE": 10, "TRANSACTION_DATE": None, "PRODUCT_CODE": 31,

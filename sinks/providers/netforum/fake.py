@@ -38,7 +38,7 @@ import uuid
 from aiohttp import web
 from lxml import etree
 
-from sinks.fakes import FaultyFake, fake_main
+from core.fakes import FaultyFake, fake_main
 
 from . import soap
 from .soap import XWEB, q

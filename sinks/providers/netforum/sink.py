@@ -138,9 +138,9 @@ class NetforumSink(HttpSink):
         try:
             answer = await self.soap_call(method, params, token.value)
         except SinkError:
-            self._token = None  # a fault spends the token (its answer has none), a lost answer too
+            self._tokens.forget()  # a fault spends the token (its answer has none), a lost answer too
             raise
-        self._token = Token(answer.token) if answer.token else None
+        self._tokens.set(Token(answer.token) if answer.token else None)
         return answer
 
     # ------------------------------------------------------------------ write

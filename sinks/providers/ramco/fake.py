@@ -27,7 +27,7 @@ import uuid
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake, fake_main
+from core.fakes import FaultyFake, fake_main
 
 from . import wire
 

@@ -63,7 +63,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake
+from core.fakes import FaultyFake
 
 DATE, DATETIME, TEXT, REF, PICKLIST = "date", "datetime", "text", "reference", "picklist"
 

@@ -14,7 +14,7 @@ sink follows:
   stored; more than ``max_batch`` activities answer 413; a body that is not JSON answers 400.
 
 Faults (fail, throttle, latency, reject a customer's records) come from the shared base,
-:class:`sinks.fakes.FaultyFake`; a rejected record answers 400 "unknown customer".
+:class:`core.fakes.FaultyFake`; a rejected record answers 400 "unknown customer".
 
 ``GET /`` shows what it stored (for a person), ``GET /activities`` the same as JSON,
 ``GET /_stats`` counters, ``POST /_reset`` forgets everything.
@@ -33,7 +33,7 @@ from collections import deque
 
 from aiohttp import web
 
-from sinks.fakes import FaultyFake
+from core.fakes import FaultyFake
 
 from .sink import SIGNATURE_HEADER, verify
 

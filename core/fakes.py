@@ -1,6 +1,6 @@
 """The base of the project's fake external APIs: a loopback aiohttp server, and fault injection.
 
-Every provider's fake (in ``sinks/providers/<name>/fake.py``) extends :class:`FaultyFake`, so
+Every provider's fake (``sinks/providers/<name>/fake.py``) and every source's (``sources/<kind>/fake.py``) extends :class:`FaultyFake`, so
 tests, the demo and benchmarks drive faults the same way for every vendor, in-process
 (``fake.control({...})``) or over HTTP (``POST /_control``):
 
