@@ -61,6 +61,9 @@ def resolve_config(config: str) -> str:
 
     if config in PROVIDERS and example_config(config) is not None:
         return str(example_config(config))
+    source_example = Path(__file__).resolve().parent.parent / "streams" / "data" / f"example-{config}.yaml"
+    if source_example.exists():  # a polling source's example (example-alida.yaml)
+        return str(source_example)
     examples = sorted(n for n in PROVIDERS if example_config(n) is not None)
     raise UsageError(f"--config {config}: no such file, and no provider of that name has an example config "
                      f"({', '.join(examples)})")
@@ -362,8 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "get-offsets"], help="which tool")
     kt.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments (its --help lists them)")
     from activity_sync.push import add_parsers as push_parsers
+    from activity_sync.sourcecmd import add_parsers as source_parsers
 
     push_parsers(sub)
+    source_parsers(sub)
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.set_defaults(handler=cmd_fake_crm)
     fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")

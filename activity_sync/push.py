@@ -18,19 +18,13 @@ log = logging.getLogger("activity_sync.push")
 
 
 def cmd_ingest(args) -> int:
-    from core.faustapp import use_event_loop
-    from core.health import Health, metric_names
-    from core.logs import configure_logging
+    from core.health import serve_process
     from sources.push import metrics
     from sources.push.server import serve
 
     settings = Settings.from_env()
-    use_event_loop()
-    configure_logging("ingest")
-    health = Health("ingest", metric_names(metrics))
-    health.serve(settings.metrics_host, args.metrics_port if args.metrics_port is not None else settings.metrics_port)
+    health = serve_process("ingest", (metrics,), settings, args.metrics_port)
     loop = asyncio.get_event_loop()
-    health.bind_loop(loop)
 
     def ready(url, ingest) -> None:
         health.check("keys_loaded", ingest.keys.ready.is_set)

@@ -220,6 +220,7 @@ def check_config_file(path) -> None:
     size, anchors, tags), templates, names (core.config), and each endpoint's provider and
     settings (sinks.registry, the one parse path). Raises UsageError naming file, endpoint and field."""
     from sinks.registry import SettingsError, parse_endpoint
+    from sources.registry import SourceSettingsError, parse_source
 
     try:
         doc = read_config_file(path)
@@ -229,7 +230,9 @@ def check_config_file(path) -> None:
         cfg = parse_config(doc)
         for ep in cfg.endpoints:
             parse_endpoint(ep)
-    except (ConfigError, SettingsError) as exc:
+        for src in cfg.sources:
+            parse_source(src)
+    except (ConfigError, SettingsError, SourceSettingsError) as exc:
         where = f" (field {exc.field})" if exc.field and exc.field not in str(exc) else ""
         raise UsageError(f"{path}: {exc}{where}") from None
 

@@ -115,3 +115,17 @@ class Health:
         actual = self.server.server_address[1]
         log.info("%s worker: metrics, /healthz and /readyz on http://%s:%s/", self.role, host, actual)
         return actual
+
+
+def serve_process(role: str, modules: tuple, settings, port: int | None = None) -> Health:
+    """A plain asyncio process's start (not Faust's): the project's event loop and logging, then its
+    health port (``port``, else ``ACTIVITY_SYNC_METRICS_PORT``) bound to that loop."""
+    from .faustapp import use_event_loop
+    from .logs import configure_logging
+
+    use_event_loop()
+    configure_logging(role)
+    health = Health(role, metric_names(*modules))
+    health.serve(settings.metrics_host, port if port is not None else settings.metrics_port)
+    health.bind_loop(asyncio.get_event_loop())
+    return health

@@ -10,6 +10,7 @@ little before a known expiry (``renew_before_s``), lets one caller at a time ask
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import re
@@ -118,17 +119,16 @@ async def client_credentials(session, token_url: str, client_id: str, client_sec
     authenticates with HTTP Basic (``basic``, the RFC's preference) or in the form body; ``expires_in``
     becomes :attr:`Token.expires_at`. Raises :class:`TokenRefused` for a refusal or an answer with
     no ``access_token``; connection errors are the caller's to classify."""
-    import aiohttp
-
     form = {"grant_type": "client_credentials"}
     if scope:
         form["scope"] = scope
-    auth = None
+    headers = dict(headers or {})
     if basic:
-        auth = aiohttp.BasicAuth(client_id, client_secret)
+        pair = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        headers["Authorization"] = f"Basic {pair}"
     else:
         form.update(client_id=client_id, client_secret=client_secret)
-    async with session.post(token_url, data=form, auth=auth, headers=headers or {}) as r:
+    async with session.post(token_url, data=form, headers=headers) as r:
         text = await r.text()
         status, retry_after = r.status, parse_retry_after(r.headers.get("Retry-After"))
     try:

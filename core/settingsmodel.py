@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -29,8 +29,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def parse_duration(value: Any) -> float:
-    """``30m``, ``90s``, ``1h``, ``1.5h``, or a number of seconds."""
+def parse_duration(value: Any, most: float = 7 * 86400) -> float:
+    """``30m``, ``90s``, ``1h``, ``1.5h``, or a number of seconds (from 1 s to ``most``, default 7 days)."""
     if isinstance(value, bool):
         raise ValueError("a duration such as 30m, 90s or 1h")
     if isinstance(value, (int, float)):
@@ -40,8 +40,8 @@ def parse_duration(value: Any) -> float:
         if not m:
             raise ValueError(f"{value!r} is not a duration such as 30m, 90s or 1h")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if not 1 <= seconds <= 7 * 86400:
-        raise ValueError("an interval from 1s to 7d")
+    if not 1 <= seconds <= most:
+        raise ValueError(f"an interval from 1s to {most / 86400:g}d")
     return seconds
 
 
@@ -90,3 +90,25 @@ def http_url(v: str | None, strip: bool = True) -> str | None:
     return v.rstrip("/") if v and strip else v
 
 
+def describe_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field, why)`` per problem: ``("settings.batch_size", "Input should be a valid integer")``."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(x) for x in e["loc"] if not (isinstance(x, str) and x in ("Interval", "literal['realtime']")))
+        out.append((f"settings.{loc}" if loc else "settings", e["msg"].removeprefix("Value error, ")))
+    return out
+
+
+def parse_strict(cls: type[BaseModel], raw: dict, inline_secrets: list[tuple[str, str]]):
+    """``raw`` settings to ``cls``, strictly as JSON (a string is never taken for a number or a
+    boolean); answers ``(parsed or None, [(field, why), …])`` with ``inline_secrets`` first."""
+    import json
+
+    problems = [(where, f"looks like {what}") for where, what in inline_secrets]
+    parsed = None
+    try:
+        parsed = cls.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        seen = {where for where, _ in problems}
+        problems += [(where, why) for where, why in describe_errors(exc) if where not in seen]
+    return (None if problems else parsed), problems

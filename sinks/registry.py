@@ -10,18 +10,16 @@ provider's settings without any of those libraries.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pkgutil
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from core.secrets import find_inline_secrets
+from core.settingsmodel import parse_strict
 
-from .settings import EndpointSettings, describe_errors
+from .settings import EndpointSettings
 from .spec import ProviderSpec
 
 
@@ -106,13 +104,8 @@ def parse_settings(provider: str, raw: dict, provider_type: str = "membership") 
                             f"not {provider_type}", "provider_type")
     if not isinstance(raw, dict):
         raise SettingsError("settings must be a mapping", "settings")
-    problems = [(where, f"looks like {what}") for where, what in find_inline_secrets(raw)]
-    try:
-        # strict, as JSON: a string is never taken for a number or a boolean, a boolean never for a number
-        parsed = settings_class(provider).model_validate_json(json.dumps(raw), strict=True)
-    except ValidationError as exc:
-        seen = {where for where, _ in problems}
-        problems += [(where, why) for where, why in describe_errors(exc) if where not in seen]
+    # strict, as JSON: a string is never taken for a number or a boolean, a boolean never for a number
+    parsed, problems = parse_strict(settings_class(provider), raw, find_inline_secrets(raw))
     if problems:
         raise SettingsError("; ".join(f"{where}: {why}" for where, why in problems), problems[0][0])
     return parsed

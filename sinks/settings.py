@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.headers import TWO_WEEKS_S
-from core.settingsmodel import ENV_NAME, SecretSettings, http_url, parse_duration, secret_ref  # noqa: F401 (re-exported)
+from core.settingsmodel import (ENV_NAME, SecretSettings, describe_errors, http_url, parse_duration,  # noqa: F401
+                                secret_ref)
 
 from .contract import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, DEFAULT_TIMEOUT_S
 
@@ -174,15 +175,6 @@ class HttpSettings(EndpointSettings):
         if bool(self.client_cert_file) != bool(self.client_key_file):
             raise ValueError("client_cert_file and client_key_file go together (mutual TLS)")
         return self
-
-
-def describe_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(field, why)`` per problem: ``("settings.batch_size", "Input should be a valid integer")``."""
-    out = []
-    for e in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(x) for x in e["loc"] if not (isinstance(x, str) and x in ("Interval", "literal['realtime']")))
-        out.append((f"settings.{loc}" if loc else "settings", e["msg"].removeprefix("Value error, ")))
-    return out
 
 
 class PerRecordSettings(HttpSettings):

@@ -274,3 +274,39 @@ async def test_replay_takes_exactly_the_rows_selected_across_endpoints_and_nothi
     done = await client.post("/api/v1/replay", json={"rows": [{"endpoint": "right", "activity_key": "r-1"}],
                                                      "dry_run": False}, headers=auth(ADMIN))
     assert (await done.json())["replayed"] == 1
+
+
+async def test_the_sources_status_shows_each_sources_position_and_lag_to_its_tenants_only(client, settings):
+    """A polling source's cursor (source.offsets) on the Status tab's API; a key of another tenant sees none."""
+    import json as _json
+    import time as _time
+
+    from core.config import parse_config
+
+    topics = Topics(settings.topic_prefix)
+    cfg = parse_config({"sources": [{"name": "alida-acme", "kind": "alida", "tenant": "ACME", "settings": {}},
+                                    {"name": "alida-hug", "kind": "alida", "tenant": "HUG", "settings": {}}]})
+    await produce(settings, topics.config, [(k.encode(), v) for k, v in cfg.records()])
+    cursor = {"source": "alida-acme", "updated": "2026-12-01T10:00:00.0000000Z", "id": "ev-9", "records": 40,
+              "activities": 38, "caught_up_at": _time.time(), "recent": {}}
+    await produce(settings, topics.source_offsets, [(b"alida-acme", _json.dumps(cursor).encode())])
+
+    async def rows(key):
+        for _ in range(100):
+            r = await client.get("/api/v1/sources/status", headers=auth(key))
+            assert r.status == 200
+            body = await r.json()
+            if any(x["cursor"] for x in body) or key is HUG and body:
+                return body
+            await asyncio.sleep(0.1)
+        return body
+
+    everything = await rows(ADMIN)
+    assert [x["source"] for x in everything] == ["alida-acme", "alida-hug"]
+    acme = (await rows(ACME))
+    assert [x["source"] for x in acme] == ["alida-acme"]
+    assert acme[0]["cursor"] == "2026-12-01T10:00:00.0000000Z" and acme[0]["cursor_id"] == "ev-9"
+    assert acme[0]["lag_s"] > 3600 and acme[0]["records"] == 40 and acme[0]["activities"] == 38
+    hug = await rows(HUG)
+    assert [x["source"] for x in hug] == ["alida-hug"] and hug[0]["cursor"] is None
+    assert (await client.get("/api/v1/sources/status")).status == 401

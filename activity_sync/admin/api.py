@@ -153,6 +153,9 @@ class Handlers:
     async def status(self, request):
         return web.json_response(request.app[STATE].status(_key(request)))
 
+    async def source_status(self, request):
+        return web.json_response(request.app[STATE].source_status(_key(request)))
+
     async def dead_letters(self, request):
         return web.json_response(await request.app[STATE].dead_letters(
             _key(request), request.query.get("endpoint") or None, _limit(request)))
@@ -221,6 +224,7 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_delete("/api/v1/subscriptions/{code}/{endpoint}", h.delete_subscription)
     r.add_post("/api/v1/preview", h.preview)
     r.add_get("/api/v1/status", h.status)
+    r.add_get("/api/v1/sources/status", h.source_status)
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)

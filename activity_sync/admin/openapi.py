@@ -164,6 +164,15 @@ def document() -> dict:
                 "responses": {"200": _json(_ref("Preview")), **_errors("400", "404", "422")}}},
             "/api/v1/status": {"get": {"summary": "delivery status per endpoint",
                                        "responses": {"200": _json(arr("Status")), **_errors()}}},
+            "/api/v1/sources/status": {"get": {
+                "summary": "each polling source's position (lastUpdateDate / id) and how far behind it is",
+                "responses": {"200": _json({"type": "array", "items": {"type": "object", "properties": {
+                    "source": {"type": "string"}, "kind": {"type": "string"}, "tenant": {"type": "string"},
+                    "enabled": {"type": "boolean"}, "cursor": STR_OR_NULL,
+                    "cursor_id": STR_OR_NULL, "records": {"type": "integer"},
+                    "activities": {"type": "integer"}, "lag_s": NUM_OR_NULL,
+                    "last_caught_up": NUM_OR_NULL,
+                    "committed_at": NUM_OR_NULL}}}), **_errors()}}},
             "/api/v1/dead-letters": {"get": {
                 "summary": "dead letters of the delivery stage",
                 "parameters": [{"name": "endpoint", "in": "query", "schema": {"type": "string"}},

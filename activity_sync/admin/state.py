@@ -160,6 +160,10 @@ class AdminState:
         self.ingest_keys = KeyRing()
         self.contacts_follower = Follower(settings, self.topics.push_directory, self._directory_record)
         self.keys_follower = Follower(settings, self.topics.push_keys, self._key_record)
+        # polling sources: their config records and their cursors (source.offsets)
+        self.sources: dict = {}
+        self.source_cursors: dict[str, dict] = {}
+        self.cursors_follower = Follower(settings, self.topics.source_offsets, self._cursor_record)
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -172,7 +176,8 @@ class AdminState:
         await asyncio.wait_for(self.config.ready.wait(), 60)
 
     def _followers(self):
-        return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower)
+        return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower,
+                self.cursors_follower)
 
     async def stop(self) -> None:
         for f in self._followers():
@@ -185,11 +190,37 @@ class AdminState:
 
     # ------------------------------------------------------------------ followers
     def _config_record(self, m) -> None:
+        if m.key and m.key.startswith(b"source:"):
+            from core.config import source_from_dict
+
+            name = m.key.decode(errors="replace").split(":", 1)[1]
+            try:
+                self.sources[name] = source_from_dict(json.loads(m.value)) if m.value else None
+            except Exception:  # noqa: BLE001 - a refused source record: the source worker says why
+                pass
+            if self.sources.get(name) is None:
+                self.sources.pop(name, None)
         if m.key:
             try:
                 self.routing.apply_record(m.key.decode(), m.value)
             except Exception:  # noqa: BLE001 - refused records are in routing.refused
                 pass
+
+    def _cursor_record(self, m) -> None:
+        if m.key:
+            try:
+                value = json.loads(m.value) if m.value else None
+            except ValueError:
+                return
+            if isinstance(value, dict):
+                self.source_cursors[m.key.decode(errors="replace")] = value
+
+    def source_status(self, key: ApiKey) -> list[dict]:
+        """Each polling source the key's tenants may see: where its cursor is and how far behind."""
+        from activity_sync.sourcecmd import status_rows
+
+        visible = {n: src for n, src in self.sources.items() if key.sees((src.tenant,))}
+        return status_rows(visible, self.source_cursors)
 
     def _directory_record(self, m) -> None:
         if m.key:

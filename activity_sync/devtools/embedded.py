@@ -59,14 +59,23 @@ def declared_fakes() -> dict[str, Fake]:
                                      p.fake.env)
     # not a fake: a real PostgreSQL server (Debian's package) in var/postgres
     out["local PostgreSQL"] = Fake("postgresql://activity_sync@127.0.0.1:5433", "", "ACTIVITY_SYNC_POSTGRES_PASSWORD")
+    # the polling sources' fakes (a source whose settings.base_url names the address gets it)
+    out["fake Alida"] = Fake("http://127.0.0.1:8093", "sources.alida.fake", "ALIDA_CLIENT_SECRET",
+                             ("--seed", str(ALIDA_DEMO_EVENTS), "--every-s", "5"))
     return out
+
+
+#: the fakes of the APIs sources read (not places deliveries go)
+SOURCE_FAKES = ("fake Alida",)
+#: member events the demo's fake Alida holds at start (it adds one every few seconds while `run` runs)
+ALIDA_DEMO_EVENTS = 25
 
 
 FAKES = declared_fakes()
 CRM = "fake CRM"
 #: the usual port of each fake (ACTIVITY_SYNC_PORT_BASE moves them all)
 FAKE_PORTS = {name: int(f.address.rsplit(":", 1)[1].split("/")[0]) for name, f in FAKES.items()}
-URL_SETTINGS = ("url", "login_url", "authority_host", "site_url", "oauth_endpoint", "dsn")
+URL_SETTINGS = ("url", "login_url", "authority_host", "site_url", "oauth_endpoint", "dsn", "base_url")
 FAKE_CA = "var/fake-ca.pem"  # the Dataverse fake's test CA, as example configs name it
 
 
@@ -74,13 +83,17 @@ def enabled_endpoints(doc: dict) -> list[dict]:
     return [e for e in doc.get("endpoints") or [] if e.get("enabled", True)]
 
 
+def enabled_sources(doc: dict) -> list[dict]:
+    return [x for x in doc.get("sources") or [] if x.get("enabled", True)]
+
+
 def fakes_needed(doc: dict) -> list[str]:
-    """The fakes besides the fake CRM that enabled endpoints point at (by their usual address)."""
+    """The fakes besides the fake CRM that enabled endpoints and sources point at (by their usual address)."""
     out = []
     for name, fake in FAKES.items():
         if name != CRM and any(isinstance((e.get("settings") or {}).get(k), str)
                                and e["settings"][k].startswith(fake.address)
-                                      for e in enabled_endpoints(doc) for k in URL_SETTINGS):
+                               for e in [*enabled_endpoints(doc), *enabled_sources(doc)] for k in URL_SETTINGS):
             out.append(name)
     return out
 
@@ -89,7 +102,7 @@ def localise(doc: dict, var: Path, ports) -> Path:
     """The config as this run uses it, written to ``var``: endpoints that name a fake's usual address
     point at the port it really has, and relative ``var/…`` paths live under ``var``."""
     doc = json.loads(json.dumps(doc))  # a deep copy of plain data
-    for e in doc.get("endpoints") or []:
+    for e in [*(doc.get("endpoints") or []), *(doc.get("sources") or [])]:
         s = e.get("settings") or {}
         for key in URL_SETTINGS:
             url = s.get(key)
@@ -263,7 +276,7 @@ async def report_postgres(emb, expect: int, timeout: float = 60) -> None:
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
                   "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
                   "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page, "
-                  "the Push API, its metrics and the directory worker's metrics")
+                  "the Push API, its metrics, the directory worker's metrics and the source workers' metrics")
 
 
 DEMO_KEY_ID, DEMO_TENANT = "demo", "DEMO"
@@ -283,7 +296,7 @@ class Ports:
             wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             wanted["admin"] = b + 4 + sinks + len(fakes)
-            for i, name in enumerate(("ingest", "ingest metrics", "directory metrics"), 1):
+            for i, name in enumerate(("ingest", "ingest metrics", "directory metrics", "source metrics"), 1):
                 wanted[name] = wanted["admin"] + i
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
@@ -295,7 +308,7 @@ class Ports:
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
         wanted["admin"] = 8080
-        wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091})
+        wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091, "source metrics": 6092})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -379,6 +392,17 @@ class Embedded:
         start(self, env)
         self.start_admin(env)
         self.start_push(env)
+        self.start_sources(env)
+
+    def start_sources(self, env: dict) -> None:
+        """One process running every enabled polling source the config holds (``source --all``)."""
+        sources = enabled_sources(self.doc)
+        if not sources:
+            return
+        port = self.ports["source metrics"]
+        self.spawn("sources", ["-m", "activity_sync.cli", "source", "--all", "--metrics-port", str(port)], env)
+        print(f"  sources {', '.join(x['name'] for x in sources)}: metrics http://127.0.0.1:{port}/metrics "
+              f"(`activity-sync sources --status` shows where each is)", flush=True)
 
     def start_push(self, env: dict) -> None:
         """The member directory worker and the Push API server (its demo key: issue_demo_key)."""
@@ -501,7 +525,7 @@ def watched_fakes(emb) -> list[tuple[str, str, Path | None]]:
     """The fakes whose deliveries `run` reports: those an enabled endpoint writes to (the fake CRM
     when none does, as in a config of Activity History only)."""
     urls = fake_urls(emb)
-    used = [n for n in urls if n != "fake CRM"]
+    used = [n for n in urls if n != "fake CRM" and n not in SOURCE_FAKES]
     if any((e.get("provider") or (e.get("settings") or {}).get("sink")) == "webhook"
            for e in enabled_endpoints(emb.doc)) or \
             not (used or "local PostgreSQL" in fakes_needed(emb.doc)):

@@ -306,6 +306,14 @@ async function loadStatus() {
                    : `${when(s.last_error_at)} ${s.last_error_class}: ${s.last_error}`,
                "data-testid": `last-error-${s.endpoint}` }),
     el("td", { text: s.held_back ? `${s.held_back.reason} until ${when(s.held_back.until)}` : (s.paused || "no") }))));
+  const sources = await api("GET", "/sources/status");
+  document.getElementById("source-rows").replaceChildren(...sources.map((s) => el("tr", { "data-testid": `source-${s.source}` },
+    el("td", { text: `${s.source} (${s.kind}, ${s.tenant})${s.enabled ? "" : " (disabled)"}` }),
+    el("td", { text: s.cursor ? `${s.cursor} / ${s.cursor_id}` : "— (not polled yet)", "data-testid": `source-cursor-${s.source}` }),
+    el("td", { text: s.lag_s === null ? "—" : `${Math.round(s.lag_s)} s`, "data-testid": `source-lag-${s.source}` }),
+    el("td", { text: `${s.records} / ${s.activities}`, "data-testid": `source-counts-${s.source}` }),
+    el("td", { text: when(s.last_caught_up) }))));
+  document.getElementById("sources-table").hidden = sources.length === 0;
 }
 
 async function loadDead() {

@@ -1,0 +1,1 @@
+"""Alida (Insight Communities): member events polled from the Alida API into ``activity.raw``."""
