@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -167,6 +168,12 @@ def start_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
 
 # ----------------------------------------------------------------------------- cursor
 
+@functools.lru_cache(maxsize=131_072)
+def when(text: str, field: str = "lastUpdateDate") -> dt.datetime:
+    """A vendor's date-time parsed (cached: a record's update time is read several times a page)."""
+    return parse_date(text, field)
+
+
 @dataclass
 class Cursor:
     """Where a source is: the last record's update time (as the vendor wrote it, and parsed) and id,
@@ -182,21 +189,19 @@ class Cursor:
 
     @property
     def when(self) -> dt.datetime | None:
-        return parse_date(self.updated, "cursor") if self.updated else None
+        return when(self.updated, "cursor") if self.updated else None
 
     def seen(self, updated: str, rid: str) -> bool:
         """Whether a record was sent already: at or before the cursor and sent with this update time, or
         before the overlap window (a late record there is taken: ``recent`` no longer knows)."""
         if self.updated is None:
             return False
-        when, mine = parse_date(updated, "lastUpdateDate"), self.when
-        if (when, rid) > (mine, self.id or ""):
+        if (when(updated), rid) > (self.when, self.id or ""):
             return False
         return self.recent.get(rid) == updated
 
     def advance(self, updated: str, rid: str, overlap_s: float) -> None:
-        when = parse_date(updated, "lastUpdateDate")
-        if self.updated is None or (when, rid) > (self.when, self.id or ""):
+        if self.updated is None or (when(updated), rid) > (self.when, self.id or ""):
             self.updated, self.id = updated, rid
         self.recent[rid] = updated
 
@@ -204,9 +209,9 @@ class Cursor:
         if self.updated is None:
             return
         floor = self.when - dt.timedelta(seconds=overlap_s)
-        self.recent = {k: v for k, v in self.recent.items() if parse_date(v, "lastUpdateDate") >= floor}
+        self.recent = {k: v for k, v in self.recent.items() if when(v) >= floor}
         if len(self.recent) > self.MAX_RECENT:  # bounded: the newest are kept
-            newest = sorted(self.recent.items(), key=lambda kv: parse_date(kv[1], "lastUpdateDate"))
+            newest = sorted(self.recent.items(), key=lambda kv: when(kv[1]))
             self.recent = dict(newest[-self.MAX_RECENT:])
 
     def record(self) -> dict:
@@ -234,6 +239,7 @@ class SourceHttp:
         self.tokens: TokenCache | None = None
         self.ssl = ssl
         self.retries = 0
+        self.on_error = lambda error_class: None  # every failed request, by ERROR_CLASSES (the runner counts them)
 
     async def start(self) -> None:
         import aiohttp
@@ -286,6 +292,7 @@ class SourceHttp:
                 error, resp = exc, None
             if error is None:
                 return resp
+            self.on_error(error.error_class)
             if isinstance(error, AuthRefused) and auth and self.tokens is not None and not refreshed:
                 refreshed = True  # one new token, then the request once more
                 try:

@@ -12,8 +12,12 @@ ACTIVITIES = Counter("activity_sync_source_activities_total",
                      "activities a source produced to activity.raw (re-reads of a page included)", ["source"])
 DEAD = Counter("activity_sync_source_dead_letters_total",
                "vendor records a source could not map, sent to activity.dead", ["source", "reason"])
-ERRORS = Counter("activity_sync_source_errors_total", "a source's failed requests and polls, by class",
+ERRORS = Counter("activity_sync_source_errors_total",
+                 "a source's failed requests (each retry counts), bad records and Kafka refusals, by class",
                  ["source", "error"])
+POLLS_FAILED = Counter("activity_sync_source_polls_failed_total",
+                       "polls given up (the next poll starts where it stopped), by the last error's class",
+                       ["source", "error"])
 REQUESTS = Counter("activity_sync_source_requests_total", "a source's HTTP answers, by status", ["source", "status"])
 LAG = Gauge("activity_sync_source_lag_seconds",
             "now minus the update time of the newest record the source has passed (0 when nothing is newer)",

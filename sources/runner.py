@@ -69,6 +69,7 @@ class SourceWorker:
         self.topics = Topics(settings.topic_prefix)
         self.poller = poller or make_source(source)
         self.poller.http.observe = lambda status: M.REQUESTS.labels(source.name, str(status)).inc()
+        self.poller.http.on_error = lambda error_class: M.ERRORS.labels(source.name, error_class).inc()
         self.cursor = Cursor()
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -100,11 +101,12 @@ class SourceWorker:
                 try:
                     await self.poll_once()
                 except SourceError as exc:
-                    M.ERRORS.labels(self.name, exc.error_class).inc()
+                    M.POLLS_FAILED.labels(self.name, exc.error_class).inc()
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.error("source %s: poll stopped: %s (the next poll starts where it stopped)", self.name, exc)
                 except _KafkaError as exc:
                     M.ERRORS.labels(self.name, "kafka").inc()
+                    M.POLLS_FAILED.labels(self.name, "kafka").inc()
                     self.last_error = f"Kafka: {exc}"
                     log.error("source %s: Kafka refused a write: %s (the page is read again)", self.name, exc)
                 wait = max(0.0, self.poller.settings.every - (time.time() - began))
@@ -126,11 +128,29 @@ class SourceWorker:
             since = since - dt.timedelta(seconds=s.overlap_s)
         produced = 0
         self.polls += 1
-        async for page in self.poller.pages(since):
-            produced += await self.take(page.records)
-            if self.stopping.is_set() and not page.last:
-                log.info("source %s: stopping after the page in hand (cursor %s)", self.name, self.cursor.updated)
-                return produced
+        # one page ahead: the next page is fetched while this one is mapped, produced and acknowledged
+        pages = self.poller.pages(since).__aiter__()
+        ahead = asyncio.ensure_future(pages.__anext__())
+        try:
+            while ahead is not None:
+                try:
+                    page = await ahead
+                except StopAsyncIteration:
+                    break
+                ahead = None if page.last else asyncio.ensure_future(pages.__anext__())
+                produced += await self.take(page.records)
+                if self.stopping.is_set() and ahead is not None:
+                    log.info("source %s: stopping after the page in hand (cursor %s)", self.name,
+                             self.cursor.updated)
+                    return produced
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                try:
+                    await ahead
+                except (asyncio.CancelledError, StopAsyncIteration, Exception):  # noqa: BLE001 - abandoned
+                    pass
+            await pages.aclose()
         self.cursor.caught_up_at = began
         await self.commit()
         M.LAST_SUCCESS.labels(self.name).set(time.time())
@@ -184,6 +204,7 @@ class SourceWorker:
 
     async def dead_letter(self, record: dict, error: BadRecord):
         M.DEAD.labels(self.name, error.reason).inc()
+        M.ERRORS.labels(self.name, "bad_record").inc()
         hdrs = H.dead_letter("source", (f"source:{self.name}", -1, -1), error, tenant=self.source.tenant)
         hdrs = [(k, error.reason.encode() if k == H.ERROR_CLASS else v) for k, v in hdrs]
         log.warning("source %s: record %s dead-lettered: %s: %s", self.name, record.get("id"), error.reason, error)

@@ -109,11 +109,12 @@ def test_workers_have_probes_resources_scrape_annotations_and_secrets_from_secre
 
 def exported_metrics() -> set[str]:
     from sinks import metrics as sink_metrics
+    from sources import metrics as source_metrics
     from streams import metrics as stream_metrics
     from core.health import metric_names
 
     out = set()
-    for name in metric_names(stream_metrics, sink_metrics):
+    for name in metric_names(stream_metrics, sink_metrics, source_metrics):
         out |= {name, f"{name}_total", f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return out
 

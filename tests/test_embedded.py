@@ -60,3 +60,24 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
     assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
     time.sleep(1)
     assert not running(pids)
+
+
+def test_run_with_the_alida_example_polls_the_fake_alida_into_the_pipeline(tmp_path):
+    """`make run CONFIG=alida`: the fake Alida, the source process, the stream stage, all from the example."""
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    base = free_base()
+    env["ACTIVITY_SYNC_PORT_BASE"] = str(base)
+    var = tmp_path / "var"
+    proc = subprocess.run([sys.executable, "-m", "activity_sync.cli", "run", "--config", "alida", "--var", str(var),
+                           "--no-seed", "--max", "20", "--exit"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "fake Alida: http://127.0.0.1:" in out and "started sources (pid" in out
+    assert len(re.findall(r"AlidaSurvey\w+ \[Insight Communities\]", out)) >= 20, out[-3000:]
+    assert re.search(r'-> crm \(membership\) \[SURVEY/COMPLETED\]: Panel\d+ Tester completed the survey "', out), out
+    assert "customer C1000" in out  # the member variable named by customer_id_variable
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    assert not (var / "pids").exists()
+    time.sleep(1)
+    assert not running(pids)

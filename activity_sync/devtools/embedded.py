@@ -60,7 +60,7 @@ def declared_fakes() -> dict[str, Fake]:
     # not a fake: a real PostgreSQL server (Debian's package) in var/postgres
     out["local PostgreSQL"] = Fake("postgresql://activity_sync@127.0.0.1:5433", "", "ACTIVITY_SYNC_POSTGRES_PASSWORD")
     # the polling sources' fakes (a source whose settings.base_url names the address gets it)
-    out["fake Alida"] = Fake("http://127.0.0.1:8093", "sources.alida.fake", "ALIDA_CLIENT_SECRET",
+    out["fake Alida"] = Fake("http://127.0.0.1:8095", "sources.alida.fake", "ALIDA_CLIENT_SECRET",
                              ("--seed", str(ALIDA_DEMO_EVENTS), "--every-s", "5"))
     return out
 

@@ -71,6 +71,7 @@ class AlidaFake(FaultyFake):
         self.members: dict[str, dict] = {}
         self.api_requests: list[dict] = []   # every API call: path, query, status
         self._seq = itertools.count(1)
+        self._dates: dict[str, dt.datetime] = {}
 
     # ------------------------------------------------------------------ data
     def add_activity(self, name: str, activity_type: str = "Survey", hidden: bool = False, **extra) -> str:
@@ -128,6 +129,13 @@ class AlidaFake(FaultyFake):
         ev = self.events[eid]
         ev.update(changes, lastUpdateDate=_iso(dt.datetime.now(dt.timezone.utc)))
         return ev
+
+    def _when(self, text: str) -> dt.datetime:
+        """An event's date parsed once (the fake filters and sorts every event on every request)."""
+        t = self._dates.get(text)
+        if t is None:
+            t = self._dates[text] = parse_date(text, "date")
+        return t
 
     # ------------------------------------------------------------------ auth
     def _unauthorized(self, message: str = "invalid or expired access token") -> web.Response:
@@ -207,7 +215,7 @@ class AlidaFake(FaultyFake):
                 return self._logged(request, web.json_response({"message": f"{value!r} is not a date"}, status=400))
             test = {">=": lambda a: a >= bound, "<=": lambda a: a <= bound, "=": lambda a: a == bound,
                     ">": lambda a: a > bound, "<": lambda a: a < bound}[op]
-            rows = [r for r in rows if test(parse_date(r[field_], field_))]
+            rows = [r for r in rows if test(self._when(r[field_]))]
         for name in ("eventType", "memberId", "activityId"):
             if name in q:
                 rows = [r for r in rows if r.get(name) == q[name]]
@@ -215,7 +223,7 @@ class AlidaFake(FaultyFake):
         field_, _, direction = sort.partition(":")
         if field_ not in SORTABLE or direction not in ("", "d", "a"):
             return self._logged(request, web.json_response({"message": f"cannot sort by {sort!r}"}, status=400))
-        rows.sort(key=lambda r: (parse_date(r[field_], field_), r["id"]), reverse=direction == "d")
+        rows.sort(key=lambda r: (self._when(r[field_]), r["id"]), reverse=direction == "d")
         page = rows[offset:offset + limit]
         base = f"{request.url.with_query(None)}"
 
@@ -334,6 +342,7 @@ def main() -> None:
         ap.add_argument("--region", default="na1", choices=("na1", "eu1"))
         ap.add_argument("--application", default="demo-community", help="the communityApiKeyName it serves")
         ap.add_argument("--seed", type=int, default=0, help="member events to start with")
+        ap.add_argument("--members", type=int, default=50, help="members the seeded events are of")
         ap.add_argument("--every-s", type=float, default=0, help="add a member event this often (0: never)")
 
     def make(args):
@@ -342,11 +351,11 @@ def main() -> None:
         fake = AlidaFake(args.region, args.application,
                          client_secret=os.environ.get("ALIDA_CLIENT_SECRET", "alida-fake-secret"))
         if args.seed:
-            fake.seed(args.seed, spread_s=3600)
+            fake.seed(args.seed, members=args.members, spread_s=3600)
         fake.trickle_s = args.every_s
         return fake
 
-    fake_main("sources.alida.fake", "A fake Alida API (member events, activities, members)", 8093, make,
+    fake_main("sources.alida.fake", "A fake Alida API (member events, activities, members)", 8095, make,
               "fake Alida API on {base_url}", extra=extra)
 
 

@@ -49,7 +49,7 @@ class AlidaSettings(SourceSettings):
                                                                "the member by e-mail")
     page_size: int = Field(500, ge=1, description="member events per page (the API's default is 20, its most 1000)")
     base_url: str | None = Field(None, description="the API's base URL instead of the region's (a proxy, or the "
-                                                   "bundled fake: http://127.0.0.1:8093)")
+                                                   "bundled fake: http://127.0.0.1:8095)")
 
     @field_validator("community")
     @classmethod

@@ -37,7 +37,7 @@ from collections import OrderedDict
 from core.envelope import parse_date
 from core.http import TokenCache, client_credentials
 
-from ..framework import BadRecord, Page, PollingSource, ServerError
+from ..framework import BadRecord, Page, PollingSource, ServerError, when
 from .settings import EVENT_TYPES, AlidaSettings
 
 ACTIVITY_FIELDS = "id,name,activityType,projectType,status,panelId,projectId,openedOn,closedOn,href"
@@ -114,7 +114,7 @@ class AlidaSource(PollingSource):
             if last:
                 return
             newest = self._updated(items[-1])
-            if newest is None or newest == parse_date(lower, "lower"):
+            if newest is None or newest == when(lower, "lower"):
                 offset += len(items)
             else:
                 lower = items[-1]["lastUpdateDate"]
@@ -122,9 +122,10 @@ class AlidaSource(PollingSource):
 
     @staticmethod
     def _updated(r: dict) -> dt.datetime | None:
+        v = r.get("lastUpdateDate")
         try:
-            return parse_date(r.get("lastUpdateDate"), "lastUpdateDate")
-        except (ValueError, TypeError):
+            return when(v) if isinstance(v, str) else None
+        except ValueError:
             return None
 
     def position(self, record: dict) -> tuple[str, str] | None:
@@ -162,7 +163,7 @@ class AlidaSource(PollingSource):
             v = r.get(name)
             if v is not None:
                 try:
-                    parse_date(v, name)
+                    when(v, name) if isinstance(v, str) else parse_date(v, name)
                 except (ValueError, TypeError):
                     return BadRecord("BadDate", f"member event {r['id']}: {name} {str(v)[:60]!r} is not an "
                                                 f"ISO 8601 date-time")
