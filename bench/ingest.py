@@ -168,21 +168,12 @@ def main() -> int:
     if args.mode == "ceiling":
         asyncio.run(ceiling(args.port))
         return 0
-    from activity_sync.devtools.broker import LocalKafka
+    from bench.brokers import bench_broker
 
     log_dir = tempfile.mkdtemp(prefix="activity-sync-bench-ingest-")
-    broker = None
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        kafka = KafkaSettings.from_env()
-    else:
-        broker = LocalKafka(Path(log_dir) / "kafka", heap="1g").start()
-        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-    try:
+    with bench_broker(log_dir) as kafka:
         print(f"\n== Push API: wrk, {PER_REQUEST} contacts a request, {args.connections} connections ==", flush=True)
         print_ingest(asyncio.run(bench_ingest(kafka, log_dir, args.seconds, args.connections, args.rounds)))
-    finally:
-        if broker:
-            broker.stop()
     return 0
 
 

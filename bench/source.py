@@ -183,21 +183,12 @@ def main() -> int:
     ap.add_argument("--members", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    from activity_sync.devtools.broker import LocalKafka
+    from bench.brokers import bench_broker
 
     log_dir = tempfile.mkdtemp(prefix="activity-sync-bench-source-")
-    broker = None
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        kafka = KafkaSettings.from_env()
-    else:
-        broker = LocalKafka(Path(log_dir) / "kafka", heap="1g").start()
-        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-    try:
+    with bench_broker(log_dir) as kafka:
         print("\n== Alida source: fake API in its own process, 1,000-item pages, 20 ms a request ==", flush=True)
         print_source(asyncio.run(bench_source(kafka, log_dir, args.events, args.members, args.rounds)))
-    finally:
-        if broker:
-            broker.stop()
     return 0
 
 
