@@ -138,6 +138,18 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         await page.wait_for_selector("[data-testid=delivered-crm-ui]:has-text('1')", timeout=90_000)
         assert crm.stored["ui-1"]["description"] == f'{seeds[0]["AuthorDisplayName"]} posted "{seeds[0]["Subject"]}"'
         assert crm.stored["ui-1"]["writeback_code1"] == "COMMUNITY"
+        # ---- a polling source's position and lag on the Status tab (its cursor in source.offsets)
+        import time as _time
+
+        topics = Topics(settings.topic_prefix)
+        source = {"name": "alida-ui", "kind": "alida", "tenant": "DEMO", "enabled": True, "settings": {}}
+        await produce(settings, topics.config, [(b"source:alida-ui", json.dumps(source).encode())])
+        cursor = {"updated": "2026-12-01T10:00:00.0000000Z", "id": "ev-ui-7", "records": 12, "activities": 11,
+                  "caught_up_at": _time.time()}
+        await produce(settings, topics.source_offsets, [(b"alida-ui", json.dumps(cursor).encode())])
+        await page.wait_for_selector("[data-testid=source-cursor-alida-ui]:has-text('ev-ui-7')", timeout=30_000)
+        assert "12 / 11" in await page.inner_text("[data-testid=source-counts-alida-ui]")
+        assert " s" in await page.inner_text("[data-testid=source-lag-alida-ui]")
         await page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
 
         # ---- the CRM fails: retries, then (the window is 4 s here) the dead letter
