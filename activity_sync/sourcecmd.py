@@ -38,7 +38,7 @@ def cmd_source(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # a graceful stop: the page in hand finishes, nothing repeats
         loop.add_signal_handler(sig, stop.set)
     try:
-        loop.run_until_complete(run_pool(settings, None if args.all else args.name, stop, ready))
+        loop.run_until_complete(run_pool(settings, None if args.all else args.name, stop, ready, once=args.once))
     except LookupError as exc:
         raise UsageError(str(exc)) from None
     return 0
@@ -100,6 +100,7 @@ def add_parsers(sub) -> None:
     so.set_defaults(handler=cmd_source)
     so.add_argument("--name", action="append", help="a source's name in activity.config (repeat for several)")
     so.add_argument("--all", action="store_true", help="every enabled source activity.config holds, in this process")
+    so.add_argument("--once", action="store_true", help="run now: one poll of each, then exit")
     so.add_argument("--metrics-port", type=int, default=None,
                     help="/metrics, /healthz, /readyz (default $ACTIVITY_SYNC_METRICS_PORT, else 6066)")
     ss = sub.add_parser("sources", help="the source kinds and their settings, or --status: each source's position")

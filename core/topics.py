@@ -128,7 +128,7 @@ class Topics:
             TopicSpec(self.push_list_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
             TopicSpec(self.push_keys, 1, compact),
             # Each polling source's cursor (lastUpdateDate + id), keyed by source name: the latest wins.
-            TopicSpec(self.source_offsets, 1, compact),
+            TopicSpec(self.source_offsets, 1, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
         ]
         return specs
 

@@ -122,7 +122,7 @@ class SourceSettings(SecretSettings):
 
     every: float = Field(60.0, description="time between polls (30s, 5m, 1h): each poll reads until caught up")
     page_size: int = Field(100, ge=1, description="records per page (at most the vendor's limit)")
-    overlap_s: float = Field(60.0, ge=0, le=86_400,
+    overlap_s: float = Field(60.0, ge=0, le=7 * 86_400,
                              description="each poll re-reads this many seconds before the cursor, for records "
                                          "the vendor commits late; what was already sent is not sent again")
     start_from: str = Field("7d", description="where a source without a cursor starts: a duration back from now "
@@ -132,6 +132,9 @@ class SourceSettings(SecretSettings):
     max_retries: int = Field(6, ge=0, le=30, description="retries of one request (429, 5xx, timeouts) before the "
                                                         "poll gives up until the next one")
     backoff_s: float = Field(0.5, gt=0, le=60, description="first backoff after a 5xx or timeout (doubles, at most 30 s)")
+    commit_interval_s: float = Field(0.0, ge=0, le=300, description="write the cursor at most this often within a "
+                                                                  "poll (0: after every page); a killed worker "
+                                                                  "sends again at most this long's pages")
 
     @field_validator("every", mode="before")
     @classmethod
@@ -192,16 +195,14 @@ class Cursor:
         return when(self.updated, "cursor") if self.updated else None
 
     def seen(self, updated: str, rid: str) -> bool:
-        """Whether a record was sent already: at or before the cursor and sent with this update time, or
-        before the overlap window (a late record there is taken: ``recent`` no longer knows)."""
-        if self.updated is None:
-            return False
-        if (when(updated), rid) > (self.when, self.id or ""):
-            return False
+        """Whether this very version of a record (its id at this update time) was sent already. Records
+        inside the overlap window are remembered; a re-read sends none of them again, a record updated
+        since (a new update time) is sent again, and a late one (never sent) is taken."""
         return self.recent.get(rid) == updated
 
-    def advance(self, updated: str, rid: str, overlap_s: float) -> None:
-        if self.updated is None or (when(updated), rid) > (self.when, self.id or ""):
+    def advance(self, updated: str, rid: str, move: bool = True) -> None:
+        """A record sent: remembered, and (``move``) the cursor past it if it is the newest yet."""
+        if move and (self.updated is None or (when(updated), rid) > (self.when, self.id or "")):
             self.updated, self.id = updated, rid
         self.recent[rid] = updated
 
@@ -343,6 +344,10 @@ class PollingSource:
 
     kind: ClassVar[str] = ""
     Settings: ClassVar[type[SourceSettings]] = SourceSettings
+    #: whether pages come in update order (the cursor then moves page by page); a vendor whose
+    #: collection is in another order moves it once the poll is through (its pages are remembered
+    #: in the cursor's ``recent`` meanwhile, so a restart re-sends none of them)
+    ordered: ClassVar[bool] = True
 
     def __init__(self, source: Source, settings: SourceSettings) -> None:
         self.source, self.settings = source, settings
@@ -371,3 +376,15 @@ class PollingSource:
     def describe(self) -> dict:
         """What the status page shows about the vendor side (no secrets)."""
         return {}
+
+    def destination(self, topics) -> str:
+        """The topic this source's output goes to (``activity.raw``: raw activities, the default)."""
+        return topics.raw
+
+    def key_of(self, item: dict) -> bytes:
+        """An output record's Kafka key (a raw activity's: its ActivityKey)."""
+        return str(item["ActivityKey"]).encode()
+
+    def poll_report(self, run: str, records: int, produced: int) -> tuple[str, dict] | None:
+        """What to write once a poll has reached the end: ``(topic name, record)``, or None (nothing)."""
+        return None

@@ -22,7 +22,7 @@ from core.settings import Settings
 from core.topics import MAX_EVENT_TOPIC_BYTES, Topics
 
 from . import metrics as M
-from .framework import BadRecord, Cursor, PollingSource, SourceError, start_time
+from .framework import BadRecord, Cursor, PollingSource, SourceError, start_time, when
 from .registry import SourceSettingsError, make_source
 
 log = logging.getLogger("activity_sync.source")
@@ -64,10 +64,15 @@ async def read_cursors(settings: Settings) -> dict[str, dict]:
 class SourceWorker:
     """One source polling on its schedule until :meth:`stop` (which lets the current page finish)."""
 
-    def __init__(self, settings: Settings, source: Source, producer, *, poller: PollingSource | None = None) -> None:
+    def __init__(self, settings: Settings, source: Source, producer, *, poller: PollingSource | None = None,
+                 once: bool = False) -> None:
         self.settings, self.source, self.producer = settings, source, producer
         self.topics = Topics(settings.topic_prefix)
         self.poller = poller or make_source(source)
+        self.destination = self.poller.destination(self.topics)
+        self._poll_records = 0
+        self._poll_newest = None
+        self._committed_at = time.monotonic()
         self.poller.http.observe = lambda status: M.REQUESTS.labels(source.name, str(status)).inc()
         self.poller.http.on_error = lambda error_class: M.ERRORS.labels(source.name, error_class).inc()
         self.cursor = Cursor()
@@ -76,6 +81,7 @@ class SourceWorker:
         self.polls = 0
         self.last_error: str | None = None
         self.caught_up = asyncio.Event()  # set at the end of every poll that reached the end
+        self.once = once                  # one poll, then stop ("run now")
 
     @property
     def name(self) -> str:
@@ -101,6 +107,7 @@ class SourceWorker:
                 try:
                     await self.poll_once()
                 except SourceError as exc:
+                    await self.commit()  # what was acknowledged before the failure stays behind the cursor
                     M.POLLS_FAILED.labels(self.name, exc.error_class).inc()
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.error("source %s: poll stopped: %s (the next poll starts where it stopped)", self.name, exc)
@@ -109,6 +116,8 @@ class SourceWorker:
                     M.POLLS_FAILED.labels(self.name, "kafka").inc()
                     self.last_error = f"Kafka: {exc}"
                     log.error("source %s: Kafka refused a write: %s (the page is read again)", self.name, exc)
+                if self.once:
+                    break
                 wait = max(0.0, self.poller.settings.every - (time.time() - began))
                 try:
                     await asyncio.wait_for(self.stopping.wait(), wait)
@@ -128,6 +137,9 @@ class SourceWorker:
             since = since - dt.timedelta(seconds=s.overlap_s)
         produced = 0
         self.polls += 1
+        self._poll_records = 0
+        self._poll_newest: tuple | None = None  # an unordered source's newest position this poll
+        self._committed_at = time.monotonic()
         # one page ahead: the next page is fetched while this one is mapped, produced and acknowledged
         pages = self.poller.pages(since).__aiter__()
         ahead = asyncio.ensure_future(pages.__anext__())
@@ -142,6 +154,7 @@ class SourceWorker:
                 if self.stopping.is_set() and ahead is not None:
                     log.info("source %s: stopping after the page in hand (cursor %s)", self.name,
                              self.cursor.updated)
+                    await self.commit()
                     return produced
         finally:
             if ahead is not None and not ahead.done():
@@ -151,8 +164,15 @@ class SourceWorker:
                 except (asyncio.CancelledError, StopAsyncIteration, Exception):  # noqa: BLE001 - abandoned
                     pass
             await pages.aclose()
+        if self._poll_newest is not None:  # an unordered source's cursor moves once the poll is through
+            self.cursor.advance(*self._poll_newest)
+        self.cursor.prune(s.overlap_s)
         self.cursor.caught_up_at = began
         await self.commit()
+        report = self.poller.poll_report(f"{self.name}:{int(began)}", self._poll_records, produced)
+        if report is not None:
+            topic, record = report
+            await self.producer.send_and_wait(topic, value=json.dumps(record).encode(), key=self.name.encode())
         M.LAST_SUCCESS.labels(self.name).set(time.time())
         M.LAG.labels(self.name).set(0)
         self.last_error = None
@@ -180,26 +200,34 @@ class SourceWorker:
                 futures.append(await self.dead_letter(r, result))
                 dead += 1
                 continue
-            key = str(result["ActivityKey"]).encode()
             value = json.dumps(result, ensure_ascii=False).encode()
-            futures.append(await self.producer.send(self.topics.raw, value=value, key=key))
+            futures.append(await self.producer.send(self.destination, value=value, key=self.poller.key_of(result)))
         if futures:
             await asyncio.gather(*futures)  # every one acknowledged before the cursor moves
-        overlap = self.poller.settings.overlap_s
+        ordered = self.poller.ordered
         for r in records:
             pos = self.poller.position(r)
-            if pos is not None:
-                self.cursor.advance(*pos, overlap)
-        self.cursor.prune(overlap)
+            if pos is None:
+                continue
+            self.cursor.advance(*pos, move=ordered)
+            if not ordered and (self._poll_newest is None or (when(pos[0]), pos[1]) >
+                                (when(self._poll_newest[0]), self._poll_newest[1])):
+                self._poll_newest = pos
+        if ordered:
+            self.cursor.prune(self.poller.settings.overlap_s)
         self.cursor.records += len(records)
+        self._poll_records += len(records)
         produced = len(fresh) - dead - skipped
         self.cursor.activities += produced
         M.ACTIVITIES.labels(name).inc(produced)
-        if records:
+        interval = self.poller.settings.commit_interval_s
+        if records and time.monotonic() - self._committed_at >= interval:
             await self.commit()
-            when = self.cursor.when
-            M.CURSOR.labels(name).set(when.timestamp())
-            M.LAG.labels(name).set(max(0.0, time.time() - when.timestamp()))
+            self._committed_at = time.monotonic()
+        if records and self.cursor.when is not None:
+            at = self.cursor.when.timestamp()
+            M.CURSOR.labels(name).set(at)
+            M.LAG.labels(name).set(max(0.0, time.time() - at))
         return produced
 
     async def dead_letter(self, record: dict, error: BadRecord):
@@ -238,7 +266,7 @@ async def make_producer(settings: Settings):
 
 
 async def run_pool(settings: Settings, names: list[str] | None = None, stop: asyncio.Event | None = None,
-                   on_ready=None) -> dict[str, SourceWorker]:
+                   on_ready=None, once: bool = False) -> dict[str, SourceWorker]:
     """Every enabled source ``activity.config`` holds (or those ``names``), each a :class:`SourceWorker`,
     in this process, until ``stop`` is set. A source whose settings are refused is logged and left out."""
     stop = stop or asyncio.Event()
@@ -257,7 +285,7 @@ async def run_pool(settings: Settings, names: list[str] | None = None, stop: asy
                 log.info("source %s is disabled", src.name)
                 continue
             try:
-                workers[src.name] = SourceWorker(settings, src, producer)
+                workers[src.name] = SourceWorker(settings, src, producer, once=once)
             except SourceSettingsError as exc:
                 log.error("source %s refused: %s", src.name, exc)
         tasks = [asyncio.create_task(w.run(), name=f"source-{n}") for n, w in workers.items()]

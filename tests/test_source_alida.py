@@ -248,8 +248,8 @@ async def test_events_map_to_activities_with_identity_and_bad_records_are_classe
 
 def test_the_cursor_skips_what_was_sent_takes_late_records_in_the_overlap_and_updates():
     c = Cursor()
-    c.advance("2026-12-01T10:00:00.0000000Z", "b", 60)
-    c.advance("2026-12-01T10:00:00.0000000Z", "a", 60)
+    c.advance("2026-12-01T10:00:00.0000000Z", "b")
+    c.advance("2026-12-01T10:00:00.0000000Z", "a")
     assert (c.updated, c.id) == ("2026-12-01T10:00:00.0000000Z", "b")
     assert c.seen("2026-12-01T10:00:00.0000000Z", "a") and c.seen("2026-12-01T10:00:00.0000000Z", "b")
     assert not c.seen("2026-12-01T10:00:00.0000000Z", "c")      # after b at the same time: new
@@ -257,6 +257,6 @@ def test_the_cursor_skips_what_was_sent_takes_late_records_in_the_overlap_and_up
     assert not c.seen("2026-12-01T10:05:00.0000000Z", "a")      # a updated: sent again
     back = Cursor.from_record(json.loads(json.dumps(c.record())))
     assert back.seen("2026-12-01T10:00:00.0000000Z", "a")
-    c.advance("2026-12-01T11:00:00.0000000Z", "z", 60)
+    c.advance("2026-12-01T11:00:00.0000000Z", "z")
     c.prune(60)
     assert set(c.recent) == {"z"}
