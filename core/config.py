@@ -35,7 +35,7 @@ TENANT_CODE_MAX = 100
 ENDPOINT_FIELDS = frozenset({"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"})
 SUBSCRIPTION_FIELDS = frozenset({"activity_code", "endpoint", "description", "enabled", "writeback_codes",
                                  "writeback_code1", "writeback_code2"})
-DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources"})
+DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources", "anmc"})
 SOURCE_FIELDS = frozenset({"name", "kind", "enabled", "tenant", "settings"})
 TENANT_FIELDS = frozenset({"code", "community_essentials", "resolve_by"})
 #: how the stream stage may find an activity's member in the Push API directory, in the tenant's order
@@ -372,11 +372,12 @@ class ConfigFile:
     subscriptions: list[Subscription]
     tenants: list[Tenant] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
+    syncs: list = field(default_factory=list)  # core.anmc.SyncSettings
 
     def records(self) -> list[tuple[str, bytes]]:
-        """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, then sources."""
+        """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, sources, syncs."""
         return [(x.key(), json.dumps(x.record()).encode())
-                for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources]]
+                for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources, *self.syncs]]
 
 
 def _entries(doc: dict, key: str) -> list:
@@ -416,9 +417,50 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
     names = [x.name for x in sources]
     if len(set(names)) != len(names):
         raise ConfigError("source names must be unique", "name")
+    syncs = [sync_from_dict(x, eps, sources) for x in _entries(doc, "anmc")]
+    if len({x.name for x in syncs}) != len(syncs):
+        raise ConfigError("anmc sync names must be unique", "name")
+    have = {s.key() for s in subs}
+    for sync in syncs:  # a sync's deliveries are routed to its endpoints by subscriptions of its own
+        for sub in sync_subscriptions(sync):
+            if sub.key() not in have:
+                subs.append(sub)
+                have.add(sub.key())
     if not eps and not subs and not tenants and not sources:
         raise ConfigError("holds no endpoints and no subscriptions (a config has endpoints: and subscriptions:)")
-    return ConfigFile(eps, subs, tenants, sources)
+    return ConfigFile(eps, subs, tenants, sources, syncs)
+
+
+def sync_from_dict(d: dict, endpoints: list[Endpoint], sources: list[Source]):
+    """An Action Network <-> Mobile Commons sync (``anmc:``): its settings (:mod:`core.anmc`), and the
+    sources and endpoints it names, of the right kinds, serving its tenant."""
+    from .anmc import SyncError, parse_sync
+
+    try:
+        sync = parse_sync(d)
+    except SyncError as exc:
+        raise ConfigError(str(exc), exc.field) from None
+    where = f"anmc {sync.name}"
+    eps = {e.name: e for e in endpoints}
+    srcs = {x.name: x for x in sources}
+    for fld, name, kind in (("action_network_source", sync.action_network_source, "actionnetwork"),
+                            ("mobile_commons_source", sync.mobile_commons_source, "mobilecommons")):
+        if name not in srcs or srcs[name].kind != kind:
+            raise ConfigError(f"{where}: {fld} must name a source of kind {kind} in this config", fld)
+    for fld, name, provider in (("action_network_endpoint", sync.action_network_endpoint, "actionnetwork"),
+                                ("mobile_commons_endpoint", sync.mobile_commons_endpoint, "mobilecommons")):
+        if name not in eps or eps[name].provider != provider:
+            raise ConfigError(f"{where}: {fld} must name an endpoint of provider {provider} in this config", fld)
+        if not eps[name].serves(sync.tenant):
+            raise ConfigError(f"{where}: endpoint {name} does not serve tenant {sync.tenant}", fld)
+    return sync
+
+
+def sync_subscriptions(sync) -> list[Subscription]:
+    from .anmc import AN_UPDATE, AN_UPSERT, MC_UPDATE
+
+    return [Subscription(MC_UPDATE, sync.mobile_commons_endpoint), Subscription(AN_UPSERT, sync.action_network_endpoint),
+            Subscription(AN_UPDATE, sync.action_network_endpoint)]
 
 
 def catalog_of(doc: dict) -> Catalog:

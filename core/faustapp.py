@@ -233,3 +233,21 @@ class GracefulStop:
             previous._run()  # Faust's own stop
         else:
             os._exit(0)
+
+
+def faust_role_main(role: str, create_app, modules: tuple) -> int:
+    """A Faust stage's ``python -m`` body: loop, logging, its health port, Kafka reachable, then the worker."""
+    from .errors import kafka_reachable
+    from .health import Health, metric_names
+    from .logs import configure_logging
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    use_event_loop()
+    configure_logging(role)
+    health = Health(role, metric_names(*modules))
+    health.serve(settings.metrics_host, settings.metrics_port)
+    kafka_reachable(settings.kafka)
+    app = create_app(settings, health)
+    run_worker(app, os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "info").lower())
+    return 0

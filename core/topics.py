@@ -88,6 +88,19 @@ class Topics:
     def source_offsets(self) -> str:
         return self._n("source.offsets")
 
+    # The Action Network <-> Mobile Commons sync (sources.actionnetwork, sources.mobilecommons, streams.anmc)
+    @property
+    def anmc_changes(self) -> str:
+        return self._n("anmc.changes")
+
+    @property
+    def anmc_identities(self) -> str:
+        return self._n("anmc.identities")
+
+    @property
+    def anmc_report(self) -> str:
+        return self._n("anmc.report")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -129,6 +142,11 @@ class Topics:
             TopicSpec(self.push_keys, 1, compact),
             # Each polling source's cursor (lastUpdateDate + id), keyed by source name: the latest wins.
             TopicSpec(self.source_offsets, 1, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            # The sync: both pollers' people and profiles keyed by mobile number; its identity table's
+            # changelog (the same keys: co-partitioned); its synchronization report, one line a profile.
+            TopicSpec(self.anmc_changes, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}),
+            TopicSpec(self.anmc_identities, partitions, compact),
+            TopicSpec(self.anmc_report, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
         ]
         return specs
 

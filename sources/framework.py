@@ -27,6 +27,7 @@ import datetime as dt
 import functools
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -132,6 +133,8 @@ class SourceSettings(SecretSettings):
     max_retries: int = Field(6, ge=0, le=30, description="retries of one request (429, 5xx, timeouts) before the "
                                                         "poll gives up until the next one")
     backoff_s: float = Field(0.5, gt=0, le=60, description="first backoff after a 5xx or timeout (doubles, at most 30 s)")
+    at: str | None = Field(None, description="HH:MM (UTC): the first poll waits for this time of day (with every: "
+                                             "24h, a nightly run); `source --once` runs now")
     commit_interval_s: float = Field(0.0, ge=0, le=300, description="write the cursor at most this often within a "
                                                                   "poll (0: after every page); a killed worker "
                                                                   "sends again at most this long's pages")
@@ -153,6 +156,24 @@ class SourceSettings(SecretSettings):
     def _start(cls, v):
         start_time(v)
         return v
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v):
+        if v is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("a time of day HH:MM (UTC), e.g. 03:00")
+        return v
+
+    def seconds_to_at(self, now: dt.datetime | None = None) -> float:
+        """Seconds until the next ``at`` (0 without one)."""
+        if self.at is None:
+            return 0.0
+        now = now or dt.datetime.now(dt.timezone.utc)
+        h, m = map(int, self.at.split(":"))
+        nxt = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        if nxt <= now:
+            nxt += dt.timedelta(days=1)
+        return (nxt - now).total_seconds()
 
 
 def start_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -194,25 +215,26 @@ class Cursor:
     def when(self) -> dt.datetime | None:
         return when(self.updated, "cursor") if self.updated else None
 
-    def seen(self, updated: str, rid: str) -> bool:
+    def seen(self, version: str, rid: str) -> bool:
         """Whether this very version of a record (its id at this update time) was sent already. Records
         inside the overlap window are remembered; a re-read sends none of them again, a record updated
         since (a new update time) is sent again, and a late one (never sent) is taken."""
-        return self.recent.get(rid) == updated
+        return self.recent.get(rid) == version
 
-    def advance(self, updated: str, rid: str, move: bool = True) -> None:
-        """A record sent: remembered, and (``move``) the cursor past it if it is the newest yet."""
+    def advance(self, updated: str, rid: str, move: bool = True, version: str | None = None) -> None:
+        """A record sent: remembered (by ``version``, its update time unless the source says more),
+        and (``move``) the cursor past it if it is the newest yet."""
         if move and (self.updated is None or (when(updated), rid) > (self.when, self.id or "")):
             self.updated, self.id = updated, rid
-        self.recent[rid] = updated
+        self.recent[rid] = version or updated
 
     def prune(self, overlap_s: float) -> None:
         if self.updated is None:
             return
         floor = self.when - dt.timedelta(seconds=overlap_s)
-        self.recent = {k: v for k, v in self.recent.items() if when(v) >= floor}
+        self.recent = {k: v for k, v in self.recent.items() if when(v.split("#", 1)[0]) >= floor}
         if len(self.recent) > self.MAX_RECENT:  # bounded: the newest are kept
-            newest = sorted(self.recent.items(), key=lambda kv: when(kv[1]))
+            newest = sorted(self.recent.items(), key=lambda kv: when(kv[1].split("#", 1)[0]))
             self.recent = dict(newest[-self.MAX_RECENT:])
 
     def record(self) -> dict:
@@ -352,6 +374,7 @@ class PollingSource:
     def __init__(self, source: Source, settings: SourceSettings) -> None:
         self.source, self.settings = source, settings
         self.http = SourceHttp(settings)
+        self.run = ""  # the poll under way (``<source>:<epoch>``), set by the runner
 
     async def start(self) -> None:
         await self.http.start()
@@ -367,6 +390,12 @@ class PollingSource:
         """A record's ``(update time as written, id)``: where the cursor goes after it (None: a record
         without them, which :meth:`activities` dead-letters)."""
         raise NotImplementedError
+
+    def version(self, record: dict, position: tuple[str, str]) -> str:
+        """What tells two versions of a record apart: its update time; a vendor whose update times are
+        coarse (whole seconds) adds ``#`` and a digest of what it syncs, so a second change within the
+        same second is not taken for the first."""
+        return position[0]
 
     async def activities(self, records: list[dict]) -> list[dict | BadRecord | None]:
         """Each record's raw activity (a dict with the envelope), the :class:`BadRecord` it is, or None
@@ -386,5 +415,6 @@ class PollingSource:
         return str(item["ActivityKey"]).encode()
 
     def poll_report(self, run: str, records: int, produced: int) -> tuple[str, dict] | None:
-        """What to write once a poll has reached the end: ``(topic name, record)``, or None (nothing)."""
+        """What to write once a poll has reached the end: ``(topic, record)`` (``topic`` a
+        :class:`core.topics.Topics` attribute, e.g. ``"anmc_report"``), or None (nothing)."""
         return None

@@ -102,6 +102,14 @@ class SourceWorker:
         try:
             await self.load_cursor()
             self.started.set()
+            first = 0.0 if self.once else self.poller.settings.seconds_to_at()
+            if first:
+                log.info("source %s: first poll at %s UTC (in %.0f s; `source --once` runs now)", self.name,
+                         self.poller.settings.at, first)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), first)
+                except asyncio.TimeoutError:
+                    pass
             while not self.stopping.is_set():
                 began = time.time()
                 try:
@@ -141,6 +149,7 @@ class SourceWorker:
         self._poll_newest: tuple | None = None  # an unordered source's newest position this poll
         self._committed_at = time.monotonic()
         # one page ahead: the next page is fetched while this one is mapped, produced and acknowledged
+        self.poller.run = f"{self.name}:{int(began)}"
         pages = self.poller.pages(since).__aiter__()
         ahead = asyncio.ensure_future(pages.__anext__())
         try:
@@ -169,10 +178,11 @@ class SourceWorker:
         self.cursor.prune(s.overlap_s)
         self.cursor.caught_up_at = began
         await self.commit()
-        report = self.poller.poll_report(f"{self.name}:{int(began)}", self._poll_records, produced)
+        report = self.poller.poll_report(self.poller.run, self._poll_records, produced)
         if report is not None:
             topic, record = report
-            await self.producer.send_and_wait(topic, value=json.dumps(record).encode(), key=self.name.encode())
+            await self.producer.send_and_wait(getattr(self.topics, topic), value=json.dumps(record).encode(),
+                                              key=self.name.encode())
         M.LAST_SUCCESS.labels(self.name).set(time.time())
         M.LAG.labels(self.name).set(0)
         self.last_error = None
@@ -186,7 +196,7 @@ class SourceWorker:
         fresh = []
         for r in records:
             pos = self.poller.position(r)
-            if pos is None or not self.cursor.seen(*pos):
+            if pos is None or not self.cursor.seen(self.poller.version(r, pos), pos[1]):
                 fresh.append(r)
         results = await self.poller.activities(fresh) if fresh else []
         futures = []
@@ -209,7 +219,7 @@ class SourceWorker:
             pos = self.poller.position(r)
             if pos is None:
                 continue
-            self.cursor.advance(*pos, move=ordered)
+            self.cursor.advance(*pos, move=ordered, version=self.poller.version(r, pos))
             if not ordered and (self._poll_newest is None or (when(pos[0]), pos[1]) >
                                 (when(self._poll_newest[0]), self._poll_newest[1])):
                 self._poll_newest = pos

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -36,10 +35,9 @@ import faust
 
 from core import metrics as core_metrics
 from core.avro import decode_single_object, parsed_schema
-from core.errors import guarded, kafka_reachable
-from core.faustapp import make_app, run_worker, use_event_loop
-from core.health import Health, metric_names
-from core.logs import configure_logging
+from core.errors import guarded
+from core.faustapp import faust_role_main, make_app
+from core.health import Health
 from core.settings import Settings
 from core.topics import Topics
 
@@ -259,15 +257,7 @@ def main() -> None:
 
 
 def _main() -> int:
-    settings = Settings.from_env()
-    use_event_loop()
-    configure_logging("directory")
-    health = Health("directory", metric_names(core_metrics))
-    health.serve(settings.metrics_host, settings.metrics_port)
-    kafka_reachable(settings.kafka)
-    app = create_app(settings, health)
-    run_worker(app, os.environ.get("ACTIVITY_SYNC_LOG_LEVEL", "info").lower())
-    return 0
+    return faust_role_main("directory", create_app, (core_metrics,))
 
 
 if __name__ == "__main__":

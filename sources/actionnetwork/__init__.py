@@ -1,0 +1,1 @@
+"""Action Network people polled for the Action Network ↔ Mobile Commons sync (``anmc:``)."""

@@ -1,0 +1,1 @@
+"""Mobile Commons profiles polled for the Action Network ↔ Mobile Commons sync (``anmc:``)."""
