@@ -365,10 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "get-offsets"], help="which tool")
     kt.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments (its --help lists them)")
     from activity_sync.push import add_parsers as push_parsers
+    from activity_sync.anmccmd import add_parsers as anmc_parsers
     from activity_sync.sourcecmd import add_parsers as source_parsers
 
     push_parsers(sub)
     source_parsers(sub)
+    anmc_parsers(sub)
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.set_defaults(handler=cmd_fake_crm)
     fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")

@@ -175,7 +175,13 @@ def parse_sync(d: dict) -> SyncSettings:
         raise SyncError("an anmc sync must be a mapping")
     parsed, problems = parse_strict(SyncSettings, d, find_inline_secrets(d, "anmc"))
     if problems:
-        fix = [(w.replace("settings.", "", 1) if w.startswith("settings.") else w, why) for w, why in problems]
+        fix = []
+        for w, why in problems:
+            w = w.replace("settings.", "", 1) if w.startswith("settings.") else w
+            m = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)?): (.*)$", why) if w == "settings" else None
+            if m:  # a check of the whole model names its field in the message
+                w, why = m.groups()
+            fix.append((w, why))
         name = d.get("name") if isinstance(d.get("name"), str) else "?"
         raise SyncError(f"anmc {name}: " + "; ".join(f"{w}: {why}" for w, why in fix), fix[0][0])
     return parsed
@@ -365,3 +371,33 @@ def mc_change(entry: dict | None, profile: dict, sync: SyncSettings, run: str, w
 
 
 Side = Literal["action_network", "mobile_commons"]
+
+
+# ----------------------------------------------------------------------------- the report
+
+def summarize(lines: list[dict], sources: dict[str, str] | None = None) -> list[dict]:
+    """Report lines (``anmc.report``) grouped by run, oldest first: each run's side, what it read, its
+    outcome counts and profiles. ``sources`` maps a source name to its sync (a run's summary line
+    names only the source). A run that read nothing new says :data:`NO_CHANGES`."""
+    runs: dict[str, dict] = {}
+    for x in lines:
+        run = x.get("run") or "?"
+        r = runs.setdefault(run, {"run": run, "sync": None, "side": x.get("side"), "read": None, "changes": None,
+                                  "outcomes": {}, "profiles": []})
+        if x.get("summary"):
+            r["read"], r["changes"] = x.get("records"), x.get("changes")
+            r["sync"] = r["sync"] or (sources or {}).get(x.get("source"))
+        else:
+            r["sync"] = x.get("sync") or r["sync"]
+            r["outcomes"][x["outcome"]] = r["outcomes"].get(x["outcome"], 0) + 1
+            r["profiles"].append({k: x.get(k) for k in ("profile", "outcome", "detail")})
+    out = []
+    for r in runs.values():
+        try:
+            r["at"] = int(str(r["run"]).rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            r["at"] = None
+        if r["changes"] == 0 and not r["profiles"]:
+            r["outcomes"] = {NO_CHANGES: 1}
+        out.append(r)
+    return sorted(out, key=lambda r: (r["at"] or 0, r["run"]))

@@ -310,3 +310,51 @@ async def test_the_sources_status_shows_each_sources_position_and_lag_to_its_ten
     hug = await rows(HUG)
     assert [x["source"] for x in hug] == ["alida-hug"] and hug[0]["cursor"] is None
     assert (await client.get("/api/v1/sources/status")).status == 401
+
+
+async def test_the_sync_report_shows_each_syncs_runs_to_its_tenants_only(client, settings):
+    """The Action Network <-> Mobile Commons report (anmc.report) on the admin API: a key of another
+    tenant sees none of it."""
+    import json as _json
+
+    from core.config import parse_config
+
+    def sync(name, tenant):
+        return {"name": name, "tenant": tenant, "action_network_source": f"{name}-an",
+                "mobile_commons_source": f"{name}-mc", "action_network_endpoint": f"{name}-an-out",
+                "mobile_commons_endpoint": f"{name}-mc-out", "optin_field": "mobile_opt_in"}
+
+    doc = {"sources": [], "endpoints": [], "anmc": []}
+    for name, tenant in (("acme-sync", "ACME"), ("hug-sync", "HUG")):
+        doc["sources"] += [{"name": f"{name}-an", "kind": "actionnetwork", "tenant": tenant, "settings": {}},
+                           {"name": f"{name}-mc", "kind": "mobilecommons", "tenant": tenant, "settings": {}}]
+        doc["endpoints"] += [{"name": f"{name}-an-out", "provider": "actionnetwork", "tenant": tenant},
+                             {"name": f"{name}-mc-out", "provider": "mobilecommons", "tenant": tenant}]
+        doc["anmc"].append(sync(name, tenant))
+    topics = Topics(settings.topic_prefix)
+    await produce(settings, topics.config, [(k.encode(), v) for k, v in parse_config(doc).records()
+                                            if k.startswith("anmc:")])
+    lines = [{"sync": "acme-sync", "side": "action_network", "run": "acme-sync-an:1700000000", "profile": "…0143",
+              "outcome": "subscribed"},
+             {"source": "acme-sync-an", "side": "action_network", "run": "acme-sync-an:1700000000", "records": 2,
+              "changes": 1, "summary": True},
+             {"sync": "hug-sync", "side": "mobile_commons", "run": "hug-sync-mc:1700000100", "profile": "…0999",
+              "outcome": "opted out"}]
+    await produce(settings, topics.anmc_report, [(b"x", _json.dumps(x).encode()) for x in lines])
+
+    async def runs(key):
+        for _ in range(100):
+            r = await client.get("/api/v1/anmc/report", headers=auth(key))
+            assert r.status == 200
+            body = await r.json()
+            if len(body) >= (2 if key is ADMIN else 1):
+                return body
+            await asyncio.sleep(0.1)
+        return body
+
+    assert [r["sync"] for r in await runs(ADMIN)] == ["hug-sync", "acme-sync"]
+    acme = await runs(ACME)
+    assert [r["sync"] for r in acme] == ["acme-sync"] and acme[0]["outcomes"] == {"subscribed": 1}
+    assert acme[0]["read"] == 2 and "0999" not in _json.dumps(acme)
+    assert [r["sync"] for r in await runs(HUG)] == ["hug-sync"]
+    assert (await client.get("/api/v1/anmc/report?limit=0", headers=auth(ADMIN))).status == 422

@@ -132,7 +132,7 @@ async def test_an_person_becomes_a_subscriber_with_one_welcome_the_ids_cross_and
     assert len(rows) == 1 and rows[0]["id"] == profile["id"] and rows[0]["status"] == "Active Subscriber"
 
 
-async def test_opt_outs_and_opt_ins_flow_back_and_a_second_run_sends_nothing_no_echo(settings, pipeline):
+async def test_opt_outs_and_opt_ins_flow_back_and_a_second_run_sends_nothing_no_echo(settings, pipeline, tmp_path):
     an, mc, procs = pipeline
     rosa = an.add_person("rosa.t@example.org", "2025550143", "Rosa", "Tester", mobile_status="subscribed",
                          **{OPTIN: True})
@@ -173,3 +173,13 @@ async def test_opt_outs_and_opt_ins_flow_back_and_a_second_run_sends_nothing_no_
     lines = await report(settings, len(lines) + 6, timeout=30)
     summaries = [x for x in lines if x.get("summary") and x.get("side") == "action_network"]
     assert summaries[-1]["changes"] == 0  # the last nightly run: no new changes
+    # the report on the command line
+    import subprocess
+    import sys
+
+    env = worker_env(settings, tmp_path)
+    out = subprocess.run([sys.executable, "-m", "activity_sync.cli", "anmc", "report", "--profiles"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "demo-sync  action_network" in out.stdout and "no new changes 1" in out.stdout
+    assert "opted out" in out.stdout and "no export (missing email)" in out.stdout and "…0166" in out.stdout

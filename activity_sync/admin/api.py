@@ -156,6 +156,15 @@ class Handlers:
     async def source_status(self, request):
         return web.json_response(request.app[STATE].source_status(_key(request)))
 
+    async def anmc_report(self, request):
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return error(422, "limit must be a whole number", "limit")
+        if not 1 <= limit <= 1000:
+            return error(422, "limit is 1 to 1000", "limit")
+        return web.json_response(request.app[STATE].anmc_report(_key(request), limit))
+
     async def dead_letters(self, request):
         return web.json_response(await request.app[STATE].dead_letters(
             _key(request), request.query.get("endpoint") or None, _limit(request)))
@@ -225,6 +234,7 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_post("/api/v1/preview", h.preview)
     r.add_get("/api/v1/status", h.status)
     r.add_get("/api/v1/sources/status", h.source_status)
+    r.add_get("/api/v1/anmc/report", h.anmc_report)
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)

@@ -164,6 +164,16 @@ def document() -> dict:
                 "responses": {"200": _json(_ref("Preview")), **_errors("400", "404", "422")}}},
             "/api/v1/status": {"get": {"summary": "delivery status per endpoint",
                                        "responses": {"200": _json(arr("Status")), **_errors()}}},
+            "/api/v1/anmc/report": {"get": {
+                "summary": "the Action Network <-> Mobile Commons syncs' synchronization report: runs, newest first",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                          "maximum": 1000}}],
+                "responses": {"200": _json({"type": "array", "items": {"type": "object", "properties": {
+                    "run": {"type": "string"}, "sync": STR_OR_NULL, "tenant": {"type": "string"},
+                    "side": STR_OR_NULL, "read": {"type": "integer", "nullable": True},
+                    "changes": {"type": "integer", "nullable": True}, "at": {"type": "integer", "nullable": True},
+                    "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "profiles": {"type": "array", "items": {"type": "object"}}}}}), **_errors("422")}}},
             "/api/v1/sources/status": {"get": {
                 "summary": "each polling source's position (lastUpdateDate / id) and how far behind it is",
                 "responses": {"200": _json({"type": "array", "items": {"type": "object", "properties": {

@@ -164,6 +164,10 @@ class AdminState:
         self.sources: dict = {}
         self.source_cursors: dict[str, dict] = {}
         self.cursors_follower = Follower(settings, self.topics.source_offsets, self._cursor_record)
+        # the Action Network <-> Mobile Commons syncs and their report
+        self.syncs: dict = {}
+        self.sync_report: list[dict] = []
+        self.report_follower = Follower(settings, self.topics.anmc_report, self._report_record)
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -177,7 +181,7 @@ class AdminState:
 
     def _followers(self):
         return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower,
-                self.cursors_follower)
+                self.cursors_follower, self.report_follower)
 
     async def stop(self) -> None:
         for f in self._followers():
@@ -190,6 +194,16 @@ class AdminState:
 
     # ------------------------------------------------------------------ followers
     def _config_record(self, m) -> None:
+        if m.key and m.key.startswith(b"anmc:"):
+            from core.anmc import SyncError, parse_sync
+
+            name = m.key.decode(errors="replace").split(":", 1)[1]
+            try:
+                self.syncs[name] = parse_sync(json.loads(m.value)) if m.value else None
+            except (ValueError, SyncError):
+                self.syncs[name] = None
+            if self.syncs.get(name) is None:
+                self.syncs.pop(name, None)
         if m.key and m.key.startswith(b"source:"):
             from core.config import source_from_dict
 
@@ -214,6 +228,26 @@ class AdminState:
                 return
             if isinstance(value, dict):
                 self.source_cursors[m.key.decode(errors="replace")] = value
+
+    def _report_record(self, m) -> None:
+        try:
+            line = json.loads(m.value)
+        except ValueError:
+            return
+        if isinstance(line, dict):
+            self.sync_report.append(line)
+            del self.sync_report[:-50_000]  # the newest 50,000 lines
+
+    def anmc_report(self, key: ApiKey, limit: int = 20) -> list[dict]:
+        """The syncs' runs the key's tenants may see, newest first (each with its outcome counts and profiles)."""
+        from core.anmc import summarize
+
+        visible = {n: s for n, s in self.syncs.items() if key.sees((s.tenant,))}
+        sources = {}
+        for s in visible.values():
+            sources[s.action_network_source] = sources[s.mobile_commons_source] = s.name
+        runs = [r for r in summarize(self.sync_report, sources) if r["sync"] in visible]
+        return [{**r, "tenant": visible[r["sync"]].tenant} for r in reversed(runs[-limit:])]
 
     def source_status(self, key: ApiKey) -> list[dict]:
         """Each polling source the key's tenants may see: where its cursor is and how far behind."""

@@ -296,7 +296,8 @@ class Ports:
             wanted.update({f"sink metrics {i}": b + 4 + i for i in range(sinks)})
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             wanted["admin"] = b + 4 + sinks + len(fakes)
-            for i, name in enumerate(("ingest", "ingest metrics", "directory metrics", "source metrics"), 1):
+            for i, name in enumerate(("ingest", "ingest metrics", "directory metrics", "source metrics",
+                                      "anmc metrics"), 1):
                 wanted[name] = wanted["admin"] + i
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
@@ -308,7 +309,8 @@ class Ports:
         wanted.update({f"sink metrics {i}": 6067 + i for i in range(sinks)})
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
         wanted["admin"] = 8080
-        wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091, "source metrics": 6092})
+        wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091, "source metrics": 6092,
+                       "anmc metrics": 6093})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -393,6 +395,12 @@ class Embedded:
         self.start_admin(env)
         self.start_push(env)
         self.start_sources(env)
+        if self.doc.get("anmc"):  # an Action Network <-> Mobile Commons sync: its stream stage
+            port = self.ports["anmc metrics"]
+            self.spawn("anmc", ["-m", "streams.anmc"], dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),
+                                                             ACTIVITY_SYNC_DATADIR=str(self.var / "anmc-data")))
+            print(f"  anmc sync {', '.join(x.get('name', '?') for x in self.doc['anmc'])}: metrics "
+                  f"http://127.0.0.1:{port}/metrics (`activity-sync anmc report` shows its runs)", flush=True)
 
     def start_sources(self, env: dict) -> None:
         """One process running every enabled polling source the config holds (``source --all``)."""

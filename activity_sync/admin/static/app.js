@@ -354,6 +354,16 @@ async function loadAudit() {
     el("td", { text: a.target }), el("td", { text: (a.tenants || []).join(", ") }))));
 }
 
+async function loadSync() {
+  const runs = await api("GET", "/anmc/report?limit=50");
+  document.getElementById("sync-rows").replaceChildren(...runs.map((r, i) => el("tr", { "data-testid": `sync-run-${i}` },
+    el("td", { text: r.at ? when(r.at) : r.run }), el("td", { text: r.sync || "—" }), el("td", { text: r.side || "—" }),
+    el("td", { text: r.read === null ? "—" : `${r.read} / ${r.changes}` }),
+    el("td", { text: Object.entries(r.outcomes).map(([k, v]) => `${k} ${v}`).join(", "),
+               title: r.profiles.map((p) => `${p.profile} ${p.outcome}${p.detail ? " (" + p.detail + ")" : ""}`).join("\n"),
+               "data-testid": `sync-outcomes-${i}` }))));
+}
+
 async function loadContacts() {
   const q = new URLSearchParams();
   for (const [id, name] of [["c-name", "name"], ["c-email", "email"], ["c-phone", "phone"], ["c-id", "contact_id"]]) {
@@ -398,7 +408,8 @@ async function issueKey() {
 
 // ---------------------------------------------------------------- tabs and start
 const loaders = { contacts: async () => { await loadContacts(); await loadKeys(); }, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
-                  status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit };
+                  status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit,
+                  sync: loadSync };
 
 async function show(tab) {
   state.tab = tab;

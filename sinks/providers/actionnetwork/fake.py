@@ -296,12 +296,26 @@ class FakeActionNetwork(FaultyFake):
         return app
 
 
+    def seed(self, count: int, optin_field: str = "mobile_opt_in") -> None:
+        """``count`` fictitious people (``…@example.org``, 202-555-01xx numbers): most with a mobile
+        number and the opt-in checkbox, every fifth not opted in, every seventh with no phone."""
+        for i in range(count):
+            phone = None if i % 7 == 6 else f"202555{i % 10000:04d}" if count > 100 else f"20255501{i % 100:02d}"
+            self.add_person(f"supporter{i + 1}@example.org", phone, f"Supporter{i + 1}", "Example",
+                            **{optin_field: i % 5 != 4})
+
+
 def main() -> None:
     import os
 
-    fake_main("sinks.providers.actionnetwork.fake", "A fake Action Network API v2", 8097,
-              lambda args: FakeActionNetwork(os.environ.get("ACTIVITY_SYNC_ACTIONNETWORK_KEY", "an-fake-key")),
-              "fake Action Network on {base_url}/api/v2/")
+    def make(args):
+        fake = FakeActionNetwork(os.environ.get("ACTIVITY_SYNC_ACTIONNETWORK_KEY", "an-fake-key"))
+        fake.seed(args.seed)
+        return fake
+
+    fake_main("sinks.providers.actionnetwork.fake", "A fake Action Network API v2", 8097, make,
+              "fake Action Network on {base_url}/api/v2/",
+              extra=lambda ap: ap.add_argument("--seed", type=int, default=0, help="fictitious people to start with"))
 
 
 if __name__ == "__main__":

@@ -288,10 +288,16 @@ class FakeMobileCommons(FaultyFake):
 def main() -> None:
     import os
 
-    fake_main("sinks.providers.mobilecommons.fake", "A fake Mobile Commons REST API", 8098,
-              lambda args: FakeMobileCommons(token=os.environ.get("ACTIVITY_SYNC_MOBILECOMMONS_TOKEN",
-                                                                  "mc-fake-token")),
-              "fake Mobile Commons on {base_url}/api/")
+    def make(args):
+        fake = FakeMobileCommons(token=os.environ.get("ACTIVITY_SYNC_MOBILECOMMONS_TOKEN", "mc-fake-token"))
+        for i in range(args.seed):  # subscribers who texted in: every third without an e-mail
+            fake.add_profile(f"2025558{i % 1000:03d}", email=None if i % 3 == 2 else f"texter{i + 1}@example.org",
+                             first_name=f"Texter{i + 1}")
+        return fake
+
+    fake_main("sinks.providers.mobilecommons.fake", "A fake Mobile Commons REST API", 8098, make,
+              "fake Mobile Commons on {base_url}/api/",
+              extra=lambda ap: ap.add_argument("--seed", type=int, default=0, help="subscribers to start with"))
 
 
 if __name__ == "__main__":
