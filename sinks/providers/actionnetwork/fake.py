@@ -61,6 +61,7 @@ class FakeActionNetwork(FaultyFake):
         super().reset()
         self.people: dict[str, dict] = {}        # id -> person, in creation order
         self.api_requests: list[dict] = []       # every resource call: method, path, status
+        self._dates: dict[str, dt.datetime] = {}
 
     # ------------------------------------------------------------------ data
     def add_person(self, email: str | None = None, phone: str | None = None, given_name: str | None = None,
@@ -96,6 +97,12 @@ class FakeActionNetwork(FaultyFake):
         pid = self.pid(p)
         return {**p, "_links": {"self": {"href": f"{base}/people/{pid}"},
                                 "osdi:taggings": {"href": f"{base}/people/{pid}/taggings"}}}
+
+    def _when(self, text: str) -> dt.datetime:
+        t = self._dates.get(text)
+        if t is None:
+            t = self._dates[text] = _parse(text)
+        return t
 
     # ------------------------------------------------------------------ plumbing
     def _refuse(self, request: web.Request) -> web.Response | None:
@@ -150,7 +157,7 @@ class FakeActionNetwork(FaultyFake):
             except ValueError:
                 return self._log(request, web.json_response({"error": f"{value} is not a date"}, status=400))
             test = {"gt": lambda t: t > bound, "lt": lambda t: t < bound, "eq": lambda t: t == bound}[op]
-            rows = [p for p in rows if test(_parse(p["modified_date"]))]
+            rows = [p for p in rows if test(self._when(p["modified_date"]))]
         chunk = rows[(page - 1) * per_page: page * per_page]
         base = f"{request.scheme}://{request.host}/api/v2/people"
         params = {k: v for k, v in q.items() if k not in ("page",)}
@@ -300,7 +307,8 @@ class FakeActionNetwork(FaultyFake):
         """``count`` fictitious people (``…@example.org``, 202-555-01xx numbers): most with a mobile
         number and the opt-in checkbox, every fifth not opted in, every seventh with no phone."""
         for i in range(count):
-            phone = None if i % 7 == 6 else f"202555{i % 10000:04d}" if count > 100 else f"20255501{i % 100:02d}"
+            phone = None if i % 7 == 6 else f"{202 + i // 10000}555{i % 10000:04d}" if count > 100 \
+                else f"20255501{i % 100:02d}"
             self.add_person(f"supporter{i + 1}@example.org", phone, f"Supporter{i + 1}", "Example",
                             **{optin_field: i % 5 != 4})
 
