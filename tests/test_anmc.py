@@ -222,3 +222,44 @@ async def test_action_network_401_echoes_the_key_and_the_sink_and_source_cut_it_
     finally:
         await sink.stop()
         await fake.stop()
+
+
+async def test_parsons_and_osdi_write_and_page_against_both_fakes_as_against_the_real_apis():
+    """The vendors' client libraries: what parsons and osdi send, the fakes take; what they page, they serve."""
+    import asyncio
+
+    import parsons.action_network.action_network as anmod
+    import parsons.mobilecommons.mobilecommons as mcmod
+    from osdi.action_network.service import ActionNetworkService
+
+    from sinks.providers.actionnetwork.fake import FakeActionNetwork
+    from sinks.providers.mobilecommons.fake import FakeMobileCommons
+
+    an = await FakeActionNetwork("an-k").start()
+    mc = await FakeMobileCommons(token="mc-k").start()
+    an.seed(30)
+
+    def clients():
+        anmod.API_URL, mcmod.MC_URI = f"{an.base_url}/api/v2", f"{mc.base_url}/api/"
+        a = anmod.ActionNetwork(api_token="an-k")
+        made = a.upsert_person(email_address="lee.t@example.org", given_name="Lee", mobile_number="2025550111")
+        again = a.upsert_person(email_address="lee.t@example.org", family_name="Tester")
+        people = a.get_people()
+        m = mcmod.MobileCommons(api_key="mc-k")
+        first = m.create_profile("2025550111", first_name="Lee", opt_in_path_id="1001")
+        second = m.create_profile("2025550111", first_name="Lee", opt_in_path_id="1001")
+        profiles = m.get_profiles(include_subscriptions=True)
+        tags = ActionNetworkService(f"{an.base_url}/api/v2", "an-k").tags_by_name
+        return made, again, people, first, second, profiles, tags
+
+    try:
+        made, again, people, first, second, profiles, tags = await asyncio.to_thread(clients)
+        assert made["identifiers"] == again["identifiers"]  # matched by e-mail: the same person
+        assert made["phone_numbers"][0]["status"] == "unsubscribed"  # new numbers: mobile unsubscribed
+        assert again["family_name"] == "Tester" and again["given_name"] == "Lee"
+        assert people.num_rows == 31  # 30 seeded + Lee, over two pages of 25 (next links to the end)
+        assert first == second and len(mc.welcome_messages) == 1  # once per campaign through the API
+        assert profiles.num_rows == 1 and "volunteer" in tags
+    finally:
+        await an.stop()
+        await mc.stop()
