@@ -17,14 +17,16 @@ async def read_report(settings: Settings) -> tuple[list[dict], dict[str, str], d
     from core.configtable import read_config_topic
 
     topics = Topics(settings.topic_prefix)
+    latest = {k: v for k, v in await read_config_topic(settings.kafka, topics.config) if k.startswith("anmc:")}
     syncs = {}
-    for key, value in await read_config_topic(settings.kafka, topics.config):
-        if key.startswith("anmc:") and value:
-            try:
-                s = parse_sync(json.loads(value))
-            except (ValueError, SyncError):
-                continue
-            syncs[s.name] = s
+    for key, value in latest.items():  # each key's latest record
+        if not value:
+            continue
+        try:
+            s = parse_sync(json.loads(value))
+        except (ValueError, SyncError):
+            continue
+        syncs[s.name] = s
     sources = {}
     for s in syncs.values():
         sources[s.action_network_source] = sources[s.mobile_commons_source] = s.name

@@ -35,7 +35,7 @@ def parsed_schema(name: str = "activity_enriched"):
 
 
 #: the schemas of the topics the project writes in Avro, each with its history in schemas/history
-FAMILIES = ("activity_enriched", "push_contact", "push_list")
+FAMILIES = ("activity_enriched", "push_contact", "push_list", "member_score")
 
 
 def history(name: str = "activity_enriched") -> dict[int, str]:
@@ -207,3 +207,13 @@ def decode_single_object(data: bytes, reader_schema) -> dict:
 @lru_cache(maxsize=4)
 def _confluent_reader(url: str) -> ConfluentCodec:
     return ConfluentCodec(SchemaRegistry(url))
+
+
+def decode_member_score(data: bytes) -> dict:
+    """A ``member.scores`` record (single-object encoding, any released ``member_score`` version)."""
+    return _member_score_codec().decode(data)
+
+
+@lru_cache(maxsize=1)
+def _member_score_codec() -> "SingleObjectCodec":
+    return SingleObjectCodec(name="member_score")

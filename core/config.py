@@ -35,7 +35,7 @@ TENANT_CODE_MAX = 100
 ENDPOINT_FIELDS = frozenset({"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"})
 SUBSCRIPTION_FIELDS = frozenset({"activity_code", "endpoint", "description", "enabled", "writeback_codes",
                                  "writeback_code1", "writeback_code2"})
-DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources", "anmc"})
+DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources", "anmc", "scoring"})
 SOURCE_FIELDS = frozenset({"name", "kind", "enabled", "tenant", "settings"})
 TENANT_FIELDS = frozenset({"code", "community_essentials", "resolve_by"})
 #: how the stream stage may find an activity's member in the Push API directory, in the tenant's order
@@ -373,11 +373,14 @@ class ConfigFile:
     tenants: list[Tenant] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
     syncs: list = field(default_factory=list)  # core.anmc.SyncSettings
+    scoring: list = field(default_factory=list)  # core.scoring.ScoringModel
 
     def records(self) -> list[tuple[str, bytes]]:
-        """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, sources, syncs."""
+        """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, sources, syncs,
+        scoring models."""
         return [(x.key(), json.dumps(x.record()).encode())
-                for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources, *self.syncs]]
+                for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources, *self.syncs,
+                          *self.scoring]]
 
 
 def _entries(doc: dict, key: str) -> list:
@@ -426,9 +429,19 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
             if sub.key() not in have:
                 subs.append(sub)
                 have.add(sub.key())
-    if not eps and not subs and not tenants and not sources:
+    from .scoring import ScoringError, parse_model
+
+    scoring = []
+    for x in _entries(doc, "scoring"):
+        try:
+            scoring.append(parse_model(x))
+        except ScoringError as exc:
+            raise ConfigError(str(exc), exc.field) from None
+    if len({m.tenant for m in scoring}) != len(scoring):
+        raise ConfigError("one scoring model per tenant", "tenant")
+    if not eps and not subs and not tenants and not sources and not scoring:
         raise ConfigError("holds no endpoints and no subscriptions (a config has endpoints: and subscriptions:)")
-    return ConfigFile(eps, subs, tenants, sources, syncs)
+    return ConfigFile(eps, subs, tenants, sources, syncs, scoring)
 
 
 def sync_from_dict(d: dict, endpoints: list[Endpoint], sources: list[Source]):

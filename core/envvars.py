@@ -84,6 +84,8 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_RAMCO_KEY": ("made up by run", "the fake RAMCO API key"),
     "ACTIVITY_SYNC_APTIFY_PASSWORD": ("made up by run", "the fake Aptify user's password"),
     "ACTIVITY_SYNC_PERSONIFY_PASSWORD": ("made up by run", "the fake Personify user's password"),
+    "ACTIVITY_SYNC_ACTIONNETWORK_KEY": ("made up by run", "the fake Action Network's OSDI API token (the anmc demo)"),
+    "ACTIVITY_SYNC_MOBILECOMMONS_TOKEN": ("made up by run", "the fake Mobile Commons' Bearer token (the anmc demo)"),
     "ACTIVITY_SYNC_HTTP_SECRET": ("made up by run", "the fake receiver's X-Api-Key"),
     "ACTIVITY_SYNC_HTTP_HEADERS": ("made up by run", "the example http endpoint's secret headers ('X-Api-Key: …')"),
     "ACTIVITY_SYNC_POSTGRES_PASSWORD": ("made up by run", "the local PostgreSQL's password (kept in var/postgres)"),

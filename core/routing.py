@@ -102,7 +102,7 @@ class Routing:
                     raise ConfigError(f"record {key!r} holds tenant {tenant.code!r}")
                 self.tenant_settings[tenant.code] = tenant
                 self.version += 1
-            elif key.startswith(("source:", "anmc:")):
+            elif key.startswith(("source:", "anmc:", "scoring:")):
                 pass  # a polling source's (sources.runner reads it), a sync's (streams.anmc)
             else:
                 raise ConfigError(f"unknown config record key {key!r}")

@@ -101,6 +101,19 @@ class Topics:
     def anmc_report(self) -> str:
         return self._n("anmc.report")
 
+    # Engagement scores (streams.scores)
+    @property
+    def scores_activities(self) -> str:
+        return self._n("scores.activities")
+
+    @property
+    def scores_state(self) -> str:
+        return self._n("scores.state")
+
+    @property
+    def member_scores(self) -> str:
+        return self._n("member.scores")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -147,6 +160,11 @@ class Topics:
             TopicSpec(self.anmc_changes, partitions, {**big, "retention.ms": str(TWO_WEEKS_MS)}),
             TopicSpec(self.anmc_identities, partitions, compact),
             TopicSpec(self.anmc_report, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
+            # Scores: activities re-keyed by tenant|member for the scoring agent; its table's changelog;
+            # the public result (Avro, schemas/member_score.avsc), compacted: each member's latest.
+            TopicSpec(self.scores_activities, partitions, {"retention.ms": str(TWO_WEEKS_MS)}),
+            TopicSpec(self.scores_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            TopicSpec(self.member_scores, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
         ]
         return specs
 
