@@ -10,7 +10,7 @@ Each stream contender runs ``--rounds`` times (3), in a rotating order, and the 
 median with the spread, with each contender's own CPU time per event (from /proc, so another
 process's load does not count) and the load average: a burst of other load hits all of them alike.
 
-    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|ingest|source|anmc]
+    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|ingest|source|scores|anmc]
 """
 
 from __future__ import annotations
@@ -223,7 +223,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3, help="runs of each stream contender, alternating")
-    ap.add_argument("--only", choices=["stream", "sink", "ingest", "source", "anmc", "providers", "ams"], default=None,
+    ap.add_argument("--only", choices=["stream", "sink", "ingest", "source", "anmc", "scores", "providers", "ams"],
+                    default=None,
                     help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
                          "(the AMS providers and PostgreSQL only)")
     ap.add_argument("--provider", action="append", metavar="NAME",
@@ -272,6 +273,13 @@ def main() -> int:
 
             print("\n== Alida source: fake API in its own process, 1,000-item pages, 20 ms a request ==", flush=True)
             print_source(asyncio.run(bench_source(kafka, log_dir)))
+        if args.only in (None, "scores"):
+            from bench.scores import big_tenant, print_scores, report_times, stage_rates
+
+            print("\n== Scores: the scoring stage beside the stream worker; a report card at 50,000 members ==",
+                  flush=True)
+            rates = asyncio.run(stage_rates(kafka, log_dir, 50_000))
+            print_scores(rates, report_times(big_tenant()), 50_000, 1_000_000)
         if args.only in (None, "anmc"):
             from bench.anmc import bench_anmc, print_anmc
 

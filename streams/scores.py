@@ -16,8 +16,8 @@ A Faust app with two agents:
   ``EngagementScoreChanged`` activity on ``activity.raw`` (carrying the score and its change) for
   the endpoints that subscribe to it.
 
-Every send is acknowledged before the table is written, and Faust flushes the changelog before it
-commits: a kill repeats records, which the dedupe counts once.
+Faust flushes the producer (the sends and the table's changelog) before it commits an offset: a
+kill repeats records, which the dedupe counts once.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import time
 import faust
 
 from core import metrics as core_metrics
-from core.avro import DecodeError, SingleObjectCodec, decode_any
+from core.avro import DecodeError, SingleObjectCodec, decode_any, decode_single_object, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
 from core.faustapp import faust_role_main, make_app
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     config = CompactedTopic(settings.kafka, topics.config, models.apply)
     app.service(config)
     codec = SingleObjectCodec(name="member_score")  # single-object encoding, as activity.enriched's default
+    # what scoring reads of an enriched record: the envelope, not the details nor the deliveries
+    slim_reader = reader_schema_without("details", "details_json", "details_xml", "deliveries", "source")
     if health is not None:
         health.check("config_loaded", config.ready.is_set)
 
@@ -110,7 +112,8 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
                 tenant_hint = dict(msg.headers or []).get("tenant")
                 if tenant_hint is not None and tenant_hint.decode(errors="replace") not in models.by_tenant:
                     continue  # no model for its tenant: not even decoded
-                record = decode_any(msg.value, settings.schema_registry_url)
+                record = (decode_single_object(msg.value, slim_reader) if settings.schema_registry_url is None
+                          else decode_any(msg.value, settings.schema_registry_url))
             except (DecodeError, ValueError) as exc:
                 log.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
                 continue
@@ -125,47 +128,54 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     @app.agent(activities)
     async def score(stream):
         await config.wait_ready()
+        # Sends are not awaited one by one: Faust flushes the producer before it commits an offset
+        # (faust.transport.consumer.Consumer.commit), so what a committed record sent is on Kafka.
         async for event in stream.events():
-            msg = event.message
-            try:
-                r = json.loads(msg.value)
-            except ValueError:
-                continue
-            model = models.by_tenant.get(r.get("tenant"))
-            if model is None:
-                continue
-            old = table.get(msg.key)
-            state = json.loads(old) if old else new_state(r["tenant"], r["member"], r.get("gen", 0))
-            gen = r.get("gen", 0)
-            if gen < state["generation"]:
-                metrics.STALE.inc()
-                continue
-            if gen > state["generation"] or r.get("reset"):
-                state = new_state(r["tenant"], r["member"], gen)
-            sends = []
-            if not r.get("reset"):
-                when = dt.datetime.fromisoformat(r["date"].replace("Z", "+00:00"))
-                state, counted = apply(state, model, r["key"], r["code"], r["category"], when)
-                if counted is None:
-                    metrics.REPEATS.inc()
+            sends, writes = [], {}
+            for event in (event,):
+                msg = event.message
+                try:
+                    r = json.loads(msg.value)
+                except ValueError:
                     continue
-                metrics.SCORED.inc()
-                day = state["ref_day"]
-                if model.score_activity and state.get("emitted_day") != day:
-                    change = state["score"] - (state.get("emitted_score") or 0.0)
-                    state["emitted_day"], state["emitted_score"] = day, state["score"]
-                    sends.append((raw_out, f"{r['tenant']}|{r['member']}".encode(), json.dumps({
-                        "ActivityKey": f"score:{r['tenant']}:{r['member']}:{day}", "ActivityCode": SCORE_CODE,
-                        "ActivityDate": f"{day}T00:00:00Z", "TenantCode": r["tenant"],
-                        "MemberExternalKey": r["member"], "Score": round(state["score"], 4),
-                        "ScoreChange": round(change, 4), "ScoreDay": day, "Activities": state["activities"],
-                        "Points": round(state["points"], 4),
-                        "ActivityDescription": f"Engagement score {state['score']:.1f} ({change:+.1f})"}).encode()))
-            sends.append((scores_out, msg.key,
-                          codec.encode(score_record(state, model, int(time.time() * 1000)))))
-            futures = [await t.send(key=k, value=v) for t, k, v in sends]
-            await asyncio.gather(*futures)
-            table[msg.key] = json.dumps(state).encode()
+                model = models.by_tenant.get(r.get("tenant"))
+                if model is None:
+                    continue
+                if msg.key in writes:
+                    state = writes[msg.key]
+                else:
+                    old = table.get(msg.key)
+                    state = json.loads(old) if old else new_state(r["tenant"], r["member"], r.get("gen", 0))
+                gen = r.get("gen", 0)
+                if gen < state["generation"]:
+                    metrics.STALE.inc()
+                    continue
+                if gen > state["generation"] or r.get("reset"):
+                    state = new_state(r["tenant"], r["member"], gen)
+                if not r.get("reset"):
+                    when = dt.datetime.fromisoformat(r["date"].replace("Z", "+00:00"))
+                    state, counted = apply(state, model, r["key"], r["code"], r["category"], when)
+                    if counted is None:
+                        metrics.REPEATS.inc()
+                        continue
+                    metrics.SCORED.inc()
+                    day = state["ref_day"]
+                    if model.score_activity and state.get("emitted_day") != day:
+                        change = state["score"] - (state.get("emitted_score") or 0.0)
+                        state["emitted_day"], state["emitted_score"] = day, state["score"]
+                        sends.append((raw_out, msg.key, json.dumps({
+                            "ActivityKey": f"score:{r['tenant']}:{r['member']}:{day}", "ActivityCode": SCORE_CODE,
+                            "ActivityDate": f"{day}T00:00:00Z", "TenantCode": r["tenant"],
+                            "MemberExternalKey": r["member"], "Score": round(state["score"], 4),
+                            "ScoreChange": round(change, 4), "ScoreDay": day, "Activities": state["activities"],
+                            "Points": round(state["points"], 4),
+                            "ActivityDescription": f"Engagement score {state['score']:.1f} ({change:+.1f})"}).encode()))
+                sends.append((scores_out, msg.key, codec.encode(score_record(state, model, int(time.time() * 1000)))))
+                writes[msg.key] = state
+            for t, k, v in sends:
+                await t.send(key=k, value=v)
+            for k, state in writes.items():
+                table[k] = json.dumps(state).encode()
 
     return app
 

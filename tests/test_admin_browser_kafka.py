@@ -317,3 +317,75 @@ async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(setting
         await page.close()
         await runner.cleanup()
         await state.stop()
+
+
+async def test_the_report_card_and_a_member_page_with_charts_and_the_printable_export(settings, tmp_path, browser):
+    """Scores of tenant DEMO (member.scores), its report card with the category chart, a member's page
+    with the score chart and their timeline from the Activity History store, and the HTML export's numbers."""
+    import datetime as dt
+
+    from core.avro import SingleObjectCodec
+    from core.config import parse_config
+    from core.scoring import apply, new_state, parse_model, score_record
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    model = parse_model({"tenant": "DEMO", "points": {"DiscussionMessageCreate": 5, "LibraryEntryView": 1}})
+    states = {}
+    start = dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc)
+    plan = [("C-1", "DiscussionMessageCreate", "Discussions", 0), ("C-1", "DiscussionMessageCreate", "Discussions", 3),
+            ("C-1", "LibraryEntryView", "Resource Libraries", 5), ("C-2", "LibraryEntryView", "Resource Libraries", 1),
+            ("C-2", "LibraryEntryView", "Resource Libraries", 35), ("C-3", "DiscussionMessageCreate", "Discussions", 40)]
+    for i, (m, code, cat, days) in enumerate(plan):
+        states[m], _ = apply(states.get(m) or new_state("DEMO", m), model, f"s{i}", code, cat,
+                             start + dt.timedelta(days=days))
+    codec = SingleObjectCodec(name="member_score")
+    topics = Topics(settings.topic_prefix)
+    store = tmp_path / "history.db"
+    doc = {"scoring": [model.record()],
+           "endpoints": [{"name": "history", "provider_type": "activity-history", "provider": "activity-history",
+                          "tenant": "DEMO", "settings": {"path": str(store)}}]}
+    await produce(settings, topics.config, [(k.encode(), v) for k, v in parse_config(doc).records()])
+    await produce(settings, topics.member_scores, [(f"DEMO|{m}".encode(), codec.encode(score_record(s, model, 0)))
+                                                   for m, s in states.items()])
+    import sqlite3
+
+    from sinks.providers.activity_history.sink import COLUMNS, SCHEMA
+
+    con = sqlite3.connect(store)
+    con.executescript(SCHEMA)
+    con.executemany(f"INSERT INTO activity_history ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                    [("history", f"s{i}", m, None, code, cat, (start + dt.timedelta(days=d)).isoformat(),
+                      f"{m} did {code}", None, None, None, "DEMO", "{}", "2026-12-01") for i, (m, code, cat, d)
+                     in enumerate(plan)])
+    con.commit()
+    con.close()
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    page = await browser.new_page(viewport={"width": 1400, "height": 1200})
+    try:
+        await sign_in(page, f"http://127.0.0.1:{port}/")
+        await eventually(lambda: asyncio.sleep(0, len(state.member_scores.get("DEMO", {})) == 3), 30, "the scores")
+        await page.click("[data-testid=tab-scores]")
+        await page.fill("[data-testid=scores-period]", "2026-11")
+        await page.click("[data-testid=scores-show]")
+        await page.wait_for_selector("[data-testid=card-activities]:has-text('4')")
+        assert await page.inner_text("[data-testid=card-active-members]") == "2"
+        assert await page.inner_text("[data-testid=card-points]") == "12"  # 5 + 5 + 1, and C-2's 1
+        assert await page.evaluate("document.getElementById('chart-categories').toDataURL().length") > 2000
+        await page.screenshot(path=str(ARTIFACTS / "scores-report-card.png"), full_page=True)
+        await page.click("[data-testid=top-C-1]")
+        await page.wait_for_selector("[data-testid=member-title]:has-text('C-1: score 11')")
+        assert "rank 1 of 3" in await page.inner_text("[data-testid=member-title]")
+        assert len(await page.query_selector_all("[data-testid=timeline-row]")) == 3
+        await page.screenshot(path=str(ARTIFACTS / "scores-member.png"), full_page=True)
+        # the printable export, fetched as the page does: its numbers
+        html = await page.evaluate(f"""fetch('/api/v1/scores/report?tenant=DEMO&period=2026-11&format=html',
+            {{headers: {{Authorization: 'Bearer {KEY.secret}'}}}}).then(r => r.text())""")
+        assert "<td>activities</td><td>4</td>" in html and "<td>C-1</td><td>11" in html
+        csv_text = await page.evaluate(f"""fetch('/api/v1/scores/report?tenant=DEMO&period=2026-11&format=csv',
+            {{headers: {{Authorization: 'Bearer {KEY.secret}'}}}}).then(r => r.text())""")
+        assert "active_members,2,0,2" in csv_text
+        (ARTIFACTS / "scores-report-card.html").write_text(html)
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()

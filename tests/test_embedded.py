@@ -55,8 +55,9 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
     # the history endpoint wrote its store (relative to the working directory, as configured)
     assert (tmp_path / "var" / "activity-history.db").exists()
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
-    # the broker, the stream worker, the fake CRM, two sink workers, the admin, the directory, the Push API
-    assert len(pids) == 8, out
+    # the broker, the stream worker, the fake CRM, two sink workers, the admin, the directory, the Push API,
+    # the scoring stage
+    assert len(pids) == 9, out
     assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
     time.sleep(1)
     assert not running(pids)

@@ -156,6 +156,31 @@ class Handlers:
     async def source_status(self, request):
         return web.json_response(request.app[STATE].source_status(_key(request)))
 
+    async def score_tenants(self, request):
+        return web.json_response(request.app[STATE].score_tenants(_key(request)))
+
+    async def report_card(self, request):
+        from core.scoring import report_csv, report_html
+
+        q = request.query
+        card = request.app[STATE].report_card(_key(request), q.get("tenant"), q.get("period"))
+        fmt = q.get("format", "json")
+        name = f"report-card-{card['tenant']}-{card['period']}"
+        if fmt == "csv":
+            return web.Response(text=report_csv(card), content_type="text/csv",
+                                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        if fmt == "html":
+            return web.Response(text=report_html(card), content_type="text/html",
+                                headers={"Content-Disposition": f'inline; filename="{name}.html"'})
+        if fmt != "json":
+            return error(422, "format: json, csv or html", "format")
+        return web.json_response(card)
+
+    async def member_page(self, request):
+        q = request.query
+        return web.json_response(request.app[STATE].member_page(_key(request), q.get("tenant"),
+                                                                request.match_info["member"], q.get("category")))
+
     async def anmc_report(self, request):
         try:
             limit = int(request.query.get("limit", "20"))
@@ -203,10 +228,11 @@ class Handlers:
 
     async def static(self, request):
         name = request.match_info["file"]
-        if name not in ("app.js", "app.css"):
+        if name not in ("app.js", "app.css", "chart.umd.js"):
             raise web.HTTPNotFound()
         ctype = "text/javascript" if name.endswith(".js") else "text/css"
-        return web.Response(text=_static(name), content_type=ctype)
+        # Chart.js (MIT, static/vendor/chart.js-LICENSE.md) is served from here: no third-party CDN
+        return web.Response(text=_static(f"vendor/{name}" if name == "chart.umd.js" else name), content_type=ctype)
 
 
 def _static(name: str) -> str:
@@ -235,6 +261,9 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/api/v1/status", h.status)
     r.add_get("/api/v1/sources/status", h.source_status)
     r.add_get("/api/v1/anmc/report", h.anmc_report)
+    r.add_get("/api/v1/scores", h.score_tenants)
+    r.add_get("/api/v1/scores/report", h.report_card)
+    r.add_get("/api/v1/scores/members/{member}", h.member_page)
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)

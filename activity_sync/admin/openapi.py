@@ -164,6 +164,24 @@ def document() -> dict:
                 "responses": {"200": _json(_ref("Preview")), **_errors("400", "404", "422")}}},
             "/api/v1/status": {"get": {"summary": "delivery status per endpoint",
                                        "responses": {"200": _json(arr("Status")), **_errors()}}},
+            "/api/v1/scores": {"get": {
+                "summary": "the tenants with engagement scores this key may see, their models and member counts",
+                "responses": {"200": _json({"type": "array", "items": {"type": "object"}}), **_errors()}}},
+            "/api/v1/scores/report": {"get": {
+                "summary": "a tenant's engagement report card for a month, quarter or year (JSON, CSV or printable HTML)",
+                "parameters": [{"name": "tenant", "in": "query", "required": True, "schema": {"type": "string"}},
+                               {"name": "period", "in": "query", "schema": {"type": "string"}},
+                               {"name": "format", "in": "query", "schema": {"type": "string",
+                                                                           "enum": ["json", "csv", "html"]}}],
+                "responses": {"200": {"description": "the report card", "content": {
+                    "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}},
+                    "text/html": {"schema": {"type": "string"}}}}, **_errors("404", "422")}}},
+            "/api/v1/scores/members/{member}": {"get": {
+                "summary": "a member's score over time, rank, totals and activity timeline",
+                "parameters": [{"name": "member", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "tenant", "in": "query", "required": True, "schema": {"type": "string"}},
+                               {"name": "category", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object"}), **_errors("404", "422")}}},
             "/api/v1/anmc/report": {"get": {
                 "summary": "the Action Network <-> Mobile Commons syncs' synchronization report: runs, newest first",
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,

@@ -10,8 +10,10 @@ change is also a record in ``activity.audit``: which key, its tenants, when, wha
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from typing import Any, Callable
@@ -168,6 +170,10 @@ class AdminState:
         self.syncs: dict = {}
         self.sync_report: list[dict] = []
         self.report_follower = Follower(settings, self.topics.anmc_report, self._report_record)
+        # engagement scores: the models (scoring:<tenant>) and each member's latest member.scores record
+        self.scoring: dict = {}
+        self.member_scores: dict[str, dict[str, dict]] = {}
+        self.scores_follower = Follower(settings, self.topics.member_scores, self._score_record)
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -181,7 +187,7 @@ class AdminState:
 
     def _followers(self):
         return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower,
-                self.cursors_follower, self.report_follower)
+                self.cursors_follower, self.report_follower, self.scores_follower)
 
     async def stop(self) -> None:
         for f in self._followers():
@@ -194,6 +200,16 @@ class AdminState:
 
     # ------------------------------------------------------------------ followers
     def _config_record(self, m) -> None:
+        if m.key and m.key.startswith(b"scoring:"):
+            from core.scoring import ScoringError, parse_model
+
+            tenant = m.key.decode(errors="replace").split(":", 1)[1]
+            try:
+                self.scoring[tenant] = parse_model(json.loads(m.value)) if m.value else None
+            except (ValueError, ScoringError):
+                self.scoring[tenant] = None
+            if self.scoring.get(tenant) is None:
+                self.scoring.pop(tenant, None)
         if m.key and m.key.startswith(b"anmc:"):
             from core.anmc import SyncError, parse_sync
 
@@ -228,6 +244,77 @@ class AdminState:
                 return
             if isinstance(value, dict):
                 self.source_cursors[m.key.decode(errors="replace")] = value
+
+    def _score_record(self, m) -> None:
+        from core.avro import decode_member_score
+        from core.scoring import state_of_record
+
+        if not m.key:
+            return
+        tenant, _, member = m.key.decode(errors="replace").partition("|")
+        if m.value is None:
+            self.member_scores.get(tenant, {}).pop(member, None)
+            return
+        self.member_scores.setdefault(tenant, {})[member] = state_of_record(decode_member_score(m.value))
+
+    def _scored_tenant(self, key: ApiKey, tenant: str | None) -> str:
+        if not tenant:
+            raise AdminError(422, "tenant: the TenantCode whose scores to show", "tenant")
+        if not key.sees((tenant,)) or (tenant not in self.scoring and tenant not in self.member_scores):
+            raise AdminError(404, f"no scores for tenant {tenant!r} for this key", "tenant")
+        return tenant
+
+    def score_tenants(self, key: ApiKey) -> list[dict]:
+        return [{"tenant": t, "members": len(self.member_scores.get(t, {})),
+                 "model": m.record() if m else None}
+                for t in sorted(set(self.scoring) | set(self.member_scores))
+                if key.sees((t,)) for m in [self.scoring.get(t)]]
+
+    def report_card(self, key: ApiKey, tenant: str | None, period: str | None) -> dict:
+        from core.scoring import period_key, report_card
+
+        tenant = self._scored_tenant(key, tenant)
+        if period is None:
+            period = period_key("month", dt.datetime.now(dt.timezone.utc).date())
+        if not re.fullmatch(r"\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?", period):
+            raise AdminError(422, "period: 2026-11 (a month), 2026-Q4 (a quarter) or 2026 (a year)", "period")
+        return report_card(list(self.member_scores.get(tenant, {}).values()), period, self.scoring.get(tenant))
+
+    def member_page(self, key: ApiKey, tenant: str | None, member: str, category: str | None = None) -> dict:
+        """A member's score over time, rank in the tenant, totals, and timeline (the Activity History stores
+        of the tenant's activity-history endpoints)."""
+        from core.scoring import score_now
+
+        tenant = self._scored_tenant(key, tenant)
+        states = self.member_scores.get(tenant, {})
+        state = states.get(member)
+        if state is None:
+            raise AdminError(404, f"no member {member!r} scored in tenant {tenant}", "member")
+        model = self.scoring.get(tenant)
+        now = {m: (score_now(s, model) if model else s["score"]) for m, s in states.items()}
+        rank = 1 + sum(1 for v in now.values() if v > now[member])
+        timeline = []
+        from sinks.providers.activity_history.sink import query
+
+        for ep in self.routing.endpoints.values():
+            path = (ep.settings or {}).get("path")
+            if ep.provider_type != "activity-history" or not path or not ep.serves(tenant):
+                continue
+            try:
+                rows = query(path, member=member, tenant=tenant, limit=500)
+            except Exception:  # noqa: BLE001 - a store not written yet (or elsewhere) has no timeline here
+                continue
+            timeline += [{k: r.get(k) for k in ("activity_date", "activity_code", "category", "description",
+                                                 "link_url")} for r in rows
+                         if category is None or r.get("category") == category]
+        timeline.sort(key=lambda r: r["activity_date"] or "", reverse=True)
+        return {"tenant": tenant, "member": member, "score": round(now[member], 4), "rank": rank,
+                "members": len(states), "activities": state["activities"], "points": state["points"],
+                "first_seen": state["first_seen"], "last_activity": state["last_activity"],
+                "history": [{"day": d, "score": round(v, 4)} for d, v in sorted(state["history"].items())],
+                "periods": {pk: {c: {"activities": a, "points": p} for c, (a, p) in b.items()}
+                            for pk, b in sorted(state["periods"].items())},
+                "timeline": timeline[:500]}
 
     def _report_record(self, m) -> None:
         try:

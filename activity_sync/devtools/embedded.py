@@ -297,7 +297,7 @@ class Ports:
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             wanted["admin"] = b + 4 + sinks + len(fakes)
             for i, name in enumerate(("ingest", "ingest metrics", "directory metrics", "source metrics",
-                                      "anmc metrics"), 1):
+                                      "anmc metrics", "scores metrics"), 1):
                 wanted[name] = wanted["admin"] + i
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
@@ -310,7 +310,7 @@ class Ports:
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
         wanted["admin"] = 8080
         wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091, "source metrics": 6092,
-                       "anmc metrics": 6093})
+                       "anmc metrics": 6093, "scores metrics": 6094})
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -395,6 +395,13 @@ class Embedded:
         self.start_admin(env)
         self.start_push(env)
         self.start_sources(env)
+        if self.doc.get("scoring"):  # engagement scores: the scoring stage
+            port = self.ports["scores metrics"]
+            self.spawn("scores", ["-m", "streams.scores"], dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),
+                                                                 ACTIVITY_SYNC_DATADIR=str(self.var / "scores-data")))
+            print(f"  scores ({', '.join(x.get('tenant', '?') for x in self.doc['scoring'])}): metrics "
+                  f"http://127.0.0.1:{port}/metrics (the admin page's Scores tab; `activity-sync scores report "
+                  f"--tenant T`)", flush=True)
         if self.doc.get("anmc"):  # an Action Network <-> Mobile Commons sync: its stream stage
             port = self.ports["anmc metrics"]
             self.spawn("anmc", ["-m", "streams.anmc"], dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),

@@ -364,6 +364,73 @@ async function loadSync() {
                "data-testid": `sync-outcomes-${i}` }))));
 }
 
+// ---------------------------------------------------------------- scores
+const charts = {};
+function drawChart(id, config) {  // Chart.js, served from /static (no CDN)
+  if (typeof Chart === "undefined") return;
+  if (charts[id]) charts[id].destroy();
+  charts[id] = new Chart(document.getElementById(id), { ...config, options: { animation: false, responsive: false, ...(config.options || {}) } });
+}
+
+async function loadScoreTenants() {
+  const sel = document.getElementById("s-tenant");
+  const keep = sel.value;
+  const tenants = await api("GET", "/scores");
+  sel.replaceChildren(...tenants.map((t) => el("option", { value: t.tenant, text: `${t.tenant} (${t.members} members)`,
+                                                           selected: t.tenant === keep })));
+  if (tenants.length) await loadReportCard();
+}
+
+function scoreQuery() {
+  const q = new URLSearchParams({ tenant: document.getElementById("s-tenant").value });
+  const period = document.getElementById("s-period").value.trim();
+  if (period) q.set("period", period);
+  return q;
+}
+
+async function loadReportCard() {
+  const c = await api("GET", "/scores/report?" + scoreQuery().toString());
+  const measure = (name, m) => el("tr", {}, el("td", { text: name }), el("td", { text: String(m.now), "data-testid": `card-${name.replace(/ /g, "-")}` }),
+    el("td", { text: String(m.previous) }), el("td", { text: `${m.change >= 0 ? "+" : ""}${m.change}${m.change_pct === null ? "" : ` (${m.change_pct}%)`}` }));
+  const d = c.score_distribution;
+  document.getElementById("card").replaceChildren(
+    el("h3", { text: `${c.tenant}: ${c.period} (${c.from} to ${c.to}), against ${c.previous_period}` }),
+    el("table", {}, el("tr", {}, el("th", { text: "Measure" }), el("th", { text: "This period" }), el("th", { text: "Previous" }), el("th", { text: "Change" })),
+      measure("active members", c.active_members), measure("activities", c.activities), measure("points", c.points)),
+    el("p", { text: `New members ${c.new_members}, returning ${c.returning_members}. Scores of ${d.members} members as of ${d.as_of}: p25 ${d.p25}, median ${d.p50}, p75 ${d.p75}, p90 ${d.p90}, p99 ${d.p99}, max ${d.max}.`, "data-testid": "card-distribution" }),
+    el("h4", { text: "Top members" }),
+    el("ol", {}, ...c.top_members.map((t) => el("li", {}, el("a", { href: "#", text: `${t.member}: ${t.points} points, ${t.activities} activities`,
+      "data-testid": `top-${t.member}`, onclick: (ev) => { ev.preventDefault(); loadMember(t.member).catch((e) => say(e.message, true)); } })))));
+  drawChart("chart-categories", { type: "bar", data: { labels: c.by_category.map((x) => x.category),
+    datasets: [{ label: "points", data: c.by_category.map((x) => x.points) },
+               { label: "activities", data: c.by_category.map((x) => x.activities) }] } });
+}
+
+async function loadMember(member) {
+  const q = new URLSearchParams({ tenant: document.getElementById("s-tenant").value });
+  const m = await api("GET", `/scores/members/${encodeURIComponent(member)}?` + q.toString());
+  document.getElementById("member").replaceChildren(
+    el("h3", { text: `${m.member}: score ${m.score}, rank ${m.rank} of ${m.members}`, "data-testid": "member-title" }),
+    el("p", { text: `${m.activities} activities, ${m.points} points; first ${m.first_seen}, last ${m.last_activity}` }),
+    el("table", {}, el("tr", {}, el("th", { text: "When" }), el("th", { text: "Activity" }), el("th", { text: "Category" }), el("th", { text: "Description" })),
+      ...m.timeline.map((r) => el("tr", { "data-testid": "timeline-row" }, el("td", { text: r.activity_date }), el("td", { text: r.activity_code }),
+        el("td", { text: r.category }), el("td", { text: r.description || "" })))));
+  drawChart("chart-member", { type: "line", data: { labels: m.history.map((h) => h.day),
+    datasets: [{ label: "score", data: m.history.map((h) => h.score) }] } });
+}
+
+async function download(format) {
+  const q = scoreQuery();
+  q.set("format", format);
+  const resp = await fetch(`/api/v1/scores/report?${q.toString()}`, { headers: { "Authorization": `Bearer ${state.key}` } });
+  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => ({})));
+  const url = URL.createObjectURL(await resp.blob());
+  const a = el("a", { href: url, download: `report-card.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 async function loadContacts() {
   const q = new URLSearchParams();
   for (const [id, name] of [["c-name", "name"], ["c-email", "email"], ["c-phone", "phone"], ["c-id", "contact_id"]]) {
@@ -409,7 +476,7 @@ async function issueKey() {
 // ---------------------------------------------------------------- tabs and start
 const loaders = { contacts: async () => { await loadContacts(); await loadKeys(); }, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
                   status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit,
-                  sync: loadSync };
+                  sync: loadSync, scores: loadScoreTenants };
 
 async function show(tab) {
   state.tab = tab;
@@ -438,6 +505,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
+  document.getElementById("s-show").addEventListener("click", () => loadReportCard().catch((e) => say(e.message, true)));
+  document.getElementById("s-tenant").addEventListener("change", () => loadReportCard().catch((e) => say(e.message, true)));
+  document.getElementById("s-csv").addEventListener("click", () => download("csv").catch((e) => say(e.message, true)));
+  document.getElementById("s-html").addEventListener("click", () => download("html").catch((e) => say(e.message, true)));
   document.getElementById("key-issue").addEventListener("submit", (ev) => {
     ev.preventDefault();
     issueKey().catch((e) => say(e.message, true));
