@@ -75,6 +75,11 @@ def report_runs(settings: Settings, sync: str | None = None, tenants=None) -> li
 
 
 def cmd_anmc(args) -> int:
+    if args.action == "worker":
+        from streams.anmc import main as worker_main
+
+        worker_main()
+        return 0
     runs = report_runs(Settings.from_env(), args.sync)
     if args.last:
         runs = runs[-args.last:]
@@ -97,9 +102,10 @@ def cmd_anmc(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    an = sub.add_parser("anmc", help="the Action Network <-> Mobile Commons sync: its synchronization report")
+    an = sub.add_parser("anmc", help="the Action Network <-> Mobile Commons sync: its synchronization report, or "
+                                     "worker (its stream stage)")
     an.set_defaults(handler=cmd_anmc)
-    an.add_argument("action", nargs="?", choices=["report"], default="report")
+    an.add_argument("action", nargs="?", choices=["report", "worker"], default="report")
     an.add_argument("--sync", help="one sync's runs (its name in anmc:)")
     an.add_argument("--last", type=int, default=None, help="only the last N runs")
     an.add_argument("--profiles", action="store_true", help="each profile's line, not only the counts")

@@ -100,6 +100,11 @@ def current_period(kind: str) -> str:
 def cmd_scores(args) -> int:
     from core.scoring import report_card, report_csv, report_html, score_now
 
+    if args.action == "worker":
+        from streams.scores import main as worker_main
+
+        worker_main()
+        return 0
     settings = Settings.from_env()
     if not args.tenant:
         raise UsageError("scores: --tenant T (the tenant's TenantCode)")
@@ -135,9 +140,10 @@ def cmd_scores(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    sc = sub.add_parser("scores", help="engagement scores: show, report (a tenant's report card), rebuild")
+    sc = sub.add_parser("scores", help="engagement scores: show, report (a tenant's report card), rebuild, "
+                                       "worker (the scoring stage)")
     sc.set_defaults(handler=cmd_scores)
-    sc.add_argument("action", choices=["show", "report", "rebuild"])
+    sc.add_argument("action", choices=["show", "report", "rebuild", "worker"])
     sc.add_argument("--tenant", help="the tenant (TenantCode)")
     sc.add_argument("--member", help="show: one member")
     sc.add_argument("--limit", type=int, default=20, help="show: the top N (default 20)")
