@@ -5,6 +5,7 @@ count, tenant scoping and the audit trail."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -358,3 +359,37 @@ async def test_the_sync_report_shows_each_syncs_runs_to_its_tenants_only(client,
     assert acme[0]["read"] == 2 and "0999" not in _json.dumps(acme)
     assert [r["sync"] for r in await runs(HUG)] == ["hug-sync"]
     assert (await client.get("/api/v1/anmc/report?limit=0", headers=auth(ADMIN))).status == 422
+
+
+async def test_scores_report_cards_and_models_are_tenant_scoped(client, settings):
+    """The Scores routes: a key of another tenant gets 404 for the report card and member pages, 403 for
+    the model; a read-only key cannot change a model; the card's numbers come from member.scores."""
+    import datetime as _dt
+
+    from core.avro import SingleObjectCodec
+    from core.scoring import apply, new_state, parse_model, score_record
+
+    model = parse_model({"tenant": "HUG", "points": {"LibraryEntryView": 2}})
+    s, _ = apply(new_state("HUG", "H-1"), model, "x1", "LibraryEntryView", "Resource Libraries",
+                 _dt.datetime(2026, 11, 3, tzinfo=_dt.timezone.utc))
+    topics = Topics(settings.topic_prefix)
+    await produce(settings, topics.config, [(model.key().encode(), json.dumps(model.record()).encode())])
+    await produce(settings, topics.member_scores, [(b"HUG|H-1", SingleObjectCodec(name="member_score").encode(
+        score_record(s, model, 0)))])
+    for _ in range(100):
+        if client.state.member_scores.get("HUG"):
+            break
+        await asyncio.sleep(0.1)
+    r = await client.get("/api/v1/scores/report?tenant=HUG&period=2026-11", headers=auth(HUG))
+    card = await r.json()
+    assert r.status == 200 and card["points"]["now"] == 2 and card["active_members"]["now"] == 1
+    assert (await client.get("/api/v1/scores/report?tenant=HUG&period=2026-11", headers=auth(ACME))).status == 404
+    assert (await client.get("/api/v1/scores/members/H-1?tenant=HUG", headers=auth(ACME))).status == 404
+    assert [t["tenant"] for t in await (await client.get("/api/v1/scores", headers=auth(ACME))).json()] == []
+    assert (await client.get("/api/v1/scores/report?tenant=HUG&period=11-2026", headers=auth(HUG))).status == 422
+    assert (await client.put("/api/v1/scores/models/HUG", json={"points": {}}, headers=auth(ACME_ADMIN))).status == 403
+    assert (await client.put("/api/v1/scores/models/HUG", json={"points": {}}, headers=auth(READ))).status == 403
+    r = await client.put("/api/v1/scores/models/HUG", json={"points": {"LibraryEntryView": 3}}, headers=auth(HUG))
+    assert r.status == 200 and (await r.json())["points"] == {"LibraryEntryView": 3.0}
+    r = await client.put("/api/v1/scores/models/HUG", json={"points": {"X": "lots"}}, headers=auth(HUG))
+    assert r.status == 422 and (await r.json())["field"].startswith("points")

@@ -385,6 +385,20 @@ async def test_the_report_card_and_a_member_page_with_charts_and_the_printable_e
             {{headers: {{Authorization: 'Bearer {KEY.secret}'}}}}).then(r => r.text())""")
         assert "active_members,2,0,2" in csv_text
         (ARTIFACTS / "scores-report-card.html").write_text(html)
+        # the model edited on the page: a wrong value names its field; a good one is stored and audited
+        await page.click("[data-testid=model-editor] summary")
+        editable = json.loads(await page.input_value("[data-testid=scores-model]"))
+        assert editable["points"] == {"DiscussionMessageCreate": 5.0, "LibraryEntryView": 1.0}
+        await page.fill("[data-testid=scores-model]", json.dumps({**editable, "half_life_days": -3}))
+        await page.click("[data-testid=scores-model-save]")
+        await page.wait_for_selector("[data-testid=message].bad")
+        assert "half_life_days" in await page.text_content("[data-testid=message]")
+        await page.fill("[data-testid=scores-model]", json.dumps({**editable, "daily_cap": {"LibraryEntryView": 2}}))
+        await page.click("[data-testid=scores-model-save]")
+        await page.wait_for_selector("[data-testid=message]:has-text('scoring model of DEMO saved')")
+        assert state.scoring["DEMO"].daily_cap == {"LibraryEntryView": 2.0}
+        assert any(a["target"] == "scoring:DEMO" and a["action"] == "update" for a in state.audit_log)
+        await page.screenshot(path=str(ARTIFACTS / "scores-model.png"), full_page=True)
     finally:
         await page.close()
         await runner.cleanup()

@@ -176,6 +176,10 @@ class Handlers:
             return error(422, "format: json, csv or html", "format")
         return web.json_response(card)
 
+    async def put_scoring_model(self, request):
+        return web.json_response(await request.app[STATE].put_scoring_model(
+            _key(request), request.match_info["tenant"], await body_of(request)))
+
     async def member_page(self, request):
         q = request.query
         return web.json_response(request.app[STATE].member_page(_key(request), q.get("tenant"),
@@ -264,6 +268,7 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/api/v1/scores", h.score_tenants)
     r.add_get("/api/v1/scores/report", h.report_card)
     r.add_get("/api/v1/scores/members/{member}", h.member_page)
+    r.add_put("/api/v1/scores/models/{tenant}", h.put_scoring_model)
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)

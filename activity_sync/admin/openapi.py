@@ -176,6 +176,12 @@ def document() -> dict:
                 "responses": {"200": {"description": "the report card", "content": {
                     "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}},
                     "text/html": {"schema": {"type": "string"}}}}, **_errors("404", "422")}}},
+            "/api/v1/scores/models/{tenant}": {"put": {
+                "summary": "create or change a tenant's scoring model (new activities score under it; "
+                           "`activity-sync scores rebuild` re-scores the past)",
+                "parameters": [{"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": _json({"type": "object"}), **_errors("400", "403", "422")}}},
             "/api/v1/scores/members/{member}": {"get": {
                 "summary": "a member's score over time, rank, totals and activity timeline",
                 "parameters": [{"name": "member", "in": "path", "required": True, "schema": {"type": "string"}},

@@ -593,6 +593,27 @@ class AdminState:
             await self.config.caught_up_to(last.partition, last.offset)
         await self.audit.caught_up_to(audit.partition, audit.offset)
 
+    async def put_scoring_model(self, key: ApiKey, tenant: str, body: dict) -> dict:
+        """Create or change a tenant's scoring model (its generation kept: a change scores new activities;
+        ``activity-sync scores rebuild`` re-scores the past). Audited like every change."""
+        from core.scoring import ScoringError, parse_model
+
+        self._writer(key)
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        if not key.sees((tenant,)):
+            raise AdminError(403, f"key {key.id!r} may not manage tenant {tenant!r}", "tenant")
+        current = self.scoring.get(tenant)
+        try:
+            model = parse_model({**body, "tenant": tenant,
+                                 "generation": current.generation if current else 0})
+        except ScoringError as exc:
+            raise AdminError(422, str(exc), exc.field) from None
+        async with self._lock:
+            await self._publish(key, [(model.key(), model.record())], "update" if current else "create",
+                                model.key(), current.record() if current else None, model.record(), [tenant])
+        return model.record()
+
     def _build_endpoint(self, key: ApiKey, body: dict, current: Endpoint | None) -> Endpoint:
         """The endpoint a body asks for (merged over ``current``), through the one parser every worker
         and ``load-config`` use; its errors name their field."""

@@ -378,7 +378,26 @@ async function loadScoreTenants() {
   const tenants = await api("GET", "/scores");
   sel.replaceChildren(...tenants.map((t) => el("option", { value: t.tenant, text: `${t.tenant} (${t.members} members)`,
                                                            selected: t.tenant === keep })));
+  state.scoreModels = Object.fromEntries(tenants.map((t) => [t.tenant, t.model]));
+  showModel();
   if (tenants.length) await loadReportCard();
+}
+
+function showModel() {
+  const m = (state.scoreModels || {})[document.getElementById("s-tenant").value];
+  if (!m) { document.getElementById("s-model").value = ""; return; }
+  const { tenant, generation, ...editable } = m;
+  document.getElementById("s-model").value = JSON.stringify(editable, null, 2);
+}
+
+async function saveModel() {
+  let body;
+  try { body = JSON.parse(document.getElementById("s-model").value); }
+  catch (e) { say(`the model is not JSON: ${e.message}`, true); return; }
+  const tenant = document.getElementById("s-tenant").value;
+  const saved = await api("PUT", `/scores/models/${encodeURIComponent(tenant)}`, body);
+  state.scoreModels[tenant] = saved;
+  say(`scoring model of ${tenant} saved (new activities score under it; a rebuild re-scores the past)`);
 }
 
 function scoreQuery() {
@@ -506,7 +525,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
   document.getElementById("s-show").addEventListener("click", () => loadReportCard().catch((e) => say(e.message, true)));
-  document.getElementById("s-tenant").addEventListener("change", () => loadReportCard().catch((e) => say(e.message, true)));
+  document.getElementById("s-tenant").addEventListener("change", () => { showModel(); loadReportCard().catch((e) => say(e.message, true)); });
+  document.getElementById("s-model-save").addEventListener("click", () => saveModel().catch((e) => say(e.message, true)));
   document.getElementById("s-csv").addEventListener("click", () => download("csv").catch((e) => say(e.message, true)));
   document.getElementById("s-html").addEventListener("click", () => download("html").catch((e) => say(e.message, true)));
   document.getElementById("key-issue").addEventListener("submit", (ev) => {
