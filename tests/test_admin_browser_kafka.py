@@ -377,6 +377,8 @@ async def test_the_report_card_and_a_member_page_with_charts_and_the_printable_e
         assert "rank 1 of 3" in await page.inner_text("[data-testid=member-title]")
         assert len(await page.query_selector_all("[data-testid=timeline-row]")) == 3
         await page.screenshot(path=str(ARTIFACTS / "scores-member.png"), full_page=True)
+        await page.select_option("[data-testid=member-category]", "Discussions")  # the timeline by category
+        await until_page(lambda: page.query_selector_all("[data-testid=timeline-row]"), lambda rows: len(rows) == 2)
         # the printable export, fetched as the page does: its numbers
         html = await page.evaluate(f"""fetch('/api/v1/scores/report?tenant=DEMO&period=2026-11&format=html',
             {{headers: {{Authorization: 'Bearer {KEY.secret}'}}}}).then(r => r.text())""")

@@ -425,12 +425,19 @@ async function loadReportCard() {
                { label: "activities", data: c.by_category.map((x) => x.activities) }] } });
 }
 
-async function loadMember(member) {
+async function loadMember(member, category = "") {
   const q = new URLSearchParams({ tenant: document.getElementById("s-tenant").value });
+  if (category) q.set("category", category);
   const m = await api("GET", `/scores/members/${encodeURIComponent(member)}?` + q.toString());
+  const cats = [...new Set(Object.values(m.periods).flatMap((b) => Object.keys(b)))].sort();
+  const filter = el("select", { "data-testid": "member-category",
+    onchange: (ev) => loadMember(member, ev.target.value).catch((e) => say(e.message, true)) },
+    el("option", { value: "", text: "All categories" }),
+    ...cats.map((c) => el("option", { value: c, text: c, selected: c === category })));
   document.getElementById("member").replaceChildren(
     el("h3", { text: `${m.member}: score ${m.score}, rank ${m.rank} of ${m.members}`, "data-testid": "member-title" }),
     el("p", { text: `${m.activities} activities, ${m.points} points; first ${m.first_seen}, last ${m.last_activity}` }),
+    el("label", { text: "Timeline: " }, filter),
     el("table", {}, el("tr", {}, el("th", { text: "When" }), el("th", { text: "Activity" }), el("th", { text: "Category" }), el("th", { text: "Description" })),
       ...m.timeline.map((r) => el("tr", { "data-testid": "timeline-row" }, el("td", { text: r.activity_date }), el("td", { text: r.activity_code }),
         el("td", { text: r.category }), el("td", { text: r.description || "" })))));
