@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", action="store_true", help="the seed's five example activities")
     tl = sub.add_parser("tail", help="print a topic decoded (activity.enriched by default)")
     tl.set_defaults(handler=cmd_tail)
-    tl.add_argument("--topic", default="enriched", help="enriched, dead, raw, config or a topic name")
+    tl.add_argument("--topic", default="enriched", help="enriched, dead, raw, config, scores (member.scores, "
+                                                       "decoded), anmc-report, or a topic name")
     tl.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
     tl.add_argument("--max", type=int, default=None, help="exit after N records")
     tl.add_argument("--idle", type=float, default=None, help="exit after S seconds without records")

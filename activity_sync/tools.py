@@ -100,6 +100,14 @@ def format_message(msg, kind: str, registry_url: str | None) -> dict:
 
     base = {"partition": msg.partition, "offset": msg.offset,
             "key": msg.key.decode("utf-8", "replace") if msg.key else None}
+    if kind == "scores":
+        from core.avro import decode_member_score
+
+        try:
+            base["value"] = _jsonable(decode_member_score(msg.value)) if msg.value else None
+        except DecodeError as exc:
+            base["error"] = str(exc)
+        return base
     if kind == "enriched":
         try:
             base["value"] = _jsonable(decode_any(msg.value, registry_url))
@@ -133,6 +141,10 @@ def summary(rec: dict) -> str:
     v = rec.get("value")
     if not isinstance(v, dict):
         return json.dumps(rec, ensure_ascii=False)
+    if "member" in v and "score" in v:  # a member.scores record
+        return (f"{v['tenant_code']} {v['member']}: score {v['score']:.2f} as of {v['score_as_of']}, "
+                f"{v['activities']} activities, {v['points']:g} points (first {v['first_seen']}, last "
+                f"{v['last_activity']})")
     lines = [f"{v['activity_code']} [{v['category']}] {v['activity_date']}  customer {v['customer_id']} "
              f"(from {v['customer_key_field']})  key {v['activity_key']}"]
     if v.get("link_url"):
@@ -171,9 +183,11 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topics = Topics(settings.topic_prefix)
-    names = {"enriched": topics.enriched, "dead": topics.dead, "raw": topics.raw, "config": topics.config}
+    names = {"enriched": topics.enriched, "dead": topics.dead, "raw": topics.raw, "config": topics.config,
+             "scores": topics.member_scores, "anmc-report": topics.anmc_report}
     topic = names.get(topic_name, topic_name)
-    kind = "enriched" if topic == topics.enriched else "dead" if topic == topics.dead else "other"
+    kind = "enriched" if topic == topics.enriched else "dead" if topic == topics.dead else \
+        "scores" if topic == topics.member_scores else "other"
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=MAX_EVENT_TOPIC_BYTES + 65536,
                                 fetch_max_bytes=4 * MAX_EVENT_TOPIC_BYTES, **settings.kafka.aiokafka_kwargs())
@@ -196,20 +210,19 @@ async def tail(settings: Settings, topic_name: str, from_beginning: bool, max_re
                     break
                 continue
             last = time.monotonic()
-            for msgs in batch.values():
-                for m in msgs:
-                    rec = format_message(m, kind, settings.schema_registry_url)
-                    if tenant is not None and tenant_of(m, rec) != tenant:
-                        continue
-                    if brief:
-                        out.write(summary(rec) + "\n\n")
-                    else:
-                        out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
-                                   else json.dumps(rec, ensure_ascii=False)) + "\n")
-                    out.flush()
-                    count += 1
-                    if max_records is not None and count >= max_records:
-                        break
+            for m in (m for msgs in batch.values() for m in msgs):  # --max counts across partitions
+                rec = format_message(m, kind, settings.schema_registry_url)
+                if tenant is not None and tenant_of(m, rec) != tenant:
+                    continue
+                if brief:
+                    out.write(summary(rec) + "\n\n")
+                else:
+                    out.write((json.dumps(rec, indent=2, ensure_ascii=False) if pretty
+                               else json.dumps(rec, ensure_ascii=False)) + "\n")
+                out.flush()
+                count += 1
+                if max_records is not None and count >= max_records:
+                    break
     finally:
         await consumer.stop()
     return count

@@ -87,6 +87,7 @@ async def test_scores_in_the_stream_equal_the_models_computation_and_survive_a_k
     topics = Topics(settings.topic_prefix)
     await produce(settings, topics.raw, raw(evs[:300]))
     await consume(settings, topics.member_scores, lambda m: len(m) >= 150, timeout=120)
+    await asyncio.sleep(2)  # past its first commits (Faust commits every second)
     scorer.kill()  # SIGKILL mid-stream: what it had not committed is read again
     await produce(settings, topics.raw, raw(evs[300:]) + raw(evs[:50]))  # and 50 delivered twice
     spawn(["-m", "streams.scores"], dict(env, ACTIVITY_SYNC_DATADIR=str(tmp_path / "scores-data")), "scores")
@@ -109,6 +110,11 @@ async def test_scores_in_the_stream_equal_the_models_computation_and_survive_a_k
                           "--period", "2026-11"], env=env, capture_output=True, text=True, timeout=60)
     card = json.loads(out.stdout)
     assert card["activities"]["now"] == len(evs) and card["active_members"]["now"] == len(want)
+    # an analyst reads member.scores decoded
+    out = subprocess.run([sys.executable, "-m", "activity_sync.cli", "tail", "--topic", "scores", "--from-beginning",
+                          "--max", "3", "--summary"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len([line for line in out.stdout.splitlines() if line.startswith("DEMO C") and ": score " in line]) == 3
 
 
 async def test_a_rebuild_rescores_a_tenant_under_its_changed_model(settings, tmp_path, spawn):
