@@ -103,6 +103,16 @@ class TokenCache:
         self._token = token
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` value for HTTP Basic (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def bearer_or_basic(token: str | None, user: str | None, password: str | None) -> dict:
+    """The ``Authorization`` header of an API that takes a Bearer token or HTTP Basic (Mobile Commons)."""
+    return {"Authorization": f"Bearer {token}" if token else basic_auth(user or "", password or "")}
+
+
 class TokenRefused(Exception):
     """The token endpoint refused the credentials (``status`` its HTTP status; 0: no answer)."""
 
@@ -124,8 +134,7 @@ async def client_credentials(session, token_url: str, client_id: str, client_sec
         form["scope"] = scope
     headers = dict(headers or {})
     if basic:
-        pair = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        headers["Authorization"] = f"Basic {pair}"
+        headers["Authorization"] = basic_auth(client_id, client_secret)
     else:
         form.update(client_id=client_id, client_secret=client_secret)
     async with session.post(token_url, data=form, headers=headers) as r:

@@ -78,6 +78,38 @@ def slim(record: dict, generation: int) -> tuple[bytes, dict] | None:
                                            "member": member, "gen": generation}
 
 
+def step(state: dict | None, r: dict, model) -> tuple[dict | None, dict | None]:
+    """One ``scores.activities`` record on a member's state: the new state (None: nothing changes, a
+    repeat or an older generation's record) and the ``EngagementScoreChanged`` activity to send, if any."""
+    gen = r.get("gen", 0)
+    if state is None or gen > state["generation"] or r.get("reset"):
+        if state is not None and gen < state["generation"]:
+            metrics.STALE.inc()
+            return None, None
+        state = new_state(r["tenant"], r["member"], gen)
+    elif gen < state["generation"]:
+        metrics.STALE.inc()
+        return None, None
+    if r.get("reset"):
+        return state, None
+    when = dt.datetime.fromisoformat(r["date"].replace("Z", "+00:00"))
+    state, counted = apply(state, model, r["key"], r["code"], r["category"], when)
+    if counted is None:
+        metrics.REPEATS.inc()
+        return None, None
+    metrics.SCORED.inc()
+    day = state["ref_day"]
+    if not model.score_activity or state.get("emitted_day") == day:
+        return state, None
+    change = state["score"] - (state.get("emitted_score") or 0.0)
+    state["emitted_day"], state["emitted_score"] = day, state["score"]
+    return state, {"ActivityKey": f"score:{r['tenant']}:{r['member']}:{day}", "ActivityCode": SCORE_CODE,
+                   "ActivityDate": f"{day}T00:00:00Z", "TenantCode": r["tenant"], "MemberExternalKey": r["member"],
+                   "Score": round(state["score"], 4), "ScoreChange": round(change, 4), "ScoreDay": day,
+                   "Activities": state["activities"], "Points": round(state["points"], 4),
+                   "ActivityDescription": f"Engagement score {state['score']:.1f} ({change:+.1f})"}
+
+
 def create_app(settings: Settings | None = None, health: Health | None = None) -> faust.App:
     settings = settings or Settings.from_env()
     topics = Topics(settings.topic_prefix)
@@ -108,7 +140,6 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
         await config.wait_ready()
         async for event in stream.events():
             msg = event.message
-            log.debug("route %s@%s", msg.partition, msg.offset)
             try:
                 tenant_hint = dict(msg.headers or []).get("tenant")
                 if tenant_hint is not None and tenant_hint.decode(errors="replace") not in models.by_tenant:
@@ -133,52 +164,24 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
         # before a commit was 40% faster, but after a SIGKILL the restarted worker's producer buffer
         # stalled in two runs of five: the agents waited on it for good.)
         async for event in stream.events():
-            sends, writes = [], {}
-            for event in (event,):
-                msg = event.message
-                log.debug("score %s@%s %s", msg.partition, msg.offset, msg.key)
-                try:
-                    r = json.loads(msg.value)
-                except ValueError:
-                    continue
-                model = models.by_tenant.get(r.get("tenant"))
-                if model is None:
-                    continue
-                if msg.key in writes:
-                    state = writes[msg.key]
-                else:
-                    old = table.get(msg.key)
-                    state = json.loads(old) if old else new_state(r["tenant"], r["member"], r.get("gen", 0))
-                gen = r.get("gen", 0)
-                if gen < state["generation"]:
-                    metrics.STALE.inc()
-                    continue
-                if gen > state["generation"] or r.get("reset"):
-                    state = new_state(r["tenant"], r["member"], gen)
-                if not r.get("reset"):
-                    when = dt.datetime.fromisoformat(r["date"].replace("Z", "+00:00"))
-                    state, counted = apply(state, model, r["key"], r["code"], r["category"], when)
-                    if counted is None:
-                        metrics.REPEATS.inc()
-                        continue
-                    metrics.SCORED.inc()
-                    day = state["ref_day"]
-                    if model.score_activity and state.get("emitted_day") != day:
-                        change = state["score"] - (state.get("emitted_score") or 0.0)
-                        state["emitted_day"], state["emitted_score"] = day, state["score"]
-                        sends.append((raw_out, msg.key, json.dumps({
-                            "ActivityKey": f"score:{r['tenant']}:{r['member']}:{day}", "ActivityCode": SCORE_CODE,
-                            "ActivityDate": f"{day}T00:00:00Z", "TenantCode": r["tenant"],
-                            "MemberExternalKey": r["member"], "Score": round(state["score"], 4),
-                            "ScoreChange": round(change, 4), "ScoreDay": day, "Activities": state["activities"],
-                            "Points": round(state["points"], 4),
-                            "ActivityDescription": f"Engagement score {state['score']:.1f} ({change:+.1f})"}).encode()))
-                sends.append((scores_out, msg.key, codec.encode(score_record(state, model, int(time.time() * 1000)))))
-                writes[msg.key] = state
-            futures = [await t.send(key=k, value=v) for t, k, v in sends]
+            msg = event.message
+            try:
+                r = json.loads(msg.value)
+            except ValueError:
+                continue
+            model = models.by_tenant.get(r.get("tenant"))
+            if model is None:
+                continue
+            old = table.get(msg.key)
+            state, score_activity = step(json.loads(old) if old else None, r, model)
+            if state is None:
+                continue
+            sends = [(scores_out, codec.encode(score_record(state, model, int(time.time() * 1000))))]
+            if score_activity is not None:
+                sends.append((raw_out, json.dumps(score_activity).encode()))
+            futures = [await t.send(key=msg.key, value=v) for t, v in sends]
             await asyncio.gather(*futures)  # acknowledged before the table moves on
-            for k, state in writes.items():
-                table[k] = json.dumps(state).encode()
+            table[msg.key] = json.dumps(state).encode()
 
     return app
 

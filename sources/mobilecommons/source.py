@@ -9,13 +9,13 @@ or Bearer. Each profile goes to ``anmc.changes`` keyed by its mobile number.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
 from xml.etree import ElementTree
 
 from core.anmc import mobile
+from core.http import bearer_or_basic
 
 from ..framework import Page, Refused, ServerError
 from ..syncchanges import SyncChangeSource
@@ -63,11 +63,7 @@ class MobileCommonsSource(SyncChangeSource):
         await super().start()
         s = self.settings
         token = s.secret("token")
-        if token:
-            self.headers = {"Authorization": f"Bearer {token}"}
-        else:
-            pair = base64.b64encode(f"{s.login}:{s.secret('password')}".encode()).decode()
-            self.headers = {"Authorization": f"Basic {pair}"}
+        self.headers = bearer_or_basic(token, s.login, None if token else s.secret("password"))
 
     async def pages(self, since: dt.datetime):
         s = self.settings

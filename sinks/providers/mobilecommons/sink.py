@@ -11,11 +11,11 @@ retried. HTTP Basic (login, password) or Bearer (Upland Credential Manager).
 
 from __future__ import annotations
 
-import base64
 import json
 from xml.etree import ElementTree
 
 from core.anmc import MC_UPDATE
+from core.http import bearer_or_basic
 from sinks.contract import Delivery, FatalError, MappingError, RetriableError, SinkError
 from sinks.http import HttpResponse, PerRecordSink, classify_http
 
@@ -41,11 +41,7 @@ class MobileCommonsSink(PerRecordSink):
     async def setup(self) -> None:
         s = self.ctx.settings
         token = s.secret("token")
-        if token:
-            self.headers = {"Authorization": f"Bearer {token}"}
-        else:
-            pair = base64.b64encode(f"{s.login}:{s.secret('password')}".encode()).decode()
-            self.headers = {"Authorization": f"Basic {pair}"}
+        self.headers = bearer_or_basic(token, s.login, None if token else s.secret("password"))
 
     def classify(self, resp: HttpResponse) -> SinkError | None:
         error = classify_http(resp.status, resp.text[:300], resp.headers.get("Retry-After"))
