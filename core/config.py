@@ -35,7 +35,7 @@ TENANT_CODE_MAX = 100
 ENDPOINT_FIELDS = frozenset({"name", "provider_type", "provider", "enabled", "settings", "tenant", "tenants"})
 SUBSCRIPTION_FIELDS = frozenset({"activity_code", "endpoint", "description", "enabled", "writeback_codes",
                                  "writeback_code1", "writeback_code2"})
-DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources", "anmc", "scoring"})
+DOCUMENT_FIELDS = frozenset({"endpoints", "subscriptions", "catalog", "customer_keys", "tenants", "sources", "anmc", "scoring", "lists"})
 SOURCE_FIELDS = frozenset({"name", "kind", "enabled", "tenant", "settings"})
 TENANT_FIELDS = frozenset({"code", "community_essentials", "resolve_by"})
 #: how the stream stage may find an activity's member in the Push API directory, in the tenant's order
@@ -374,13 +374,14 @@ class ConfigFile:
     sources: list[Source] = field(default_factory=list)
     syncs: list = field(default_factory=list)  # core.anmc.SyncSettings
     scoring: list = field(default_factory=list)  # core.scoring.ScoringModel
+    lists: list = field(default_factory=list)  # core.lists.ListDef
 
     def records(self) -> list[tuple[str, bytes]]:
         """The ``activity.config`` records for this file: tenants, endpoints, subscriptions, sources, syncs,
         scoring models."""
         return [(x.key(), json.dumps(x.record()).encode())
                 for x in [*self.tenants, *self.endpoints, *self.subscriptions, *self.sources, *self.syncs,
-                          *self.scoring]]
+                          *self.scoring, *self.lists]]
 
 
 def _entries(doc: dict, key: str) -> list:
@@ -439,9 +440,44 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
             raise ConfigError(str(exc), exc.field) from None
     if len({m.tenant for m in scoring}) != len(scoring):
         raise ConfigError("one scoring model per tenant", "tenant")
-    if not eps and not subs and not tenants and not sources and not scoring:
+    lists = [list_from_dict(x, catalog) for x in _entries(doc, "lists")]
+    if len({x.key() for x in lists}) != len(lists):
+        raise ConfigError("list ids must be unique per tenant (an id defaults to the name's slug)", "id")
+    if not eps and not subs and not tenants and not sources and not scoring and not lists:
         raise ConfigError("holds no endpoints and no subscriptions (a config has endpoints: and subscriptions:)")
-    return ConfigFile(eps, subs, tenants, sources, syncs, scoring)
+    return ConfigFile(eps, subs, tenants, sources, syncs, scoring, lists)
+
+
+def list_from_dict(d: dict, catalog: Catalog | None = None):
+    """A community list (``lists:``, :mod:`core.lists`); with ``catalog``, its codes and categories must exist."""
+    from .lists import ListError, parse_list
+
+    try:
+        lst = parse_list(d)
+    except ListError as exc:
+        raise ConfigError(str(exc), exc.field) from None
+    if catalog is not None:
+        unknown = [c for c in sorted(codes_of(lst.raw, "codes")) if c not in catalog.codes]
+        unknown_cats = [c for c in sorted(codes_of(lst.raw, "categories")) if c not in catalog.categories]
+        if unknown or unknown_cats:
+            what = ", ".join([f"code {c}" for c in unknown] + [f"category {c}" for c in unknown_cats])
+            raise ConfigError(f"list {lst.name}: unknown {what} (the admin page's Activities tab lists them; `catalog:` adds codes)", "criteria")
+    return lst
+
+
+def codes_of(criteria, kind: str) -> set[str]:
+    """Every name under ``kind`` (``codes`` or ``categories``) anywhere in a list's criteria."""
+    out: set[str] = set()
+    if isinstance(criteria, dict):
+        for k, v in criteria.items():
+            if k == kind and isinstance(v, list):
+                out |= {x for x in v if isinstance(x, str)}
+            else:
+                out |= codes_of(v, kind)
+    elif isinstance(criteria, list):
+        for x in criteria:
+            out |= codes_of(x, kind)
+    return out
 
 
 def sync_from_dict(d: dict, endpoints: list[Endpoint], sources: list[Source]):

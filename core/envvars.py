@@ -86,6 +86,13 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "ACTIVITY_SYNC_PERSONIFY_PASSWORD": ("made up by run", "the fake Personify user's password"),
     "ACTIVITY_SYNC_ACTIONNETWORK_KEY": ("made up by run", "the fake Action Network's OSDI API token (the anmc demo)"),
     "ACTIVITY_SYNC_MOBILECOMMONS_TOKEN": ("made up by run", "the fake Mobile Commons' Bearer token (the anmc demo)"),
+    "ACTIVITY_SYNC_LISTS_TICK_S": ("30", "how often the list stage re-evaluates members whose time window passed"),
+    "ACTIVITY_SYNC_INFORMZ_PASSWORD": ("made up by run", "the fake Thrive Marketing Professional's partner API password "
+                                                         "(the lists demo)"),
+    "ACTIVITY_SYNC_OCC_FEED_URL": ("set by run", "the fake Thrive Marketing Professional: the list feed it pulls "
+                                                 "(the admin server's /occ/v1)"),
+    "ACTIVITY_SYNC_OCC_IAMKEY": ("issued by run", "the fake Thrive Marketing Professional: the connection's IAMKey"),
+    "ACTIVITY_SYNC_OCC_PASSWORD": ("issued by run", "the fake Thrive Marketing Professional: the connection's password"),
     "ACTIVITY_SYNC_HTTP_SECRET": ("made up by run", "the fake receiver's X-Api-Key"),
     "ACTIVITY_SYNC_HTTP_HEADERS": ("made up by run", "the example http endpoint's secret headers ('X-Api-Key: …')"),
     "ACTIVITY_SYNC_POSTGRES_PASSWORD": ("made up by run", "the local PostgreSQL's password (kept in var/postgres)"),

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import tempfile
+from typing import AsyncIterator
 
 import faust
 
@@ -56,6 +57,39 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
     )
     conf.update(overrides)
     return faust.App(app_id, **conf)
+
+
+def bind_config_health(app: faust.App, health, config_table) -> None:
+    """A stage's readiness (``activity.config`` loaded) and its loop handed to ``/healthz``; ``health``
+    None: nothing to do."""
+    if health is None:
+        return
+    health.check("config_loaded", config_table.ready.is_set)
+
+    @app.task
+    async def _bind_loop() -> None:
+        health.bind_loop(asyncio.get_running_loop())
+
+
+async def enriched_records(stream, settings: Settings, reader, wanted, log_) -> "AsyncIterator[dict]":
+    """The enriched records of a Faust stream of ``activity.enriched`` whose tenant ``wanted(tenant)``
+    accepts, decoded with ``reader`` (a record of another tenant is not even decoded: its ``tenant``
+    header says whose it is); an unreadable record is logged and skipped."""
+    from .avro import DecodeError, decode_any, decode_single_object
+
+    async for event in stream.events():
+        msg = event.message
+        try:
+            hint = dict(msg.headers or []).get("tenant")
+            if hint is not None and not wanted(hint.decode(errors="replace")):
+                continue
+            record = (decode_single_object(msg.value, reader) if settings.schema_registry_url is None
+                      else decode_any(msg.value, settings.schema_registry_url))
+        except (DecodeError, ValueError) as exc:
+            log_.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
+            continue
+        if wanted(record.get("tenant_code")):
+            yield record
 
 
 def install_health(app: faust.App, health, config_table, joined=None) -> None:

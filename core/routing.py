@@ -102,8 +102,8 @@ class Routing:
                     raise ConfigError(f"record {key!r} holds tenant {tenant.code!r}")
                 self.tenant_settings[tenant.code] = tenant
                 self.version += 1
-            elif key.startswith(("source:", "anmc:", "scoring:")):
-                pass  # a polling source's (sources.runner reads it), a sync's (streams.anmc)
+            elif key.startswith(("source:", "anmc:", "scoring:", "list:", "occ:")):
+                pass  # a polling source's (sources.runner reads it), a sync's (streams.anmc), a list's (streams.lists)
             else:
                 raise ConfigError(f"unknown config record key {key!r}")
         except Exception as exc:

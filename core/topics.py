@@ -114,6 +114,19 @@ class Topics:
     def member_scores(self) -> str:
         return self._n("member.scores")
 
+    # Community lists (streams.lists) and the Online Community Connection
+    @property
+    def lists_activities(self) -> str:
+        return self._n("lists.activities")
+
+    @property
+    def lists_state(self) -> str:
+        return self._n("lists.state")
+
+    @property
+    def list_members(self) -> str:
+        return self._n("list.members")
+
     def retry(self, tier: str) -> str:
         return self._n(f"activity.retry.{tier}")
 
@@ -165,6 +178,13 @@ class Topics:
             TopicSpec(self.scores_activities, partitions, {"retention.ms": str(TWO_WEEKS_MS)}),
             TopicSpec(self.scores_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
             TopicSpec(self.member_scores, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            # Lists: activities and scores re-keyed tenant|member (and the timer's ticks); the members'
+            # states (the table's changelog); each list's members, compacted (key tenant|list|member, a
+            # tombstone when a member leaves, kept a week so a feed's change token can say so), each
+            # list in one partition (its offset is the feed's change token).
+            TopicSpec(self.lists_activities, partitions, {"retention.ms": str(TWO_WEEKS_MS)}),
+            TopicSpec(self.lists_state, partitions, {**compact, "max.message.bytes": str(MAX_EVENT_TOPIC_BYTES)}),
+            TopicSpec(self.list_members, partitions, {**compact, "delete.retention.ms": str(7 * 24 * 3600 * 1000)}),
         ]
         return specs
 

@@ -194,6 +194,39 @@ class Handlers:
             return error(422, "limit is 1 to 1000", "limit")
         return web.json_response(request.app[STATE].anmc_report(_key(request), limit))
 
+    async def lists(self, request):
+        return web.json_response(request.app[STATE].list_summaries(_key(request), request.query.get("tenant")))
+
+    async def put_list(self, request):
+        m = request.match_info
+        return web.json_response(await request.app[STATE].put_list(_key(request), m["tenant"], m["id"],
+                                                                   await body_of(request)))
+
+    async def delete_list(self, request):
+        m = request.match_info
+        return web.json_response(await request.app[STATE].delete_list(_key(request), m["tenant"], m["id"]))
+
+    async def preview_list(self, request):
+        body = await body_of(request)
+        return web.json_response(request.app[STATE].preview_list(_key(request), body.get("tenant"),
+                                                                 body.get("criteria")))
+
+    async def reconcile_list(self, request):
+        m = request.match_info
+        return web.json_response(await request.app[STATE].reconcile_list(_key(request), m["tenant"], m["id"]))
+
+    async def list_connection(self, request):
+        return web.json_response({"connection": request.app[STATE].list_connection(
+            _key(request), request.match_info["tenant"])})
+
+    async def issue_list_connection(self, request):
+        body = await body_of(request)
+        active = body.get("active", True)
+        if not isinstance(active, bool):
+            return error(422, "active: true or false", "active")
+        return web.json_response(await request.app[STATE].issue_list_connection(
+            _key(request), request.match_info["tenant"], active))
+
     async def dead_letters(self, request):
         return web.json_response(await request.app[STATE].dead_letters(
             _key(request), request.query.get("endpoint") or None, _limit(request)))
@@ -269,6 +302,13 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/api/v1/scores/report", h.report_card)
     r.add_get("/api/v1/scores/members/{member}", h.member_page)
     r.add_put("/api/v1/scores/models/{tenant}", h.put_scoring_model)
+    r.add_get("/api/v1/lists", h.lists)
+    r.add_post("/api/v1/lists/preview", h.preview_list)
+    r.add_put("/api/v1/lists/{tenant}/{id}", h.put_list)
+    r.add_delete("/api/v1/lists/{tenant}/{id}", h.delete_list)
+    r.add_get("/api/v1/lists/{tenant}/{id}/reconciliation", h.reconcile_list)
+    r.add_get("/api/v1/list-connections/{tenant}", h.list_connection)
+    r.add_post("/api/v1/list-connections/{tenant}", h.issue_list_connection)
     r.add_get("/api/v1/dead-letters", h.dead_letters)
     r.add_post("/api/v1/replay", h.replay)
     r.add_get("/api/v1/audit", h.audit)
@@ -280,6 +320,9 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/readyz", h.readyz)
     r.add_get("/", h.page)
     r.add_get("/static/{file}", h.static)
+    from .lists import feed_routes
+
+    feed_routes(app, lambda request: request.app[STATE].lists, lambda request: request.app[STATE].directory)
     return app
 
 

@@ -3,11 +3,12 @@
 ``ACTIVITY_SYNC_ADMIN_KEYS_FILE`` (or ``ACTIVITY_SYNC_ADMIN_KEYS``) holds one key a line::
 
     # id     role    tenants     secret
+    root     super   *           7d2a…           # an admin who may also change community lists
     ops      admin   *           4c1f…           # every tenant, may change things
     hug-ro   read    HUG         9a7e…           # reads the HUG tenant's endpoints only
     acme     admin   ACME,ACME2  0b3d…
 
-``ACTIVITY_SYNC_ADMIN_KEY`` and ``ACTIVITY_SYNC_ADMIN_READ_KEY`` are shorthands for one admin key
+``ACTIVITY_SYNC_ADMIN_KEY`` and ``ACTIVITY_SYNC_ADMIN_READ_KEY`` are shorthands for one super admin key
 and one read-only key over every tenant. A request sends ``Authorization: Bearer <secret>`` (or
 ``X-API-Key``). Every key is compared (``hmac.compare_digest``) whatever the outcome, so timing
 says nothing of which came close.
@@ -29,13 +30,18 @@ ALL = "*"
 @dataclass(frozen=True)
 class ApiKey:
     id: str
-    role: str                                  # "admin" or "read"
+    role: str                                  # "super", "admin" or "read"
     tenants: tuple[str, ...] = (ALL,)
     secret: str = field(default="", repr=False)
 
     @property
     def can_write(self) -> bool:
-        return self.role == "admin"
+        return self.role in ("admin", "super")
+
+    @property
+    def super_admin(self) -> bool:
+        """Super admins also create and change community lists and the marketing connection."""
+        return self.role == "super"
 
     def sees(self, tenants) -> bool:
         """Whether this key may see an endpoint serving ``tenants`` (all of them must be the key's)."""
@@ -55,8 +61,8 @@ def parse_keys(text: str, where: str) -> list[ApiKey]:
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 4 or parts[1] not in ("admin", "read") or len(parts[3]) < 16:
-            raise EnvError(f"{where} line {n}: 'id admin|read tenants secret' (tenants: * or A,B; a secret of "
+        if len(parts) != 4 or parts[1] not in ("super", "admin", "read") or len(parts[3]) < 16:
+            raise EnvError(f"{where} line {n}: 'id super|admin|read tenants secret' (tenants: * or A,B; a secret of "
                            f"16 characters or more)")
         keys.append(ApiKey(parts[0], parts[1], tuple(t for t in parts[2].split(",") if t), parts[3]))
     return keys
@@ -69,11 +75,11 @@ def load_keys(env=os.environ) -> list[ApiKey]:
         keys += parse_keys(path.read_text(), f"ACTIVITY_SYNC_ADMIN_KEYS_FILE {path}")
     if env.get("ACTIVITY_SYNC_ADMIN_KEYS"):
         keys += parse_keys(env["ACTIVITY_SYNC_ADMIN_KEYS"], "ACTIVITY_SYNC_ADMIN_KEYS")
-    for var, role in (("ACTIVITY_SYNC_ADMIN_KEY", "admin"), ("ACTIVITY_SYNC_ADMIN_READ_KEY", "read")):
+    for var, role in (("ACTIVITY_SYNC_ADMIN_KEY", "super"), ("ACTIVITY_SYNC_ADMIN_READ_KEY", "read")):
         if env.get(var):
             if len(env[var]) < 16:
                 raise EnvError(f"{var}: a secret of 16 characters or more")
-            keys.append(ApiKey(role, role, (ALL,), env[var]))
+            keys.append(ApiKey("admin" if role == "super" else role, role, (ALL,), env[var]))
     for k in keys:
         register_secret(k.secret)
     return keys

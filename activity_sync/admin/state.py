@@ -174,6 +174,12 @@ class AdminState:
         self.scoring: dict = {}
         self.member_scores: dict[str, dict[str, dict]] = {}
         self.scores_follower = Follower(settings, self.topics.member_scores, self._score_record)
+        # community lists: definitions and connections (activity.config), members, members' states
+        from .lists import ListsView
+
+        self.lists = ListsView()
+        self.list_members_follower = Follower(settings, self.topics.list_members, self.lists.member_record)
+        self.list_states_follower = Follower(settings, self.topics.lists_state, self.lists.state_record)
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -187,7 +193,8 @@ class AdminState:
 
     def _followers(self):
         return (self.config, self.control, self.audit, self.enriched, self.contacts_follower, self.keys_follower,
-                self.cursors_follower, self.report_follower, self.scores_follower)
+                self.cursors_follower, self.report_follower, self.scores_follower, self.list_members_follower,
+                self.list_states_follower)
 
     async def stop(self) -> None:
         for f in self._followers():
@@ -200,6 +207,8 @@ class AdminState:
 
     # ------------------------------------------------------------------ followers
     def _config_record(self, m) -> None:
+        if m.key and m.key.startswith((b"list:", b"occ:")):
+            self.lists.config_record(m.key.decode(errors="replace"), m.value)
         if m.key and m.key.startswith(b"scoring:"):
             from core.scoring import ScoringError, parse_model
 
@@ -613,6 +622,114 @@ class AdminState:
             await self._publish(key, [(model.key(), model.record())], "update" if current else "create",
                                 model.key(), current.record() if current else None, model.record(), [tenant])
         return model.record()
+
+    # ------------------------------------------------------------------ community lists
+    def _list_tenant(self, key: ApiKey, tenant: str | None, write: bool = False) -> str:
+        if not tenant:
+            raise AdminError(422, "tenant: the TenantCode of the list", "tenant")
+        if not key.sees((tenant,)):
+            raise AdminError(404, f"no lists of tenant {tenant!r} for this key", "tenant")
+        if write and not key.super_admin:
+            raise AdminError(403, f"key {key.id!r} is not a super admin's: only super admins create and change "
+                                  f"lists and the marketing connection")
+        return tenant
+
+    def list_summaries(self, key: ApiKey, tenant: str | None = None, sample: int = 10) -> list[dict]:
+        from core.lists import target_group_name
+
+        out = []
+        for t, defs in sorted(self.lists.defs.items()):
+            if not key.sees((t,)) or (tenant and t != tenant):
+                continue
+            for lid, d in sorted(defs.items()):
+                members = sorted(self.lists.current(t, lid))
+                out.append({**d.record(), "target_group": target_group_name(d.name), "offered": bool(
+                    d.enabled and target_group_name(d.name)), "count": len(members), "sample": members[:sample]})
+        return out
+
+    def list_connection(self, key: ApiKey, tenant: str) -> dict | None:
+        tenant = self._list_tenant(key, tenant)
+        c = self.lists.connections.get(tenant)
+        return c.public() if c else None
+
+    async def put_list(self, key: ApiKey, tenant: str, lid: str, body: dict) -> dict:
+        from core.config import ConfigError, list_from_dict
+
+        tenant = self._list_tenant(key, tenant, write=True)
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        try:
+            lst = list_from_dict({**body, "tenant": tenant, "id": lid}, self.catalog)
+        except ConfigError as exc:
+            raise AdminError(422, str(exc), getattr(exc, "field", None)) from None
+        current = self.lists.defs.get(tenant, {}).get(lid)
+        async with self._lock:
+            await self._publish(key, [(lst.key(), lst.record())], "update" if current else "create", lst.key(),
+                                current.record() if current else None, lst.record(), [tenant])
+        return lst.record()
+
+    async def delete_list(self, key: ApiKey, tenant: str, lid: str) -> dict:
+        tenant = self._list_tenant(key, tenant, write=True)
+        current = self.lists.defs.get(tenant, {}).get(lid)
+        if current is None:
+            raise AdminError(404, f"no list {lid!r} in tenant {tenant}")
+        async with self._lock:
+            await self._publish(key, [(current.key(), None)], "delete", current.key(), current.record(), None, [tenant])
+        return {"deleted": current.key()}
+
+    def preview_list(self, key: ApiKey, tenant: str | None, criteria) -> dict:
+        from core.lists import ListError
+
+        tenant = self._list_tenant(key, tenant)
+        try:
+            return self.lists.preview(tenant, criteria)
+        except ListError as exc:
+            raise AdminError(422, str(exc), exc.field) from None
+
+    async def issue_list_connection(self, key: ApiKey, tenant: str, active: bool = True) -> dict:
+        """New IAMKey and password for the tenant's connection (the password shown this once; stored hashed)."""
+        from core.lists import issue_connection
+
+        tenant = self._list_tenant(key, tenant, write=True)
+        conn, password = issue_connection(tenant, active)
+        current = self.lists.connections.get(tenant)
+        async with self._lock:
+            await self._publish(key, [(conn.key(), conn.record())], "update" if current else "create", conn.key(),
+                                current.public() if current else None, conn.public(), [tenant])
+        return {**conn.public(), "password": password}
+
+    async def reconcile_list(self, key: ApiKey, tenant: str, lid: str) -> dict:
+        """The list's count beside its target group's, the difference explained (the partner API of the
+        tenant's informz endpoint reads the platform's side)."""
+        from sinks.providers.informz.reconcile import reconcile
+
+        tenant = self._list_tenant(key, tenant)
+        d = self.lists.defs.get(tenant, {}).get(lid)
+        if d is None:
+            raise AdminError(404, f"no list {lid!r} in tenant {tenant}")
+        from .lists import member_of_feed
+
+        members = [member_of_feed(rec, self.directory, tenant) for rec in self.lists.current(tenant, lid).values()]
+        groups = subscribers = None
+        ep = next((e for e in self.routing.endpoints.values() if e.provider == "informz" and e.serves(tenant)),
+                  None)
+        error = None
+        if ep is not None:
+            from sinks.providers.informz.sink import partner_client
+
+            try:
+                async with partner_client(ep) as client:
+                    groups = await client.grid("interest_target_group", ["target_group_id", "target_group_name",
+                                                                         "folder_name", "is_deleted"])
+                    tg = next((g for g in groups if g.get("target_group_name") == d.target_group), None)
+                    if tg is not None:
+                        subscribers = await client.grid("target_group_subscriber", ["email", "remote_id", "status"],
+                                                        [("target_group_id", "EQ", tg["target_group_id"])])
+            except Exception as exc:  # noqa: BLE001 - the report says the platform could not be read, and why
+                groups, error = None, f"{type(exc).__name__}: {exc}"
+        out = reconcile(d.name, members, groups, subscribers)
+        out.update(tenant=tenant, id=lid, endpoint=ep.name if ep else None, platform_error=error)
+        return out
 
     def _build_endpoint(self, key: ApiKey, body: dict, current: Endpoint | None) -> Endpoint:
         """The endpoint a body asks for (merged over ``current``), through the one parser every worker
