@@ -31,7 +31,7 @@ def free_base() -> int:
 
     while True:
         base = free_port()
-        if base < 60000 and not any(port_taken(base + i) for i in range(8)):
+        if base < 60000 and not any(port_taken(base + i) for i in range(16)):
             return base
 
 
@@ -56,8 +56,9 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
     assert (tmp_path / "var" / "activity-history.db").exists()
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
     # the broker, the stream worker, the fake CRM, two sink workers, the admin, the directory, the Push API,
-    # the scoring stage
-    assert len(pids) == 9, out
+    # the scoring stage, the list stage, the fake marketing platform
+    assert len(pids) == 11, out
+    assert "Online Community Connection of tenant DEMO: IAMKey " in out
     assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
     time.sleep(1)
     assert not running(pids)

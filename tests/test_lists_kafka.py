@@ -168,3 +168,32 @@ async def test_lists_reach_the_marketing_platform_as_target_groups(settings, tmp
     finally:
         await client.close()
         await state.stop()
+
+
+async def test_a_push_list_reaches_the_target_group_through_the_partner_api(settings, tmp_path, spawn, fake):
+    """``push: true``: each join and leave is an activity the informz endpoint writes (Subscribe, BulkUpload)."""
+    doc = yaml.safe_load(open("sinks/providers/informz/example.yaml"))
+    doc["endpoints"][0]["settings"]["url"] = fake.url
+    doc["lists"][0]["criteria"] = {"activity": {"codes": ["DiscussionMessageCreate"], "within": "30d"}}
+    path = tmp_path / "push.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    object.__setattr__(settings, "config_path", str(path))
+    await publish_config_file(settings, path)
+    env = worker_env(settings, tmp_path, ACTIVITY_SYNC_LISTS_TICK_S="1", ACTIVITY_SYNC_INFORMZ_PASSWORD=fake.password)
+    spawn(["-m", "streams.app"], env, "stream")
+    spawn(["-m", "streams.lists"], dict(env, ACTIVITY_SYNC_DATADIR=str(tmp_path / "lists-data")), "lists")
+    spawn(["-m", "sinks.worker", "marketing"], env, "sink")
+    topics = Topics(settings.topic_prefix)
+    evs = [post(f"P{i}", f"p{i}@example.org", f"p-{i}") for i in range(20)]
+    evs.append(post("P99", "p99@example.org", "p-99", ago_s=30 * 86400 - 12))  # leaves in 12 s
+    t0 = time.monotonic()
+    await produce(settings, topics.raw, [(e["ActivityKey"].encode(), json.dumps(e).encode()) for e in evs])
+
+    def group():
+        return fake.group_named("Has Started Discussion Thread")
+
+    await wait_for(lambda: group() and len(group()["members"]) == 21, timeout=120, what="21 subscribers")
+    first = time.monotonic() - t0
+    assert group()["folder"] == "Online Community" and fake.subscribers["p3@example.org"]["remote_id"] == "P3"
+    await wait_for(lambda: "P99" not in group()["members"], timeout=60, what="P99 to be removed")
+    assert len(group()["members"]) == 20 and first < 120

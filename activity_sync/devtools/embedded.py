@@ -65,8 +65,9 @@ def declared_fakes() -> dict[str, Fake]:
     return out
 
 
-#: the fakes of the APIs sources read (not places deliveries go)
-SOURCE_FAKES = ("fake Alida",)
+#: the fakes of the APIs sources read, and the marketing platform that pulls lists (not places `run` reports)
+SOURCE_FAKES = ("fake Alida", "fake Thrive Marketing Professional")
+TMP = "fake Thrive Marketing Professional"
 #: member events the demo's fake Alida holds at start (it adds one every few seconds while `run` runs)
 ALIDA_DEMO_EVENTS = 25
 
@@ -95,6 +96,8 @@ def fakes_needed(doc: dict) -> list[str]:
                                and e["settings"][k].startswith(fake.address)
                                for e in [*enabled_endpoints(doc), *enabled_sources(doc)] for k in URL_SETTINGS):
             out.append(name)
+    if doc.get("lists") and TMP not in out:  # community lists: the marketing platform that pulls them
+        out.append(TMP)
     return out
 
 
@@ -288,6 +291,8 @@ class Ports:
 
     def __init__(self, kafka: int | None, sinks: int, fakes: tuple[str, ...] = ()) -> None:
         base = os.environ.get("ACTIVITY_SYNC_PORT_BASE")
+        pulls = TMP in fakes  # the marketing platform's port comes last (the others keep their places)
+        fakes = tuple(f for f in fakes if f != TMP)
         if base:
             if not base.isdigit() or not 1024 <= int(base) <= 65000:
                 raise UsageError(f"ACTIVITY_SYNC_PORT_BASE={base!r}: a port number from 1024 to 65000")
@@ -297,8 +302,10 @@ class Ports:
             wanted.update({name: b + 4 + sinks + j for j, name in enumerate(fakes)})
             wanted["admin"] = b + 4 + sinks + len(fakes)
             for i, name in enumerate(("ingest", "ingest metrics", "directory metrics", "source metrics",
-                                      "anmc metrics", "scores metrics"), 1):
+                                      "anmc metrics", "scores metrics", "lists metrics"), 1):
                 wanted[name] = wanted["admin"] + i
+            if pulls:
+                wanted[TMP] = wanted["admin"] + 9
             taken = [f"{n} {p}" for n, p in wanted.items() if port_taken(p)]
             if taken:
                 raise UsageError(f"ports taken: {', '.join(taken)} (ACTIVITY_SYNC_PORT_BASE={base}); choose another base")
@@ -310,7 +317,9 @@ class Ports:
         wanted.update({name: FAKE_PORTS[name] for name in fakes})
         wanted["admin"] = 8080
         wanted.update({"ingest": 8094, "ingest metrics": 6090, "directory metrics": 6091, "source metrics": 6092,
-                       "anmc metrics": 6093, "scores metrics": 6094})
+                       "anmc metrics": 6093, "scores metrics": 6094, "lists metrics": 6095})
+        if pulls:
+            wanted[TMP] = FAKE_PORTS[TMP]
         self.ports = {}
         for name, port in wanted.items():
             if port_taken(port) or port in self.ports.values():
@@ -345,8 +354,10 @@ class Embedded:
                            tuple(fakes_needed(self.doc)))
         self.config = localise(self.doc, self.var, self.ports)
 
+    occ_env: dict = {}
+
     def env(self) -> dict:
-        env = dict(os.environ)
+        env = dict(os.environ, **self.occ_env)
         env["ACTIVITY_SYNC_CONFIG"] = str(Path(self.config).resolve())
         env["ACTIVITY_SYNC_METRICS_PORT"] = str(self.ports["stream metrics"])
         return env
@@ -402,6 +413,16 @@ class Embedded:
             print(f"  scores ({', '.join(x.get('tenant', '?') for x in self.doc['scoring'])}): metrics "
                   f"http://127.0.0.1:{port}/metrics (the admin page's Scores tab; `activity-sync scores report "
                   f"--tenant T`)", flush=True)
+        if self.doc.get("lists"):  # community lists: the list stage (the fake marketing platform pulls them)
+            port = self.ports["lists metrics"]
+            self.spawn("lists", ["-m", "streams.lists"], dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),
+                                                               ACTIVITY_SYNC_DATADIR=str(self.var / "lists-data")))
+            tmp = f"http://127.0.0.1:{self.ports[TMP]}"
+            print(f"  lists ({', '.join(x.get('name', '?') for x in self.doc['lists'])}): metrics "
+                  f"http://127.0.0.1:{port}/metrics (the admin page's Lists tab)\n"
+                  f"  the fake marketing platform pulls them: curl -X POST {tmp}/_ui/groups/refresh, then "
+                  f"curl -X POST '{tmp}/_ui/groups/<id>/sync?wait=1' (Refresh Target Group List, Sync Now)",
+                  flush=True)
         if self.doc.get("anmc"):  # an Action Network <-> Mobile Commons sync: its stream stage
             port = self.ports["anmc metrics"]
             self.spawn("anmc", ["-m", "streams.anmc"], dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),
@@ -444,6 +465,29 @@ class Embedded:
         key_file.touch(mode=0o600)
         key_file.write_text(presented + "\n")
         return presented
+
+    async def issue_occ(self, settings: Settings) -> None:
+        """The Online Community Connection's credentials for each tenant with lists (issued anew each run,
+        stored hashed on activity.config), handed to the fake marketing platform with the feed's address."""
+        from aiokafka import AIOKafkaProducer
+
+        from core.lists import issue_connection
+
+        tenants = sorted({x.get("tenant") for x in self.doc.get("lists") or [] if x.get("tenant")})
+        if not tenants:
+            return
+        producer = AIOKafkaProducer(acks="all", **settings.kafka.aiokafka_kwargs())
+        await producer.start()
+        try:
+            conn, password = issue_connection(tenants[0])
+            await producer.send_and_wait(Topics(settings.topic_prefix).config, key=conn.key().encode(),
+                                         value=json.dumps(conn.record()).encode())
+        finally:
+            await producer.stop()
+        self.occ_env = {"ACTIVITY_SYNC_OCC_FEED_URL": f"http://127.0.0.1:{self.ports['admin']}/occ/v1",
+                        "ACTIVITY_SYNC_OCC_IAMKEY": conn.iam_key, "ACTIVITY_SYNC_OCC_PASSWORD": password}
+        print(f"Online Community Connection of tenant {tenants[0]}: IAMKey {conn.iam_key} (the password went to the "
+              f"fake marketing platform; the admin page's Lists tab issues new ones)", flush=True)
 
     def start_admin(self, env: dict) -> None:
         """The admin page and API, with a key made once and kept in var/admin-key."""
@@ -489,6 +533,7 @@ async def run_embedded(args) -> int:
         n = await publish_config(settings, emb.config)
         print(f"loaded {n} config records from {args.config} into {Topics(settings.topic_prefix).config}")
         push_key = await emb.issue_demo_key(settings)
+        await emb.issue_occ(settings)
         emb.start_workers()
         port = emb.ports["ingest"]
         print(f"Push API demo key (tenant {DEMO_TENANT}): {push_key}\n  try: curl -s -H 'ApiKey: {push_key}' "

@@ -484,10 +484,24 @@ class FakeInformz(FakeServer):
         return grid_response(kind, page, start)
 
     # ------------------------------------------------------------------ serving
+    def listing(self) -> list:
+        return [self.info(g) for g in self.groups.values()]
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        """``GET /_stats``: ``stored`` counts the subscribers of every target group."""
+        return web.json_response({"stored": sum(len(self.emails(g)) for g in self.groups.values()),
+                                  "groups": len(self.groups), "subscribers": len(self.subscribers),
+                                  "feed_requests": len(self.feed_requests), "uploads": len(self.uploads)})
+
+    async def handle_listing(self, request: web.Request) -> web.Response:
+        return web.json_response(self.listing())
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(self.path, self.soap)
         r = app.router
+        r.add_get("/_stats", self.handle_stats)
+        r.add_get("/", self.handle_listing)
         r.add_get("/_ui/integration", self.ui_integration)
         r.add_put("/_ui/integration", self.ui_integration)
         r.add_get("/_ui/folders", self.ui_folders)

@@ -55,7 +55,10 @@ def row_of(d: Delivery) -> tuple[str, str, bool, dict]:
     """``(target group, remote id, joined, subscriber)`` of one delivery."""
     if d.activity_code not in CODES:
         raise MappingError(f"{d.activity_code}: the informz provider writes {' and '.join(CODES)}")
-    p = dict(d.details)
+    try:
+        p = json.loads(d.details_json or "{}") if not d.details else dict(d.details)
+    except ValueError:
+        p = {}
     tg, rid = p.get("TargetGroupName"), p.get("MemberExternalKey") or d.customer_id
     if not tg or not rid:
         raise MappingError("no TargetGroupName or member: not a community list activity")
