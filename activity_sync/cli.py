@@ -368,12 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     from activity_sync.push import add_parsers as push_parsers
     from activity_sync.anmccmd import add_parsers as anmc_parsers
     from activity_sync.scorecmd import add_parsers as score_parsers
+    from activity_sync.listcmd import add_parsers as list_parsers
     from activity_sync.sourcecmd import add_parsers as source_parsers
 
     push_parsers(sub)
     source_parsers(sub)
     anmc_parsers(sub)
     score_parsers(sub)
+    list_parsers(sub)
     fc = sub.add_parser("fake-crm", help="run the fake CRM webhook receiver")
     fc.set_defaults(handler=cmd_fake_crm)
     fc.add_argument("--port", type=int, default=8085, help="port to listen on (default 8085)")

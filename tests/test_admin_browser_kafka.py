@@ -405,3 +405,83 @@ async def test_the_report_card_and_a_member_page_with_charts_and_the_printable_e
         await page.close()
         await runner.cleanup()
         await state.stop()
+
+
+async def test_a_list_built_on_the_page_with_a_preview_count_and_its_reconciliation(settings, tmp_path, browser,
+                                                                                     monkeypatch):
+    """The Lists tab: members' states (lists.state) and a list's members (list.members) as the list stage
+    writes them; a list built from rules with the preview count moving as rules change, saved; the
+    reconciliation view against the fake marketing platform's partner API."""
+    import time
+
+    from core.config import parse_config
+    from core.lists import apply_activity, new_state
+    from sinks.providers.informz.fake import FakeInformz
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    fake = await FakeInformz(hour_s=0).start()
+    monkeypatch.setenv("TEST_INFORMZ_PASSWORD", fake.password)
+    topics = Topics(settings.topic_prefix)
+    now = time.time()
+    plan = {"M1": ["DiscussionMessageCreate", "LibraryEntryView"], "M2": ["DiscussionMessageCreate"],
+            "M3": ["LibraryEntryView"], "M4": ["DiscussionMessageCreate"]}
+    states = {}
+    for m, codes in plan.items():
+        st = new_state("DEMO", m)
+        for i, code in enumerate(codes):
+            apply_activity(st, f"{m}-{i}", code, "Discussions" if code.startswith("Disc") else "Resource Libraries",
+                           now - 3600, {}, now)
+        states[m] = st
+    doc = {"lists": [{"tenant": "DEMO", "name": "Informz Posters", "criteria": {"activity": {"codes": [
+               "DiscussionMessageCreate"]}}}],
+           "endpoints": [{"name": "tmp", "provider": "informz", "tenant": "DEMO", "settings": {
+               "url": fake.url, "brand_id": fake.brand_id, "brand": fake.brand, "username": fake.user,
+               "password_env": "TEST_INFORMZ_PASSWORD"}}]}
+    await produce(settings, topics.config, [(k.encode(), v) for k, v in parse_config(doc).records()])
+    await produce(settings, topics.lists_state, [(f"DEMO|{m}".encode(), json.dumps(s).encode()) for m, s in states.items()])
+    emails = {"M1": "m1@example.org", "M2": "shared@example.org", "M4": "Shared@example.org"}
+    await produce(settings, topics.list_members, [(f"DEMO|informz-posters|{m}".encode(), json.dumps(
+        {"tenant": "DEMO", "list": "informz-posters", "member": m, "email": e}).encode()) for m, e in emails.items()])
+    g = fake.new_group("Posters", "informz-posters")  # synced before: one subscriber since unsubscribed
+    g["members"] = {"M1": fake.upsert_subscriber("m1@example.org", "M1"),
+                    "M2": fake.upsert_subscriber("shared@example.org", "M2")}
+    fake.subscribers["m1@example.org"]["status"] = "unsubscribed"
+    root = ApiKey("root", "super", ("*",), KEY.secret)
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [root])
+    page = await browser.new_page(viewport={"width": 1400, "height": 1100})
+    try:
+        await sign_in(page, f"http://127.0.0.1:{port}/")
+        await eventually(lambda: asyncio.sleep(0, len(state.lists.states.get("DEMO", {})) == 4
+                                               and state.lists.count("DEMO", "informz-posters") == 3), 30, "lists")
+        await page.click("[data-testid=tab-lists]")
+        await page.wait_for_selector("[data-testid=list-count-informz-posters]:has-text('3')")
+        await page.fill("[data-testid=list-tenant]", "DEMO")
+        await page.fill("[data-testid=list-name]", "Informz Posters Not Reading")
+        await page.select_option("[data-testid=rule-what] >> nth=0", "code:DiscussionMessageCreate")
+        await page.wait_for_selector("[data-testid=list-preview]:has-text('3 members match now')")
+        await page.click("[data-testid=list-add-rule]")
+        await page.select_option("[data-testid=rule-kind] >> nth=1", "never")
+        await page.select_option("[data-testid=rule-what] >> nth=1", "code:LibraryEntryView")
+        await page.wait_for_selector("[data-testid=list-preview]:has-text('2 members match now')")
+        assert "M2" in await page.inner_text("[data-testid=list-preview]")
+        criteria = json.loads(await page.input_value("[data-testid=list-criteria]"))
+        assert criteria == {"all": [{"activity": {"codes": ["DiscussionMessageCreate"]}},
+                                    {"never": {"codes": ["LibraryEntryView"]}}]}
+        await page.screenshot(path=str(ARTIFACTS / "lists-builder.png"), full_page=True)
+        await page.fill("[data-testid=list-criteria]", '{"activity": {"codes": ["DiscussionMessageCreate"], "within": "soon"}}')
+        await page.wait_for_selector("[data-testid=list-preview].error:has-text('within')")
+        await page.fill("[data-testid=list-criteria]", json.dumps(criteria))
+        await page.click("[data-testid=list-save]")
+        await page.wait_for_selector("[data-testid=list-row-informz-posters-not-reading]")
+        assert state.lists.defs["DEMO"]["informz-posters-not-reading"].target_group == "Posters Not Reading"
+        await page.click("[data-testid=list-reconcile-informz-posters]")
+        await page.wait_for_selector("[data-testid=reconcile-reasons] li")
+        text = await page.inner_text("[data-testid=list-reconciliation]")
+        assert "Members in the community\t3" in text and "Subscribers in the target group\t1" in text
+        assert "shared@example.org: M2, M4" in text and "m1@example.org" in text
+        await page.screenshot(path=str(ARTIFACTS / "lists-reconciliation.png"), full_page=True)
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()
+        await fake.stop()

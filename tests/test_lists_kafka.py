@@ -165,9 +165,38 @@ async def test_lists_reach_the_marketing_platform_as_target_groups(settings, tmp
         synced = await fake.hour()
         assert len(synced) == 1 and synced[0]["state"] == "synced" and synced[0]["id"] != g["id"]
         assert synced[0]["name"] == "Has Started Discussion Thread" and synced[0]["remote_ids"] == ["M1", "M2", "M3"]
+
+        # the command line: the lists and their counts, a list's members, new credentials
+        import subprocess
+        import sys
+
+        def cli(*args):
+            out = subprocess.run([sys.executable, "-m", "activity_sync.cli", "lists", *args], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        shown = [json.loads(line) for line in cli("show", "--tenant", "DEMO").splitlines()]
+        assert {(x.get("id"), x.get("members")) for x in shown if "id" in x} == {("started-thread", 4),
+                                                                               ("library-readers", 2)}
+        members = [json.loads(line)["member"] for line in cli("members", "--tenant", "DEMO", "--list",
+                                                              "started-thread").splitlines()]
+        assert members == ["M1", "M2", "M3", "M4"]
+        issued = cli("connection", "--tenant", "DEMO")
+        assert "IAMKey:" in issued and "Password:" in issued
+        await wait_for(lambda: state.lists.connections["DEMO"].iam_key != creds["iam_key"], 30, "new credentials")
+        with pytest.raises(RuntimeError, match="401"):  # the old password no longer opens the feed
+            await fake.refresh()
     finally:
         await client.close()
         await state.stop()
+
+
+def test_the_feeds_openapi_document_is_the_one_served():
+    from activity_sync.admin.lists import FEED_OPENAPI
+
+    with open("docs/occ-feed.openapi.json") as f:
+        assert json.load(f) == FEED_OPENAPI
 
 
 async def test_a_push_list_reaches_the_target_group_through_the_partner_api(settings, tmp_path, spawn, fake):

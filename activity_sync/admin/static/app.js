@@ -499,10 +499,148 @@ async function issueKey() {
   await loadKeys();
 }
 
+// ---------------------------------------------------------------- community lists
+async function loadLists() {
+  const rows = await api("GET", "/lists");
+  const body = document.getElementById("list-rows");
+  body.replaceChildren(...rows.map((l) => el("tr", { "data-testid": `list-row-${l.id}` },
+    el("td", { text: l.tenant }), el("td", { text: l.name }), el("td", { text: l.target_group || "— (not offered: no Informz prefix)" }),
+    el("td", { text: String(l.count), "data-testid": `list-count-${l.id}` }), el("td", { text: l.sample.join(", ") }),
+    el("td", {}, el("button", { type: "button", text: "Edit", onclick: () => editList(l) }), " ",
+      el("button", { type: "button", text: "Reconcile", "data-testid": `list-reconcile-${l.id}`,
+                     onclick: () => reconcile(l).catch((e) => say(e.message, true)) }), " ",
+      el("button", { type: "button", text: "Delete", onclick: () => deleteList(l).catch((e) => say(e.message, true)) })))));
+  if (!document.getElementById("l-rules").children.length && !document.getElementById("l-criteria").value) addRule();
+}
+
+function categories() { return [...new Set(state.activities.map((a) => a.category))].sort(); }
+
+function addRule(kind = "did") {
+  const what = el("select", { "data-testid": "rule-what" },
+    el("optgroup", { label: "Activity codes" }, ...state.activities.map((a) => el("option", { value: `code:${a.activity_code}`, text: a.activity_code }))),
+    el("optgroup", { label: "Categories" }, ...categories().map((c) => el("option", { value: `category:${c}`, text: `any ${c} activity` }))));
+  const how = el("select", { "data-testid": "rule-kind" }, el("option", { value: "did", text: "did" }),
+    el("option", { value: "never", text: "did not do" }), el("option", { value: "score", text: "has an engagement score of at least" }),
+    el("option", { value: "member_of", text: "is a member of the community" }));
+  how.value = kind;
+  const times = el("input", { type: "number", min: "1", value: "1", "data-testid": "rule-times", "aria-label": "at least this many times" });
+  const days = el("input", { type: "number", min: "1", max: "400", placeholder: "any time", "data-testid": "rule-days", "aria-label": "within the last days" });
+  const value = el("input", { "data-testid": "rule-value", "aria-label": "score or community", size: "16" });
+  const row = el("div", { class: "rule" }, how, what, el("span", { class: "t-times", text: "at least" }), times,
+    el("span", { class: "t-times", text: "times," }), el("span", { class: "t-days", text: "within the last" }), days,
+    el("span", { class: "t-days", text: "days" }), value,
+    el("button", { type: "button", text: "Remove", onclick: () => { row.remove(); rulesChanged(); } }));
+  row.rule = () => {
+    const k = how.value;
+    if (k === "score") return { score: { at_least: Number(value.value || 0) } };
+    if (k === "member_of") return { member_of: { community: value.value.trim() } };
+    const [field, name] = what.value.split(/:(.*)/s);
+    const c = { [field === "code" ? "codes" : "categories"]: [name] };
+    if (days.value) c.within_days = Number(days.value);
+    if (k === "did" && Number(times.value) > 1) c.at_least = Number(times.value);
+    return k === "did" ? { activity: c } : { never: c };
+  };
+  const shown = () => {
+    const k = how.value;
+    what.hidden = k === "score" || k === "member_of";
+    for (const e of row.querySelectorAll(".t-days")) e.hidden = what.hidden;
+    days.hidden = what.hidden;
+    for (const e of row.querySelectorAll(".t-times")) e.hidden = k !== "did";
+    times.hidden = k !== "did";
+    value.hidden = !what.hidden;
+  };
+  for (const e of [how, what, times, days, value]) e.addEventListener("input", () => { shown(); rulesChanged(); });
+  shown();
+  document.getElementById("l-rules").append(row);
+  rulesChanged();
+}
+
+function rulesChanged() {
+  const rules = [...document.getElementById("l-rules").children].map((r) => r.rule());
+  const op = document.getElementById("l-op").value;
+  document.getElementById("l-criteria").value = rules.length === 1 ? JSON.stringify(rules[0], null, 2)
+    : rules.length ? JSON.stringify({ [op]: rules }, null, 2) : "";
+  previewSoon();
+}
+
+function previewSoon() {
+  clearTimeout(state.previewTimer);
+  state.previewTimer = setTimeout(() => previewList().catch((e) => say(e.message, true)), 250);
+}
+
+async function previewList() {
+  const out = document.getElementById("l-preview");
+  const box = document.getElementById("l-criteria");
+  const tenant = document.getElementById("l-tenant").value.trim();
+  if (!tenant || !box.value.trim()) { out.textContent = ""; return; }
+  let criteria;
+  try { criteria = JSON.parse(box.value); } catch (e) { out.textContent = `not JSON yet: ${e.message}`; box.classList.add("invalid"); return; }
+  try {
+    const p = await api("POST", "/lists/preview", { tenant, criteria });
+    box.classList.remove("invalid");
+    out.className = "";
+    out.textContent = `${p.count} member${p.count === 1 ? "" : "s"} match now (of ${p.members_evaluated} with activity)` +
+      (p.sample.length ? `, e.g. ${p.sample.join(", ")}` : "");
+  } catch (e) { box.classList.add("invalid"); out.className = "error"; out.textContent = e.message; }
+}
+
+function editList(l) {
+  document.getElementById("l-tenant").value = l.tenant;
+  document.getElementById("l-name").value = l.name;
+  document.getElementById("l-push").checked = !!l.push;
+  document.getElementById("l-rules").replaceChildren();
+  document.getElementById("l-criteria").value = JSON.stringify(l.criteria, null, 2);
+  state.editingList = l.id;
+  previewSoon();
+  document.getElementById("l-name").focus();
+}
+
+function slug(name) { return name.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-+|-+$/g, "").toLowerCase().slice(0, 100) || "list"; }
+
+async function saveList() {
+  const tenant = document.getElementById("l-tenant").value.trim();
+  const name = document.getElementById("l-name").value.trim();
+  let criteria;
+  try { criteria = JSON.parse(document.getElementById("l-criteria").value); } catch (e) { throw new Error(`criteria: not JSON: ${e.message}`); }
+  const id = state.editingList || slug(name);
+  await api("PUT", `/lists/${encodeURIComponent(tenant)}/${encodeURIComponent(id)}`,
+            { name, criteria, push: document.getElementById("l-push").checked });
+  state.editingList = null;
+  say(`list ${name} saved: its members follow in a moment`);
+  await loadLists();
+}
+
+async function deleteList(l) {
+  if (!confirm(`Delete list ${l.name}? Its target group stops being offered.`)) return;
+  await api("DELETE", `/lists/${encodeURIComponent(l.tenant)}/${encodeURIComponent(l.id)}`);
+  say(`list ${l.name} deleted`);
+  await loadLists();
+}
+
+async function reconcile(l) {
+  const r = await api("GET", `/lists/${encodeURIComponent(l.tenant)}/${encodeURIComponent(l.id)}/reconciliation`);
+  const row = (k, v) => el("tr", {}, el("td", { text: k }), el("td", { text: v }));
+  const list = (xs) => xs.length ? xs.join(", ") : "none";
+  document.getElementById("l-reconcile").replaceChildren(el("h3", { text: `${r.list} → ${r.target_group || "(not offered)"}` }),
+    el("table", { class: "recon" },
+      row("Members in the community", String(r.community_count)),
+      row("Subscribers in the target group", r.platform_count === null || r.platform_count === undefined ? "unknown" : String(r.platform_count)),
+      row("Malformed or missing e-mail addresses", list(r.malformed_emails.map((m) => `${m.remote_id} (${m.email || "none"})`))),
+      row("Duplicate e-mail addresses in the community", list(r.duplicate_emails.map((d) => `${d.email}: ${d.remote_ids.join(", ")}`))),
+      row("Unsubscribed in the marketing platform", list(r.unsubscribed || []))),
+    el("ul", { "data-testid": "reconcile-reasons" }, ...(r.reasons || []).map((x) => el("li", { text: x }))));
+}
+
+async function issueConnection() {
+  const tenant = document.getElementById("o-tenant").value.trim();
+  const c = await api("POST", `/list-connections/${encodeURIComponent(tenant)}`, {});
+  document.getElementById("occ-new").textContent = `IAMKey ${c.iam_key}, password ${c.password} (shown this once)`;
+}
+
 // ---------------------------------------------------------------- tabs and start
 const loaders = { contacts: async () => { await loadContacts(); await loadKeys(); }, endpoints: loadEndpoints, subscriptions: async () => { await loadEndpoints(); fillFilters(); await loadSubscriptions(); },
                   status: loadStatus, dead: async () => { await loadEndpoints(); await loadDead(); }, audit: loadAudit,
-                  sync: loadSync, scores: loadScoreTenants };
+                  sync: loadSync, scores: loadScoreTenants, lists: loadLists };
 
 async function show(tab) {
   state.tab = tab;
@@ -536,6 +674,18 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("s-model-save").addEventListener("click", () => saveModel().catch((e) => say(e.message, true)));
   document.getElementById("s-csv").addEventListener("click", () => download("csv").catch((e) => say(e.message, true)));
   document.getElementById("s-html").addEventListener("click", () => download("html").catch((e) => say(e.message, true)));
+  document.getElementById("l-add").addEventListener("click", () => addRule());
+  document.getElementById("l-op").addEventListener("change", rulesChanged);
+  document.getElementById("l-criteria").addEventListener("input", previewSoon);
+  document.getElementById("l-tenant").addEventListener("input", previewSoon);
+  document.getElementById("list-builder").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    saveList().catch((e) => say(e.message, true));
+  });
+  document.getElementById("occ-issue").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    issueConnection().catch((e) => say(e.message, true));
+  });
   document.getElementById("key-issue").addEventListener("submit", (ev) => {
     ev.preventDefault();
     issueKey().catch((e) => say(e.message, true));
