@@ -10,7 +10,7 @@ Each stream contender runs ``--rounds`` times (3), in a rotating order, and the 
 median with the spread, with each contender's own CPU time per event (from /proc, so another
 process's load does not count) and the load average: a burst of other load hits all of them alike.
 
-    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|ingest|source|scores|anmc]
+    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|ingest|source|scores|anmc|lists]
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3, help="runs of each stream contender, alternating")
-    ap.add_argument("--only", choices=["stream", "sink", "ingest", "source", "anmc", "scores", "providers", "ams"],
+    ap.add_argument("--only", choices=["stream", "sink", "ingest", "source", "anmc", "scores", "lists", "providers", "ams"],
                     default=None,
                     help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
                          "(the AMS providers and PostgreSQL only)")
@@ -285,6 +285,11 @@ def main() -> int:
 
             print("\n== Action Network -> Mobile Commons: the nightly sync, both fakes 20 ms a request ==", flush=True)
             print_anmc(asyncio.run(bench_anmc(kafka, log_dir)))
+        if args.only in (None, "lists"):
+            from bench.lists import latency, print_lists, resyncs
+
+            print("\n== Lists: 50 lists over 100,000 members; full resyncs of a 100,000-member list ==", flush=True)
+            print_lists(asyncio.run(latency(kafka, log_dir, 100_000)), asyncio.run(resyncs(100_000)))
         if args.only is None:
             from bench.providers import bench_providers
 

@@ -71,25 +71,42 @@ def bind_config_health(app: faust.App, health, config_table) -> None:
         health.bind_loop(asyncio.get_running_loop())
 
 
-async def enriched_records(stream, settings: Settings, reader, wanted, log_) -> "AsyncIterator[dict]":
-    """The enriched records of a Faust stream of ``activity.enriched`` whose tenant ``wanted(tenant)``
-    accepts, decoded with ``reader`` (a record of another tenant is not even decoded: its ``tenant``
-    header says whose it is); an unreadable record is logged and skipped."""
+def decode_enriched(msg, settings: Settings, reader, wanted, log_) -> dict | None:
+    """One ``activity.enriched`` message decoded with ``reader`` when its tenant ``wanted(tenant)``
+    accepts it (a record of another tenant is not even decoded: its ``tenant`` header says whose it
+    is); None otherwise, or when it is unreadable (logged)."""
     from .avro import DecodeError, decode_any, decode_single_object
 
+    try:
+        hint = dict(msg.headers or []).get("tenant")
+        if hint is not None and not wanted(hint.decode(errors="replace")):
+            return None
+        record = (decode_single_object(msg.value, reader) if settings.schema_registry_url is None
+                  else decode_any(msg.value, settings.schema_registry_url))
+    except (DecodeError, ValueError) as exc:
+        log_.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
+        return None
+    return record if wanted(record.get("tenant_code")) else None
+
+
+async def enriched_records(stream, settings: Settings, reader, wanted, log_) -> "AsyncIterator[dict]":
+    """The enriched records of a Faust stream of ``activity.enriched`` (:func:`decode_enriched`)."""
     async for event in stream.events():
-        msg = event.message
-        try:
-            hint = dict(msg.headers or []).get("tenant")
-            if hint is not None and not wanted(hint.decode(errors="replace")):
-                continue
-            record = (decode_single_object(msg.value, reader) if settings.schema_registry_url is None
-                      else decode_any(msg.value, settings.schema_registry_url))
-        except (DecodeError, ValueError) as exc:
-            log_.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
-            continue
-        if wanted(record.get("tenant_code")):
+        record = decode_enriched(event.message, settings, reader, wanted, log_)
+        if record is not None:
             yield record
+
+
+def as_current(event) -> None:
+    """Make ``event`` Faust's current event: a table read or written while handling one event of a
+    ``take_events`` batch then uses that event's partition (its store and changelog partition), as it
+    does when events come one at a time. Faust sets the same context variable for each event of
+    ``stream.events()``."""
+    import weakref
+
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
 
 
 def install_health(app: faust.App, health, config_table, joined=None) -> None:

@@ -42,7 +42,7 @@ from .settingsmodel import parse_duration
 
 HORIZON_DAYS = 400
 KEEP_PER_CODE = 200
-KEEP_KEYS = 256
+KEEP_KEYS = 64
 PREFIX = "Informz"
 FOLDER = "Online Community"
 JOIN_CODES = ("CommunityMemberJoin", "CommunityMemberAdd", "ContactGroupJoin")
@@ -79,11 +79,18 @@ class Activity:
     start: float | None = None     # epoch seconds, inclusive
     end: float | None = None       # epoch seconds, exclusive (the day after ``to``)
 
+    def _names(self, st: dict) -> list[str]:
+        codes = st.get("codes", {})
+        if not self.categories:
+            return [c for c in self.codes if c in codes]
+        cc = st.get("cc", {})
+        return [c for c in codes if c in self.codes or cc.get(c) in self.categories]
+
     def count(self, st: dict, now: float) -> int:
         n = 0
-        for code, (total, times) in st.get("codes", {}).items():
-            if code not in self.codes and st.get("cc", {}).get(code) not in self.categories:
-                continue
+        codes = st.get("codes", {})
+        for code in self._names(st):
+            total, times = codes[code]
             if self.within_s is None and self.start is None:
                 n += total
             elif self.within_s is not None:
@@ -101,9 +108,9 @@ class Activity:
         if self.within_s is None:
             return None
         first = None
-        for code, (_, times) in st.get("codes", {}).items():
-            if code not in self.codes and st.get("cc", {}).get(code) not in self.categories:
-                continue
+        codes = st.get("codes", {})
+        for code in self._names(st):
+            times = codes[code][1]
             i = bisect.bisect_left(times, now - self.within_s)
             if i < len(times) and (first is None or times[i] < first):
                 first = times[i]
@@ -141,6 +148,18 @@ class Node:
         if self.op == "any":
             return any(p.test(st, now) for p in self.parts)
         return not self.parts[0].test(st, now)
+
+
+def mentions(c) -> tuple[frozenset, frozenset, bool, bool]:
+    """``(codes, categories, score, member_of)`` a criteria tree looks at: an activity of another code
+    and category cannot change its answer (time can: the timer re-evaluates)."""
+    if isinstance(c, Node):
+        parts = [mentions(p) for p in c.parts]
+        return (frozenset().union(*(p[0] for p in parts)), frozenset().union(*(p[1] for p in parts)),
+                any(p[2] for p in parts), any(p[3] for p in parts))
+    if isinstance(c, Activity):
+        return c.codes, c.categories, False, False
+    return frozenset(), frozenset(), isinstance(c, Score), isinstance(c, MemberOf)
 
 
 def windowed(c) -> list[Activity]:
@@ -285,6 +304,29 @@ class ListDef:
     def target_group(self) -> str | None:
         return target_group_name(self.name)
 
+    @property
+    def windows(self) -> list[Activity]:
+        w = self.__dict__.get("_windows")
+        if w is None:
+            w = windowed(self.criteria)
+            object.__setattr__(self, "_windows", w)
+        return w
+
+    @property
+    def looks_at(self) -> tuple[frozenset, frozenset, bool, bool]:
+        m = self.__dict__.get("_looks_at")
+        if m is None:
+            m = mentions(self.criteria)
+            object.__setattr__(self, "_looks_at", m)
+        return m
+
+    def affected_by(self, code: str | None, category: str | None, score: bool = False) -> bool:
+        """Whether an activity of ``code`` (or a new score) may change who is in the list."""
+        codes, cats, by_score, by_community = self.looks_at
+        if score:
+            return by_score
+        return code in codes or category in cats or (by_community and (code in JOIN_CODES or code in LEAVE_CODES))
+
     def test(self, st: dict, now: float) -> bool:
         return self.enabled and self.criteria.test(st, now)
 
@@ -331,7 +373,9 @@ def _community_names(details: dict) -> list[str]:
 
 def apply_activity(st: dict, key: str, code: str, category: str, when: float, details: dict,
                    now: float) -> bool:
-    """One activity on a member's state (in place); False when it was counted before."""
+    """One activity on a member's state (in place); False when it was counted before (its key is among
+    the member's last :data:`KEEP_KEYS`, kept as 12-hex-digit digests: a redelivery repeats recent records)."""
+    key = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     if key in st["keys"]:
         return False
     st["keys"].append(key)
@@ -362,7 +406,7 @@ def apply_activity(st: dict, key: str, code: str, category: str, when: float, de
 def evaluate(lists: list[ListDef], st: dict, now: float) -> tuple[set[str], float | None]:
     """The ids of ``lists`` the member is in now, and when a window next changes that (or None)."""
     ins = {x.id for x in lists if x.test(st, now)}
-    dues = [d for x in lists if x.enabled for w in windowed(x.criteria) if (d := w.due(st, now)) is not None]
+    dues = [d for x in lists if x.enabled for w in x.windows if (d := w.due(st, now)) is not None]
     return ins, (min(dues) if dues else None)
 
 

@@ -34,12 +34,13 @@ import time
 import zlib
 
 import faust
+import orjson
 
 from core import metrics as core_metrics
 from core.avro import DecodeError, decode_member_score, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
-from core.faustapp import bind_config_health, enriched_records, faust_role_main, make_app
+from core.faustapp import as_current, bind_config_health, decode_enriched, faust_role_main, make_app
 from core.health import Health
 from core.lists import ListError, apply_activity, evaluate, new_state, parse_list
 from core.settings import Settings
@@ -48,6 +49,9 @@ from core.topics import Topics
 from . import listmetrics as metrics
 
 log = logging.getLogger("activity_sync.lists")
+#: records an agent takes at once (or fewer, after BATCH_WITHIN_S): their sends are acknowledged together
+BATCH = 500
+BATCH_WITHIN_S = 0.02
 KEEP_DETAILS = frozenset(
     f"{role}{s}" for role in ("Author", "Member", "Contact", "AccessedBy", "Agent", "")
     for s in ("Email", "EmailAddress", "PrimaryEmailAddress", "FirstName", "LastName")) | {
@@ -60,6 +64,7 @@ class Lists:
     def __init__(self) -> None:
         self.by_tenant: dict[str, dict] = {}
         self.changed: set[str] = set()
+        self._of: dict[str, tuple[list, str]] = {}   # tenant -> (its lists, their version), until a change
 
     def apply(self, key: bytes, value: bytes | None) -> None:
         k = key.decode(errors="replace")
@@ -76,14 +81,22 @@ class Lists:
                 log.error("activity.config %s refused: %s", k, exc)
                 return
         self.changed.add(tenant)
+        self._of.pop(tenant, None)
         metrics.LISTS.set(sum(len(x) for x in self.by_tenant.values()))
 
+    def _cached(self, tenant: str) -> tuple[list, str]:
+        got = self._of.get(tenant)
+        if got is None:
+            defs = list(self.by_tenant.get(tenant, {}).values())
+            got = self._of[tenant] = (defs, lists_version(defs))
+        return got
+
     def of(self, tenant: str) -> list:
-        return list(self.by_tenant.get(tenant, {}).values())
+        return self._cached(tenant)[0]
 
     def version(self, tenant: str) -> str:
         """A digest of the tenant's lists: a member evaluated under another one is evaluated again."""
-        return lists_version(self.of(tenant))
+        return self._cached(tenant)[1]
 
 
 def lists_version(defs: list) -> str:
@@ -102,20 +115,29 @@ def slim(record: dict) -> tuple[bytes, dict] | None:
     date = record["activity_date"]
     when = date.timestamp() if isinstance(date, dt.datetime) else \
         dt.datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp()
-    details = {d["name"]: d["value"] for d in record.get("details") or () if d["name"] in KEEP_DETAILS}
+    try:  # details_json: a third of the decode's cost of the details pairs
+        props = orjson.loads(record.get("details_json") or "{}")
+    except ValueError:
+        props = {}
+    details = {k: v for k, v in props.items() if k in KEEP_DETAILS and isinstance(v, str)} \
+        if isinstance(props, dict) else {}
     tenant = record["tenant_code"]
     return f"{tenant}|{member}".encode(), {"key": record["activity_key"], "code": record["activity_code"],
                                            "category": record["category"], "when": when, "tenant": tenant,
                                            "member": member, "d": details}
 
 
-def member_record(tenant: str, list_id: str, st: dict, since: float, now: float) -> dict:
+def member_record(tenant: str, list_id: str, st: dict, since: float, now: float, cause: str | None = None) -> dict:
+    """A member of a list on ``list.members``; ``cause``: the activity that made the change (None: a window
+    passed, or the lists changed)."""
     return {"tenant": tenant, "list": list_id, "member": st["m"], "email": st.get("email"),
             "first_name": st.get("first"), "last_name": st.get("last"),
-            "since": dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat(), "updated_at": int(now * 1000)}
+            "since": dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat(), "updated_at": int(now * 1000),
+            "cause": cause}
 
 
-def step(st: dict | None, r: dict, lists: list, now: float) -> tuple[dict | None, list[tuple[str, dict | None]]]:
+def step(st: dict | None, r: dict, lists: list, now: float,
+         version: str | None = None) -> tuple[dict | None, list[tuple[str, dict | None]]]:
     """One ``lists.activities`` record on a member's state: the new state (None: nothing changed) and the
     membership changes, ``(list id, record)`` to join or update, ``(list id, None)`` to leave."""
     if st is None:
@@ -133,7 +155,18 @@ def step(st: dict | None, r: dict, lists: list, now: float) -> tuple[dict | None
         return None, []
     else:
         metrics.APPLIED.inc()
-    ins, due = evaluate(lists, st, now)
+    version = version if version is not None else lists_version(lists)
+    if r.get("tick") or st.get("lv") != version:
+        ins, due = evaluate(lists, st, now)  # time passed or the lists changed: every list again
+    else:  # an activity (or a score) changes only the lists that look at its code, category or score
+        code, category, score = r.get("code"), r.get("category"), "score" in r
+        hit = [x for x in lists if x.affected_by(code, category, score)]
+        hit_ids = {x.id for x in hit}
+        got, due_hit = evaluate(hit, st, now)
+        ins = {x for x in st.get("lists", []) if x not in hit_ids} | got
+        old_due = st.get("due")
+        due = min([d for d in (due_hit, old_due if old_due and old_due > now else None) if d is not None],
+                  default=None)  # at worst a tick early: it re-evaluates everything
     was = dict(st.get("lists_since") or {}) or {x: now for x in st.get("lists", [])}
     changes: list[tuple[str, dict | None]] = []
     moved = (st.get("email"), st.get("first"), st.get("last")) != before_email
@@ -141,9 +174,9 @@ def step(st: dict | None, r: dict, lists: list, now: float) -> tuple[dict | None
     for lid in sorted(ins):
         since[lid] = was.get(lid, now)
         if lid not in was or moved:
-            changes.append((lid, member_record(st["t"], lid, st, since[lid], now)))
+            changes.append((lid, member_record(st["t"], lid, st, since[lid], now, r.get("key"))))
     changes += [(lid, None) for lid in sorted(set(was) - ins)]
-    st["lists"], st["lists_since"], st["due"], st["lv"] = sorted(ins), since, due, lists_version(lists)
+    st["lists"], st["lists_since"], st["due"], st["lv"] = sorted(ins), since, due, version
     return st, changes
 
 
@@ -176,67 +209,88 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     lists = Lists()
     config = CompactedTopic(settings.kafka, topics.config, lists.apply)
     app.service(config)
-    slim_reader = reader_schema_without("details_json", "details_xml", "deliveries", "source")
+    slim_reader = reader_schema_without("details", "details_xml", "deliveries", "source")
     timers: list[tuple[float, bytes]] = []   # (due, tenant|member), a heap; stale entries are harmless ticks
     bind_config_health(app, health, config)
 
     @app.agent(enriched_in)
     async def route(stream):
         await config.wait_ready()
-        async for record in enriched_records(stream, settings, slim_reader, lists.by_tenant.get, log):
-            out = slim(record)
-            if out is not None:
-                await (await activities.send(key=out[0], value=json.dumps(out[1]).encode()))
+        # a batch's sends are acknowledged before its records are (at least once: a repeat counts once)
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            futures = []
+            for event in events:
+                record = decode_enriched(event.message, settings, slim_reader, lists.by_tenant.get, log)
+                out = slim(record) if record is not None else None
+                if out is not None:
+                    futures.append(await activities.send(key=out[0], value=orjson.dumps(out[1])))
+            await asyncio.gather(*futures)
 
     @app.agent(scores_in)
     async def route_scores(stream):
         await config.wait_ready()
-        async for event in stream.events():
-            msg = event.message
-            if msg.value is None or not msg.key:
-                continue
-            tenant, _, member = msg.key.decode(errors="replace").partition("|")
-            if not lists.by_tenant.get(tenant):
-                continue
-            try:
-                score = decode_member_score(msg.value)["score"]
-            except (DecodeError, KeyError, ValueError):
-                continue
-            await (await activities.send(key=msg.key, value=json.dumps(
-                {"tenant": tenant, "member": member, "score": score}).encode()))
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            futures = []
+            for event in events:
+                msg = event.message
+                if msg.value is None or not msg.key:
+                    continue
+                tenant, _, m = msg.key.decode(errors="replace").partition("|")
+                if not lists.by_tenant.get(tenant):
+                    continue
+                try:
+                    score = decode_member_score(msg.value)["score"]
+                except (DecodeError, KeyError, ValueError):
+                    continue
+                futures.append(await activities.send(key=msg.key, value=json.dumps(
+                    {"tenant": tenant, "member": m, "score": score}).encode()))
+            await asyncio.gather(*futures)
 
     @app.agent(activities)
     async def member(stream):
         await config.wait_ready()
-        async for event in stream.events():
-            msg = event.message
-            try:
-                r = json.loads(msg.value)
-            except ValueError:
-                continue
-            old = table.get(msg.key)
+        # A batch at a time: each record is applied in order (a member's records of the batch one after
+        # another), every send of the batch is acknowledged, and only then are the members' new states
+        # written to the table (so a kill never leaves a state whose membership change was not sent).
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             now = time.time()
-            was_in = set(json.loads(old).get("lists", [])) if old else set()
-            st, changes = step(json.loads(old) if old else None, r, lists.of(r.get("tenant", "")), now)
-            if st is None:
-                continue
+            states: dict[bytes, tuple[object, dict]] = {}   # key -> (its last event, its new state)
             futures = []
-            for lid, rec in changes:
-                k = f"{st['t']}|{lid}|{st['m']}".encode()
-                p = partition_of(st["t"], lid, n)
-                futures.append(await members_out.send(key=k, value=None if rec is None else json.dumps(rec).encode(),
-                                                      partition=p))
-                metrics.CHANGES.labels("out" if rec is None else "in").inc()
-                d = lists.by_tenant.get(st["t"], {}).get(lid)
-                if d is not None and d.push and not (rec is not None and lid in was_in):
-                    act = list_activity(st, d, rec, now)
-                    futures.append(await raw_out.send(key=st["m"].encode(), value=json.dumps(act).encode()))
-            if futures:
-                await asyncio.gather(*futures)  # acknowledged before the table moves on
-            table[msg.key] = json.dumps(st).encode()
-            if st["due"] is not None:
-                heapq.heappush(timers, (st["due"], msg.key))
-                metrics.DUE.set(len(timers))
+            for event in events:
+                msg = event.message
+                try:
+                    r = orjson.loads(msg.value)
+                except ValueError:
+                    continue
+                if msg.key in states:
+                    before = states[msg.key][1]
+                else:
+                    as_current(event)
+                    old = table.get(msg.key)
+                    before = orjson.loads(old) if old else None
+                was_in = set(before.get("lists", [])) if before else set()
+                tenant = r.get("tenant", "")
+                st, changes = step(before, r, lists.of(tenant), now, lists.version(tenant))  # (updates it in place)
+                if st is None:
+                    continue
+                states[msg.key] = (event, st)
+                for lid, rec in changes:
+                    k = f"{st['t']}|{lid}|{st['m']}".encode()
+                    futures.append(await members_out.send(
+                        key=k, value=None if rec is None else orjson.dumps(rec),
+                        partition=partition_of(st["t"], lid, n)))
+                    metrics.CHANGES.labels("out" if rec is None else "in").inc()
+                    d = lists.by_tenant.get(st["t"], {}).get(lid)
+                    if d is not None and d.push and not (rec is not None and lid in was_in):
+                        act = list_activity(st, d, rec, now)
+                        futures.append(await raw_out.send(key=st["m"].encode(), value=json.dumps(act).encode()))
+            await asyncio.gather(*futures)  # acknowledged before the table moves on
+            for key, (event, st) in states.items():
+                as_current(event)
+                table[key] = orjson.dumps(st)
+                if st["due"] is not None:
+                    heapq.heappush(timers, (st["due"], key))
+            metrics.DUE.set(len(timers))
 
     async def tick(key: bytes) -> None:
         tenant, _, m = key.decode(errors="replace").partition("|")

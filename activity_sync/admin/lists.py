@@ -21,6 +21,7 @@ stored as an scrypt hash); a connection sees its own tenant's lists only.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import time
@@ -41,6 +42,7 @@ class ListsView:
         self.high: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, list) -> (partition, offset)
         self.states: dict[str, dict[str, dict]] = {}  # tenant -> member -> state (lists.state)
         self._verified: dict[str, str] = {}
+        self._sorted: dict[tuple[str, str], tuple[int, list[str]]] = {}
 
     # ------------------------------------------------------------------ followers
     def config_record(self, key: str, value: bytes | None) -> None:
@@ -90,6 +92,15 @@ class ListsView:
     # ------------------------------------------------------------------ reads
     def current(self, tenant: str, lid: str) -> dict[str, dict]:
         return {m: rec for m, (_, rec) in self.members.get((tenant, lid), {}).items() if rec is not None}
+
+    def sorted_ids(self, tenant: str, lid: str) -> list[str]:
+        """The list's member ids (current and left), sorted; rebuilt only when the list changed."""
+        key = (tenant, lid)
+        version = self.high.get(key, (0, -1))[1]
+        cached = self._sorted.get(key)
+        if cached is None or cached[0] != version:
+            cached = self._sorted[key] = (version, sorted(self.members.get(key, {})))
+        return cached[1]
 
     def count(self, tenant: str, lid: str) -> int:
         return sum(1 for _, rec in self.members.get((tenant, lid), {}).values() if rec is not None)
@@ -200,11 +211,17 @@ def feed_routes(app: web.Application, view_of, directory_of) -> None:
         base = view.parse_token(conn.tenant, lid, since) if since else None
         version = view.token(conn.tenant, lid)
         entries = view.members.get((conn.tenant, lid), {})
-        if base is None:
-            rows = sorted((m, rec) for m, (_, rec) in entries.items() if rec is not None and m > after)
-        else:
-            rows = sorted((m, rec) for m, (off, rec) in entries.items() if off > base and m > after)
-        page, more = rows[:limit], len(rows) > limit
+        ids = view.sorted_ids(conn.tenant, lid)
+        page: list = []
+        more = False
+        for m in ids[bisect.bisect_right(ids, after) if after else 0:]:
+            off, rec = entries[m]
+            if (rec is None) if base is None else off <= base:
+                continue  # not a member (whole list), or unchanged since the caller's version
+            if len(page) == limit:
+                more = True
+                break
+            page.append((m, rec))
         directory = directory_of(request)
         return web.json_response({
             "ListKey": lid, "TargetGroupName": target_group_name(d.name), "Full": base is None,

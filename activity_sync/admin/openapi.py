@@ -188,6 +188,41 @@ def document() -> dict:
                                {"name": "tenant", "in": "query", "required": True, "schema": {"type": "string"}},
                                {"name": "category", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": _json({"type": "object"}), **_errors("404", "422")}}},
+            "/api/v1/lists": {"get": {
+                "summary": "the community lists this key may see: definition, target group, count, a sample of members",
+                "parameters": [{"name": "tenant", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "array", "items": {"type": "object"}}), **_errors()}}},
+            "/api/v1/lists/preview": {"post": {
+                "summary": "how many members of a tenant match criteria now (and a sample), while a list is edited",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["tenant", "criteria"],
+                    "properties": {"tenant": {"type": "string"}, "criteria": {"type": "object"}}}}}},
+                "responses": {"200": _json({"type": "object"}), **_errors("400", "404", "422")}}},
+            "/api/v1/lists/{tenant}/{id}": {
+                "parameters": [{"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "put": {"summary": "create or change a list (super admins)",
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["name", "criteria"], "properties": {
+                                "name": {"type": "string"}, "criteria": {"type": "object"},
+                                "description": {"type": "string"}, "enabled": {"type": "boolean"},
+                                "push": {"type": "boolean"}}}}}},
+                        "responses": {"200": _json({"type": "object"}), **_errors("400", "403", "404", "422", "503")}},
+                "delete": {"summary": "delete a list (super admins)",
+                           "responses": {"200": _json({"type": "object"}), **_errors("403", "404", "503")}}},
+            "/api/v1/lists/{tenant}/{id}/reconciliation": {"get": {
+                "summary": "the list's count beside its target group's in the marketing platform, the difference explained",
+                "parameters": [{"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object"}), **_errors("404")}}},
+            "/api/v1/list-connections/{tenant}": {
+                "parameters": [{"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {"summary": "the tenant's Online Community Connection (IAMKey, Active; never the password)",
+                        "responses": {"200": _json({"type": "object"}), **_errors("404")}},
+                "post": {"summary": "issue a new IAMKey and password (shown once, stored hashed; super admins)",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "type": "object", "properties": {"active": {"type": "boolean"}}}}}},
+                         "responses": {"200": _json({"type": "object"}), **_errors("400", "403", "404", "422", "503")}}},
             "/api/v1/anmc/report": {"get": {
                 "summary": "the Action Network <-> Mobile Commons syncs' synchronization report: runs, newest first",
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,

@@ -625,7 +625,7 @@ class AdminState:
 
     # ------------------------------------------------------------------ community lists
     def _list_tenant(self, key: ApiKey, tenant: str | None, write: bool = False) -> str:
-        if not tenant:
+        if not isinstance(tenant, str) or not tenant:
             raise AdminError(422, "tenant: the TenantCode of the list", "tenant")
         if not key.sees((tenant,)):
             raise AdminError(404, f"no lists of tenant {tenant!r} for this key", "tenant")
