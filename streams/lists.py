@@ -202,8 +202,11 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     enriched_in = app.topic(topics.enriched, **raw)
     scores_in = app.topic(topics.member_scores, **raw)
     activities = app.topic(topics.lists_activities, partitions=n, **raw)
-    members_out = app.topic(topics.list_members, **raw)
-    raw_out = app.topic(topics.raw, **raw)
+
+    async def send(topic: str, key: bytes, value: bytes | None, partition: int | None = None):
+        """Straight to the app's aiokafka producer (Faust's per-message buffer cost more than the stage's
+        own work): the future of the broker's acknowledgement. Faust flushes it before a commit too."""
+        return await app.producer.send(topic, key, value, partition, None, None)
     table = app.Table("list-members", default=None, partitions=n, key_type=bytes, value_type=bytes,
                       changelog_topic=app.topic(topics.lists_state, partitions=n, **raw))
     lists = Lists()
@@ -223,7 +226,7 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
                 record = decode_enriched(event.message, settings, slim_reader, lists.by_tenant.get, log)
                 out = slim(record) if record is not None else None
                 if out is not None:
-                    futures.append(await activities.send(key=out[0], value=orjson.dumps(out[1])))
+                    futures.append(await send(topics.lists_activities, out[0], orjson.dumps(out[1])))
             await asyncio.gather(*futures)
 
     @app.agent(scores_in)
@@ -242,8 +245,8 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
                     score = decode_member_score(msg.value)["score"]
                 except (DecodeError, KeyError, ValueError):
                     continue
-                futures.append(await activities.send(key=msg.key, value=json.dumps(
-                    {"tenant": tenant, "member": m, "score": score}).encode()))
+                futures.append(await send(topics.lists_activities, msg.key, orjson.dumps(
+                    {"tenant": tenant, "member": m, "score": score})))
             await asyncio.gather(*futures)
 
     @app.agent(activities)
@@ -276,14 +279,13 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
                 states[msg.key] = (event, st)
                 for lid, rec in changes:
                     k = f"{st['t']}|{lid}|{st['m']}".encode()
-                    futures.append(await members_out.send(
-                        key=k, value=None if rec is None else orjson.dumps(rec),
-                        partition=partition_of(st["t"], lid, n)))
+                    futures.append(await send(topics.list_members, k, None if rec is None else orjson.dumps(rec),
+                                              partition_of(st["t"], lid, n)))
                     metrics.CHANGES.labels("out" if rec is None else "in").inc()
                     d = lists.by_tenant.get(st["t"], {}).get(lid)
                     if d is not None and d.push and not (rec is not None and lid in was_in):
                         act = list_activity(st, d, rec, now)
-                        futures.append(await raw_out.send(key=st["m"].encode(), value=json.dumps(act).encode()))
+                        futures.append(await send(topics.raw, st["m"].encode(), orjson.dumps(act)))
             await asyncio.gather(*futures)  # acknowledged before the table moves on
             for key, (event, st) in states.items():
                 as_current(event)

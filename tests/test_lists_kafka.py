@@ -160,6 +160,12 @@ async def test_lists_reach_the_marketing_platform_as_target_groups(settings, tmp
         await fake.hour()
         assert "M5" not in g["members"] and g["last_transfer"] == {"full": False, "members": 0, "removed": 1}
 
+        # sync on send: a mailing to the group resyncs it just before it goes
+        before = g["syncs"]
+        mailing = await (await client.session.post(f"{fake.base_url}/_ui/mailings",
+                                                   json={"target_groups": [g["id"]]})).json()
+        assert g["syncs"] == before + 1 and mailing["recipients"] == ["shared@example.org"]
+
         # a target group deleted in the platform is recreated by the next sync that needs it
         del fake.groups[g["id"]]
         synced = await fake.hour()
