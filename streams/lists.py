@@ -40,7 +40,7 @@ from core import metrics as core_metrics
 from core.avro import DecodeError, decode_member_score, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
-from core.faustapp import as_current, bind_config_health, decode_enriched, faust_role_main, make_app
+from core.faustapp import as_current, bind_config_health, decode_enriched, direct_send, faust_role_main, make_app
 from core.health import Health
 from core.lists import ListError, apply_activity, evaluate, new_state, parse_list
 from core.settings import Settings
@@ -202,11 +202,7 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     enriched_in = app.topic(topics.enriched, **raw)
     scores_in = app.topic(topics.member_scores, **raw)
     activities = app.topic(topics.lists_activities, partitions=n, **raw)
-
-    async def send(topic: str, key: bytes, value: bytes | None, partition: int | None = None):
-        """Straight to the app's aiokafka producer (Faust's per-message buffer cost more than the stage's
-        own work): the future of the broker's acknowledgement. Faust flushes it before a commit too."""
-        return await app.producer.send(topic, key, value, partition, None, None)
+    send = direct_send(app)
     table = app.Table("list-members", default=None, partitions=n, key_type=bytes, value_type=bytes,
                       changelog_topic=app.topic(topics.lists_state, partitions=n, **raw))
     lists = Lists()

@@ -32,10 +32,10 @@ import time
 import faust
 
 from core import metrics as core_metrics
-from core.avro import SingleObjectCodec, reader_schema_without
+from core.avro import DecodeError, SingleObjectCodec, decode_any, decode_single_object, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
-from core.faustapp import bind_config_health, enriched_records, faust_role_main, make_app
+from core.faustapp import faust_role_main, make_app
 from core.health import Health
 from core.scoring import SCORE_CODE, ScoringError, apply, new_state, parse_model, score_record
 from core.settings import Settings
@@ -128,12 +128,27 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     codec = SingleObjectCodec(name="member_score")  # single-object encoding, as activity.enriched's default
     # what scoring reads of an enriched record: the envelope, not the details nor the deliveries
     slim_reader = reader_schema_without("details", "details_json", "details_xml", "deliveries", "source")
-    bind_config_health(app, health, config)
+    if health is not None:
+        health.check("config_loaded", config.ready.is_set)
+
+        @app.task
+        async def _bind_loop() -> None:
+            health.bind_loop(asyncio.get_running_loop())
 
     @app.agent(enriched_in)
     async def route(stream):
         await config.wait_ready()
-        async for record in enriched_records(stream, settings, slim_reader, models.by_tenant.__contains__, log):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                tenant_hint = dict(msg.headers or []).get("tenant")
+                if tenant_hint is not None and tenant_hint.decode(errors="replace") not in models.by_tenant:
+                    continue  # no model for its tenant: not even decoded
+                record = (decode_single_object(msg.value, slim_reader) if settings.schema_registry_url is None
+                          else decode_any(msg.value, settings.schema_registry_url))
+            except (DecodeError, ValueError) as exc:
+                log.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
+                continue
             model = models.by_tenant.get(record.get("tenant_code"))
             out = slim(record, model.generation) if model is not None else None
             if out is None:

@@ -183,12 +183,16 @@ def _open(url: str, ca_file=None, timeout: float = 2):
 
 
 def _wait_http(url: str, timeout: float = 20, ca_file=None) -> None:
+    import http.client
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             _open(url, ca_file)
             return
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            # HTTPException too: before the server listens, a connect to a free port of the ephemeral
+            # range can meet itself (TCP simultaneous open) and read its own request back
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
