@@ -29,6 +29,43 @@ def client_id(role: str) -> str:
 
 
 
+def _seek_uncommitted_to_the_start() -> None:
+    """Mend Faust's seek to committed offsets for partitions the group never committed.
+
+    While a worker recovers its tables, Faust resumes the stream partitions, drops what the fetcher
+    returns for them until the flow resumes, and then seeks every partition back to its committed
+    offset. A partition with no committed offset (a stage killed before its first commit, or a group
+    whose offsets expired) was not sought at all (aiokafka seeks only to an offset above 0), so the
+    records dropped meanwhile were skipped for good: a scoring stage SIGKILLed a second after it
+    started never scored the activities it had read. Such a stream partition now goes back to its
+    first offset, as ``consumer_auto_offset_reset="earliest"`` reads a new group; a table's changelog
+    partition is left to Faust's recovery, which positions those itself.
+    """
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    if getattr(ThreadDelegateConsumer.seek_to_committed, "_activity_sync", False):
+        return
+    seek_to_committed = ThreadDelegateConsumer.seek_to_committed
+
+    async def seek(self):
+        committed = await seek_to_committed(self)
+        if self.app.conf.consumer_auto_offset_reset == "earliest":
+            changelogs = self.app.tables.changelog_topics
+            fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+            if fresh:
+                logging.getLogger("activity_sync.faust").debug(
+                    "no committed offset for %s: read from the first offset", ", ".join(sorted(
+                        f"{tp.topic}[{tp.partition}]" for tp in fresh)))
+                await self._thread.seek_to_beginning(*fresh)
+        return committed
+
+    seek._activity_sync = True
+    ThreadDelegateConsumer.seek_to_committed = seek
+
+
+_seek_uncommitted_to_the_start()
+
+
 def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.App:
     """A Faust app with the project's settings; ``overrides`` are the few a stage sets differently."""
     broker, creds = settings.kafka.faust_broker()
