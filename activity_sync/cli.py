@@ -77,6 +77,12 @@ def cmd_worker(args) -> int:
 
 
 def cmd_sink(args) -> int:
+    if args.pool:
+        from sinks import pool
+
+        return pool.run(pool.selection_from_args(args))
+    if args.match or args.exclude or args.tenant:
+        raise UsageError("--match, --exclude and --tenant choose a pool's endpoints: add --pool")
     from sinks.worker import main as sink_main
 
     sink_main([args.endpoint])
@@ -317,9 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--summary", action="store_true", help="a few readable lines per enriched record")
     tl.add_argument("--tenant", help="only this tenant's records (TenantCode)")
     sub.add_parser("worker", help="run one stream worker").set_defaults(handler=cmd_worker)
-    sk = sub.add_parser("sink", help="run one sink worker for an endpoint")
+    sk = sub.add_parser("sink", help="run a sink worker: for one endpoint, or a pool for every endpoint it "
+                                     "is told to serve, following activity.config")
     sk.set_defaults(handler=cmd_sink)
-    sk.add_argument("--endpoint", required=True, help="the endpoint's name in activity.config")
+    which = sk.add_mutually_exclusive_group(required=True)
+    which.add_argument("--endpoint", help="the endpoint's name in activity.config (a dedicated worker)")
+    which.add_argument("--pool", action="store_true",
+                       help="a pool: a worker for every enabled endpoint chosen below, started when it is saved, "
+                            "stopped when it is disabled or deleted")
+    from sinks.pool import add_arguments as pool_arguments
+
+    pool_arguments(sk)
     rp = sub.add_parser("replay", help="put dead letters of the delivery stage back into delivery")
     rp.set_defaults(handler=cmd_replay)
     rp.add_argument("--endpoint", help="only this endpoint's dead letters")

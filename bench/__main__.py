@@ -10,7 +10,7 @@ Each stream contender runs ``--rounds`` times (3), in a rotating order, and the 
 median with the spread, with each contender's own CPU time per event (from /proc, so another
 process's load does not count) and the load average: a burst of other load hits all of them alike.
 
-    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|ingest|source|scores|anmc|lists]
+    python -m bench [--events 100000] [--rounds 3] [--only stream|sink|pool|ingest|source|scores|anmc|lists]
 """
 
 from __future__ import annotations
@@ -223,7 +223,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3, help="runs of each stream contender, alternating")
-    ap.add_argument("--only", choices=["stream", "sink", "ingest", "source", "anmc", "scores", "lists", "providers", "ams"],
+    ap.add_argument("--only", choices=["stream", "sink", "pool", "ingest", "source", "anmc", "scores", "lists",
+                                       "providers", "ams"],
                     default=None,
                     help="one part: stream, sink, providers (Salesforce, Dataverse and the AMS providers) or ams "
                          "(the AMS providers and PostgreSQL only)")
@@ -263,6 +264,11 @@ def main() -> int:
                 pass
             else:
                 asyncio.run(bench_sink(kafka, log_dir))
+        if args.only in (None, "pool"):
+            from bench.pool import bench_pool, print_pool
+
+            print("\n== Sink pool: Save -> first delivery, memory per endpoint served ==", flush=True)
+            print_pool(asyncio.run(bench_pool(kafka, log_dir)))
         if args.only in (None, "ingest"):
             from bench.ingest import PER_REQUEST, bench_ingest, print_ingest
 

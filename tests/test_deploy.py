@@ -98,9 +98,16 @@ def test_workers_have_probes_resources_scrape_annotations_and_secrets_from_secre
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         for e in c.get("env", []):
             assert "value" not in e or not re.search(r"SECRET|PASSWORD|TOKEN|KEY", e["name"]), e
-        if c["args"][0] == "sink":
+        if c["args"][0] == "sink" and "--endpoint" in c["args"]:
             sink_endpoints.add(c["args"][c["args"].index("--endpoint") + 1])
-    assert sink_endpoints == {e["name"] for e in config["endpoints"]}  # one sink Deployment per endpoint
+        elif c["args"][0] == "sink":  # a pool: the endpoints its selection serves
+            from activity_sync.cli import build_parser
+            from core.config import endpoint_from_dict
+            from sinks.pool import selection_from_args
+
+            chosen = selection_from_args(build_parser().parse_args(c["args"]))
+            sink_endpoints |= {e["name"] for e in config["endpoints"] if chosen.serves(endpoint_from_dict(e))}
+    assert sink_endpoints == {e["name"] for e in config["endpoints"]}  # every endpoint has its workers
     secret_envs = {e["settings"].get(k) for e in config["endpoints"] for k in e["settings"] if k.endswith("_env")}
     given = {e["name"] for d in deployments for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])
              if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}
@@ -151,7 +158,7 @@ def test_compose_has_a_cli_service_published_worker_ports_and_a_non_root_image_w
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert services["cli"]["entrypoint"] == ["activity-sync"]  # `docker compose run --rm cli produce --seed`
-    for name in ("streams", "sink-crm", "sink-history"):
+    for name in ("streams", "sinks", "sink-history"):
         assert any(str(p).endswith(":6066") for p in services[name]["ports"]), name
     dockerfile = (ROOT / "Dockerfile").read_text()
     user = re.search(r"^USER (\S+)", dockerfile, re.M)

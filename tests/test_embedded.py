@@ -50,14 +50,15 @@ def test_run_shows_the_seed_enriched_and_delivered_then_stops_everything(tmp_pat
            '"Annual Conference" in the Demo Community community' in out
     assert "[fake CRM] 5 activities stored, 0 duplicates ignored, 0 rejected" in out
     assert f"starting Kafka on 127.0.0.1:{base} " in out and f"fake CRM: http://127.0.0.1:{base + 2}/" in out
-    assert f"sink crm (webhook): metrics http://127.0.0.1:{base + 4}/metrics" in out
+    assert f"sink pool (crm: webhook, history: activity-history; endpoints saved later start by themselves): " \
+           f"metrics http://127.0.0.1:{base + 4}/metrics" in out
     assert f"admin page: http://127.0.0.1:{base + 6}/" in out
     # the history endpoint wrote its store (relative to the working directory, as configured)
     assert (tmp_path / "var" / "activity-history.db").exists()
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
-    # the broker, the stream worker, the fake CRM, two sink workers, the admin, the directory, the Push API,
+    # the broker, the stream worker, the fake CRM, the sink pool, the admin, the directory, the Push API,
     # the scoring stage, the list stage, the fake marketing platform
-    assert len(pids) == 11, out
+    assert len(pids) == 10, out
     assert "Online Community Connection of tenant DEMO: IAMKey " in out
     assert not (var / "pids").exists(), "run left its pid file: it did not stop everything"
     time.sleep(1)

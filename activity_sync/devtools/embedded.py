@@ -1,8 +1,9 @@
 """``activity-sync run``: the whole pipeline on one machine, for a first look and for tests.
 
 It starts a local KRaft broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), declares the topics, loads a
-config into ``activity.config``, starts the stream worker, the fake APIs the config points at, one
-sink worker per enabled endpoint and the admin page, produces the seed's activities and shows
+config into ``activity.config``, starts the stream worker, the fake APIs the config points at, the
+pool sink worker (a worker for every enabled endpoint, and for every one saved on the admin page later)
+and the admin page, produces the seed's activities and shows
 them enriched and delivered.
 
 Which fake belongs to which address is read from the providers' declarations
@@ -129,7 +130,7 @@ def fake_urls(emb) -> dict[str, str]:
 
 
 def start(emb, env: dict) -> None:
-    """The fakes the config needs (the fake CRM always), then one sink worker per enabled endpoint."""
+    """The fakes the config needs (the fake CRM always), then the pool sink worker (every enabled endpoint)."""
     # The demo's credentials: made up at start, handed to both sides through the environment.
     for fake in FAKES.values():
         env.setdefault(fake.secret_env, secrets.token_hex(16))
@@ -148,13 +149,15 @@ def start(emb, env: dict) -> None:
         _wait_http(f"{fake.address.split(':')[0]}://127.0.0.1:{port}/_stats", ca_file=ca_file if https else None)
         if name != CRM:
             print(f"{name}: {fake_urls(emb)[name]}/ (what it stored, as JSON)", flush=True)
-    for i, raw in enumerate(enabled_endpoints(emb.doc)):
-        ep = endpoint_from_dict(raw)
-        port = emb.ports.sink_metrics(i)
-        wenv = dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port),
-                    ACTIVITY_SYNC_DATADIR=str(emb.var / f"sink-{ep.name}-data"))
-        emb.spawn(f"sink-{ep.name}", ["-m", "sinks.worker", ep.name], wenv)
-        print(f"  sink {ep.name} ({ep.provider}): metrics http://127.0.0.1:{port}/metrics", flush=True)
+    # One pool sink worker: a worker for every enabled endpoint, and for every endpoint saved later on
+    # the admin page (its children's own metrics ports are free ones on 127.0.0.1, merged into its own).
+    port = emb.ports.sink_metrics(0)
+    wenv = dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port), ACTIVITY_SYNC_DATADIR=str(emb.var / "sink-data"))
+    (emb.var / "sink-data").mkdir(exist_ok=True)
+    emb.spawn("sink-pool", ["-m", "sinks.pool"], wenv)
+    eps = [endpoint_from_dict(raw) for raw in enabled_endpoints(emb.doc)]
+    print(f"  sink pool ({', '.join(f'{ep.name}: {ep.provider}' for ep in eps) or 'no endpoint yet'}; endpoints "
+          f"saved later start by themselves): metrics http://127.0.0.1:{port}/metrics", flush=True)
     print(f"fake CRM: http://127.0.0.1:{emb.ports[CRM]}/ (what it received; JSON at /activities)", flush=True)
 
 
@@ -281,7 +284,8 @@ async def report_postgres(emb, expect: int, timeout: float = 60) -> None:
 # --------------------------------------------------------------------------- the run
 
 PORT_BASE_HELP = ("ACTIVITY_SYNC_PORT_BASE=N moves every port of `run`: Kafka N, its controller N+1, the fake "
-                  "CRM N+2, the stream worker's metrics N+3, each sink worker's metrics N+4, N+5, ..., then "
+                  "CRM N+2, the stream worker's metrics N+3, the sink pool's metrics N+4 (then one unused port per "
+                  "further endpoint), then "
                   "the providers' fakes (and a local PostgreSQL) when the config points at them, then the admin page, "
                   "the Push API, its metrics, the directory worker's metrics and the source workers' metrics")
 
@@ -354,7 +358,7 @@ class Embedded:
         self.reap_stale()
         (self.var / "run.pid").write_text(str(os.getpid()))
         self.doc = check_and_read(config)
-        self.ports = Ports(port, len(enabled_endpoints(self.doc)),
+        self.ports = Ports(port, max(1, len(enabled_endpoints(self.doc))),
                            tuple(fakes_needed(self.doc)))
         self.config = localise(self.doc, self.var, self.ports)
 
