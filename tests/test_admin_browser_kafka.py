@@ -269,6 +269,51 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
         await state.stop()
 
 
+async def test_a_subscription_is_removed_in_its_own_dialog_variables_insert_at_the_cursor_and_sign_out(
+        settings, browser):
+    """Issue 18: Remove in a subscription's Edit dialog; merge variables are buttons that insert at the
+    cursor; once signed in the key is no longer in an editable field, and Sign out forgets it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, f"http://127.0.0.1:{port}/")
+        assert not await page.is_visible("[data-testid=api-key]") and await page.is_visible("[data-testid=sign-out]")
+        await page.click("[data-testid=create-endpoint]")
+        await page.fill("[data-testid=ep-name]", "crm-rm")
+        await page.select_option("[data-testid=ep-provider]", "webhook")
+        await page.fill("[data-testid=ep-tenant]", "DEMO")
+        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await page.check("[data-testid=ep-sub-DiscussionMessageCreate]")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=counts-crm-rm]:has-text('1 / 0')")
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.click("[data-testid=sub-edit-DiscussionMessageCreate]")
+        await page.click("[data-testid=sub-endpoint-edit-crm-rm]")
+        await page.fill("[data-testid=sub-description]", "posted  today")
+        await page.eval_on_selector("[data-testid=sub-description]", "a => { a.selectionStart = a.selectionEnd = 7; }")
+        await page.click("[data-testid=sub-var-AuthorDisplayName]")
+        assert await page.input_value("[data-testid=sub-description]") == "posted {AuthorDisplayName} today"
+        await page.screenshot(path=str(ARTIFACTS / "subscription-edit.png"), full_page=True)
+        await page.click("[data-testid=sub-endpoint-remove-crm-rm]")
+        await page.wait_for_selector("[data-testid=message]:has-text('removed')")
+        await page.wait_for_selector("[data-testid=sub-endpoints]:has-text('No endpoint receives this activity')")
+        await eventually(lambda: asyncio.sleep(0, not any(sub.endpoint == "crm-rm"
+                                                          for sub in state.routing.subscriptions.values())),
+                         10, "the subscription's tombstone read back")
+        await page.click("[data-testid=dialog-cancel]")
+        await page.click("[data-testid=sign-out]")
+        await page.wait_for_selector("[data-testid=message]:has-text('signed out')")
+        assert await page.is_visible("[data-testid=api-key]") and await page.input_value("[data-testid=api-key]") == ""
+        assert await page.evaluate("sessionStorage.getItem('activity-sync-key')") is None
+        await page.reload()  # nothing remembered: the page asks for the key again
+        assert await page.is_visible("[data-testid=api-key]") and await page.text_content("[data-testid=who]") == ""
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()
+
+
 async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(settings, browser):
     acme = ApiKey("acme", "admin", ("ACME",), "browser-acme-key-0123456789")
     entries = [{"tenant": t, "ContactId": cid, "deleted": False, "lists": {"VOL": {"ListName": "Volunteers"}},

@@ -238,12 +238,36 @@ function fillFilters() {
   catSel.replaceChildren(...cats.map((c) => el("option", { value: c, text: c, selected: keepCats.has(c) })));
 }
 
+function insertAtCursor(area, text) {
+  const start = area.selectionStart ?? area.value.length, end = area.selectionEnd ?? start;
+  area.value = area.value.slice(0, start) + text + area.value.slice(end);
+  area.selectionStart = area.selectionEnd = start + text.length;
+  area.focus();
+}
+
 function subscriptionDialog(row) {
   const list = el("div", { "data-testid": "sub-endpoints" });
   const editor = el("div", { "data-testid": "sub-editor" });
-  const render = () => list.replaceChildren(...row.endpoints.map((e) => el("p", {},
+  const refresh = async () => {
+    const fresh = (await api("GET", `/subscriptions?name=${encodeURIComponent(row.activity_code)}`))
+      .find((x) => x.activity_code === row.activity_code);
+    row.endpoints = fresh ? fresh.endpoints : [];
+    render();
+    await loadSubscriptions();
+  };
+  const remove = async (e) => {
+    await api("DELETE", `/subscriptions/${encodeURIComponent(row.activity_code)}/${encodeURIComponent(e.endpoint)}`);
+    say(`${row.activity_code} → ${e.endpoint} removed`);
+    editor.replaceChildren();
+    await refresh();
+  };
+  const render = () => list.replaceChildren(...(row.endpoints.length ? row.endpoints.map((e) => el("p", {},
     `${e.endpoint}${e.enabled ? "" : " (subscription disabled)"}${e.endpoint_enabled ? "" : " (endpoint disabled)"} `,
-    el("button", { text: "Edit", "data-testid": `sub-endpoint-edit-${e.endpoint}`, onclick: (ev) => { ev.preventDefault(); edit(e); } }))));
+    el("button", { text: "Edit", "data-testid": `sub-endpoint-edit-${e.endpoint}`, onclick: (ev) => { ev.preventDefault(); edit(e); } }),
+    " ",
+    el("button", { text: "Remove", class: "danger", "data-testid": `sub-endpoint-remove-${e.endpoint}`,
+                   onclick: (ev) => { ev.preventDefault(); remove(e).catch((x) => say(x.message, true)); } })))
+    : [el("p", { class: "empty", text: "No endpoint receives this activity: add one below." })]));
   const free = state.endpoints.filter((e) => !row.endpoints.some((x) => x.endpoint === e.name));
   const addSel = el("select", { "data-testid": "sub-add-endpoint" }, el("option", { value: "", text: "Add endpoint…" }),
     free.map((e) => el("option", { value: e.name, text: e.name })));
@@ -262,7 +286,9 @@ function subscriptionDialog(row) {
     editor.replaceChildren(el("fieldset", {}, el("legend", { text: `${row.activity_code} → ${e.endpoint}` }), note,
       el("label", {}, en, " Enabled?"),
       el("label", {}, "Activity description (at most 500 characters before merging) ", desc),
-      el("p", { class: "vars", text: `Merge variables: ${row.merge_variables.map((v) => `{${v}}`).join(" ")}` }),
+      el("p", { class: "vars", "data-testid": "sub-vars" }, "Merge variables (click to insert): ",
+        row.merge_variables.map((v) => el("button", { type: "button", class: "chip", text: `{${v}}`,
+          "data-testid": `sub-var-${v}`, onclick: (ev) => { ev.preventDefault(); insertAtCursor(desc, `{${v}}`); } }))),
       el("label", {}, "Write-back code 1 ", c1), el("label", {}, "Write-back code 2 ", c2),
       el("button", { text: "Preview", "data-testid": "sub-preview", onclick: async (ev) => { ev.preventDefault();
         try { const p = await api("POST", "/preview", { activity_code: row.activity_code, description: desc.value, endpoint: e.endpoint });
@@ -274,11 +300,8 @@ function subscriptionDialog(row) {
           await api("PUT", `/subscriptions/${encodeURIComponent(row.activity_code)}/${encodeURIComponent(e.endpoint)}`,
             { enabled: en.checked, description: desc.value, writeback_code1: c1.value || null, writeback_code2: c2.value || null });
           err.textContent = ""; say(`${row.activity_code} → ${e.endpoint} saved`);
-          const fresh = (await api("GET", `/subscriptions?name=${encodeURIComponent(row.activity_code)}`))
-            .find((x) => x.activity_code === row.activity_code);
-          if (fresh) { row.endpoints = fresh.endpoints; render(); }
           editor.replaceChildren();
-          await loadSubscriptions();
+          await refresh();
         } catch (x) {
           err.textContent = x.message;
           const f = x.field && editor.querySelector(`[data-field="${CSS.escape(x.field)}"]`);
@@ -655,9 +678,29 @@ async function signIn() {
   try {
     [state.providers, state.activities] = await Promise.all([api("GET", "/providers"), api("GET", "/activities")]);
     document.getElementById("who").textContent = "signed in";
+    signedIn(true);
     say("");
     await show(state.tab);
-  } catch (e) { document.getElementById("who").textContent = ""; say(e.message, true); }
+  } catch (e) { document.getElementById("who").textContent = ""; signedIn(false); say(e.message, true); }
+}
+
+function signedIn(yes) {
+  // signed in: the key is not left in an editable field; Sign out forgets it
+  const input = document.getElementById("api-key");
+  input.hidden = yes;
+  input.closest("label").hidden = yes;
+  document.getElementById("sign-in").hidden = yes;
+  document.getElementById("sign-out").hidden = !yes;
+  if (yes) input.value = "";
+}
+
+function signOut() {
+  state.key = "";
+  sessionStorage.removeItem("activity-sync-key");
+  document.getElementById("who").textContent = "";
+  signedIn(false);
+  for (const t of document.querySelectorAll("main tbody")) t.replaceChildren();
+  say("signed out");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -667,6 +710,7 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem("activity-sync-key", state.key);
     signIn();
   });
+  document.getElementById("sign-out").addEventListener("click", signOut);
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
   document.getElementById("s-show").addEventListener("click", () => loadReportCard().catch((e) => say(e.message, true)));
