@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fnmatch
+import http.client
 import logging
 import os
 import signal
@@ -257,10 +258,10 @@ class PoolRegistry:
         for endpoint, port in self.pool.child_ports().items():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.5) as resp:
-                    text = resp.read().decode()
-            except OSError:
-                continue  # starting, or stopping: its figures come with the next scrape
-            for fam in text_string_to_metric_families(text):
+                    parsed = list(text_string_to_metric_families(resp.read().decode()))
+            except (OSError, http.client.HTTPException, ValueError):
+                continue  # starting, or stopping mid-answer: its figures come with the next scrape
+            for fam in parsed:
                 merged = families.get(fam.name)
                 if merged is None:
                     merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type)

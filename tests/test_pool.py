@@ -42,3 +42,37 @@ def test_pool_options_need_pool():
         cmd_sink(build_parser().parse_args(["sink", "--endpoint", "crm", "--match", "x"]))
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sink", "--pool", "--endpoint", "crm"])  # one or the other
+
+
+def test_a_worker_that_stops_mid_answer_leaves_the_pools_metrics_whole():
+    """A child stopping while /metrics is scraped answers half a body: the pool's answer skips it."""
+    import socket
+    import threading
+
+    from prometheus_client import generate_latest
+
+    from core.health import Health, metric_names
+    from sinks import poolmetrics
+    from sinks.pool import PoolRegistry
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def half_an_answer():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 9702\r\n\r\n# HELP activity_sync_x")
+            conn.close()
+
+    threading.Thread(target=half_an_answer, daemon=True).start()
+
+    class Pool:
+        def child_ports(self):
+            return {"crm": srv.getsockname()[1]}
+
+    registry = PoolRegistry(Health("sink-pool", metric_names(poolmetrics)).registry, Pool())
+    text = generate_latest(registry).decode()
+    assert "activity_sync_pool_endpoints" in text and 'endpoint="crm"' not in text
+    srv.close()
