@@ -263,6 +263,17 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
         assert ep["settings"]["schedule"] in ("every 30m", {"every": "30m"}, {"every": 1800.0}), ep["settings"]
         await page.click("[data-testid=edit-bulk-crm]")  # the saved schedule reads back in the form
         assert "30" in await page.input_value("[data-testid=setting-schedule]")
+        # the audit says what changed, field by field
+        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/v2/activities")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=message]:has-text('saved')")
+        await page.click("[data-testid=tab-audit]")
+        first = page.locator("[data-testid=audit-rows] tr").first
+        await first.locator("[data-testid=audit-changes]:has-text('settings.url')").wait_for()
+        text = await first.inner_text()
+        assert "http://127.0.0.1:9/activities → http://127.0.0.1:9/v2/activities" in text, text
+        assert "schedule" not in text  # unchanged fields are not listed
+        await page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
     finally:
         await page.close()
         await runner.cleanup()

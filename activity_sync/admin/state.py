@@ -583,9 +583,10 @@ class AdminState:
         return rows[-limit:]
 
     def audit_entries(self, key: ApiKey, limit: int) -> list[dict]:
+        """The newest entries the key may see, each with ``changes``: field by field, before -> after."""
         rows = [a for a in self.audit_log if ALL_TENANTS in key.tenants
                 or set(a.get("tenants") or []) <= set(key.tenants) and a.get("tenants")]
-        return list(reversed(rows[-limit:]))
+        return [dict(a, changes=audit_changes(a.get("before"), a.get("after"))) for a in reversed(rows[-limit:])]
 
     # ------------------------------------------------------------------ writes
     async def _publish(self, key: ApiKey, records: list[tuple[str, Any]], action: str, target: str,
@@ -944,6 +945,47 @@ class AdminState:
             "after": {"replayed": n, "keys": [d.candidate.activity_key for d in todo][:100]}}).encode())
         await self.audit.caught_up_to(md.partition, md.offset)
         return answer
+
+
+MASKED = "••••••"
+MAX_CHANGES = 100
+
+
+def audit_changes(before, after, path: str = "") -> list[dict]:
+    """What an audited change changed: ``{"field": "settings.url", "before": …, "after": …}`` for each
+    leaf that differs (dotted paths into nested settings; a field absent on one side is None there).
+    A value that looks like a credential, or a field named like one that is not a reference
+    (``…_env`` / ``…_file`` name where a secret is, and are shown), is masked."""
+    out: list[dict] = []
+
+    def walk(b, a, where: str) -> None:
+        if b == a or len(out) >= MAX_CHANGES:
+            return
+        if isinstance(b, dict) or isinstance(a, dict):
+            b = b if isinstance(b, dict) else {}
+            a = a if isinstance(a, dict) else {}
+            for k in sorted(set(b) | set(a), key=str):
+                walk(b.get(k), a.get(k), f"{where}.{k}" if where else str(k))
+            return
+        out.append({"field": where or "value", "before": _masked(where, b), "after": _masked(where, a)})
+
+    walk(before, after, path)
+    return out
+
+
+def _masked(where: str, v):
+    from core.secrets import SECRET_KEY, SECRET_REF, secret_value
+
+    name = where.rsplit(".", 1)[-1]
+    if v is None:
+        return None
+    if SECRET_KEY.search(name) and not SECRET_REF.search(name):
+        return MASKED
+    if isinstance(v, str) and secret_value(where, v):
+        return MASKED
+    if isinstance(v, (list, tuple)) and any(isinstance(x, str) and secret_value(where, x) for x in v):
+        return MASKED
+    return v
 
 
 def _record(x: Endpoint | Subscription | None) -> dict | None:

@@ -374,7 +374,12 @@ async function loadAudit() {
   const rows = await api("GET", "/audit");
   document.getElementById("audit-rows").replaceChildren(...rows.map((a) => el("tr", {},
     el("td", { text: when(a.at) }), el("td", { text: `${a.key_id} (${a.role})` }), el("td", { text: a.action }),
-    el("td", { text: a.target }), el("td", { text: (a.tenants || []).join(", ") }))));
+    el("td", { text: a.target }), el("td", { text: (a.tenants || []).join(", ") }),
+    el("td", { "data-testid": "audit-changes" }, (a.changes || []).length ? el("ul", { class: "changes" },
+      a.changes.map((c) => el("li", {}, el("code", { text: c.field }), ": ",
+        el("span", { class: "before", text: auditValue(c.before) }), " → ", el("span", { class: "after", text: auditValue(c.after) }))))
+      : el("span", { class: "empty", text: "—" })))));
+  function auditValue(v) { return v === null || v === undefined ? "(none)" : typeof v === "string" ? v : JSON.stringify(v); }
 }
 
 async function loadSync() {
