@@ -256,11 +256,15 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
         await page.fill("[data-testid=ep-tenant]", "DEMO")
         await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
         await page.fill("[data-testid=setting-schedule]", "every 30m")
+        form = await page.inner_text("[data-testid=settings-form]")  # human labels, the raw name beside, help
+        assert "Timeout (seconds)" in form and "timeout_s" in form and "HMAC secret (environment variable)" in form
         await page.screenshot(path=str(ARTIFACTS / "endpoint-schedule.png"), full_page=True)
         await page.click("[data-testid=dialog-ok]")
         await page.wait_for_selector("[data-testid=edit-bulk-crm]")
         ep = state.endpoint(KEY, "bulk-crm")
         assert ep["settings"]["schedule"] in ("every 30m", {"every": "30m"}, {"every": 1800.0}), ep["settings"]
+        # only what the operator set is stored, so a later change of a default applies to it
+        assert set(ep["settings"]) == {"url", "schedule"}, ep["settings"]
         await page.click("[data-testid=edit-bulk-crm]")  # the saved schedule reads back in the form
         assert "30" in await page.input_value("[data-testid=setting-schedule]")
         # the audit says what changed, field by field

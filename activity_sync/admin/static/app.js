@@ -57,7 +57,7 @@ function openDialog(title, body, okText, onOk) {
       if (e.field) {
         const f = holder.querySelector(`[data-field="${CSS.escape(e.field)}"]`) ||
                   holder.querySelector(`[data-field="${CSS.escape(e.field.split(".").slice(0, 2).join("."))}"]`);
-        if (f) f.classList.add("invalid");
+        if (f) { f.classList.add("invalid"); f.scrollIntoView({ block: "center" }); f.focus(); }
       }
     }
   };
@@ -127,25 +127,60 @@ function settingsForm(provider, values) {
                             value: value === undefined || value === null ? "" : value });
     }
     input.dataset.testid = `setting-${name}`;
+    if (input.dataset.kind === "json") {  // checked as you type
+      input.addEventListener("input", () => {
+        try { if (input.value.trim()) JSON.parse(input.value); input.classList.remove("invalid"); input.title = ""; }
+        catch (e) { input.classList.add("invalid"); input.title = `not JSON: ${e.message}`; }
+      });
+    }
+    // only what the operator sets is stored: a default left as it is stays a default (a later change applies)
+    input.dataset.stored = values[name] !== undefined ? "1" : "";
+    if (prop.default !== undefined) input.dataset.default = JSON.stringify(prop.default);
     const secret = prop["x-secret-ref"] ? " (where a secret is: never the secret itself)" : "";
-    box.append(el("label", {}, `${name}${required.has(name) ? " *" : ""} `, input,
-      el("span", { class: "vars", text: ` ${prop.description || ""}${secret}` })));
+    const help = `${prop.description || ""}${secret}`;
+    box.append(el("label", { class: "setting" },
+      el("span", { class: "label" }, el("strong", { text: humanLabel(name) }), required.has(name) ? " *" : "",
+        " ", el("code", { class: "raw-name", text: name })), input,
+      help.trim() ? el("span", { class: "help", text: help.trim() }) : null,
+      prop.default !== undefined && prop.default !== null && prop.default !== ""
+        ? el("span", { class: "help", text: `default: ${typeof prop.default === "string" ? prop.default : JSON.stringify(prop.default)}` }) : null));
   }
   return box;
+}
+
+const UNITS = { s: "seconds", ms: "ms", per_s: "per second", mb: "MB", kb: "KB" };
+
+function humanLabel(name) {
+  // limit_backoff_s -> "Limit backoff (seconds)"; hmac_secret_env -> "Hmac secret (environment variable)"
+  let base = name, unit = "";
+  for (const [suffix, what] of [["_per_s", UNITS.per_s], ["_ms", UNITS.ms], ["_s", UNITS.s], ["_env", "environment variable"],
+                                ["_file", "file"], ["_mb", UNITS.mb], ["_kb", UNITS.kb]]) {
+    if (base.endsWith(suffix) && base.length > suffix.length) { base = base.slice(0, -suffix.length); unit = what; break; }
+  }
+  const words = base.split("_").map((w) => ({ url: "URL", id: "ID", api: "API", hmac: "HMAC", oauth: "OAuth", ssl: "SSL",
+                                              json: "JSON", xml: "XML", dsn: "DSN", ca: "CA", tls: "TLS", soap: "SOAP" }[w] || w));
+  const text = words.join(" ");
+  return text.charAt(0).toUpperCase() + text.slice(1) + (unit ? ` (${unit})` : "");
 }
 
 function readSettings(box) {
   const out = {};
   for (const input of box.querySelectorAll("[data-field^='settings.']")) {
     const name = input.name, kind = input.dataset.kind;
-    if (kind === "bool") { out[name] = input.checked; continue; }
-    const raw = input.value.trim();
-    if (raw === "") continue;
-    if (kind === "number") out[name] = Number(raw);
-    else if (kind === "json") {
-      try { out[name] = JSON.parse(raw); }
-      catch { const e = new Error(`settings.${name}: not JSON`); e.field = `settings.${name}`; throw e; }
-    } else out[name] = raw;
+    let value;
+    if (kind === "bool") value = input.checked;
+    else {
+      const raw = input.value.trim();
+      if (raw === "") continue;
+      if (kind === "number") value = Number(raw);
+      else if (kind === "json") {
+        try { value = JSON.parse(raw); }
+        catch { const e = new Error(`settings.${name}: not JSON`); e.field = `settings.${name}`; throw e; }
+      } else value = raw;
+    }
+    const atDefault = input.dataset.default !== undefined && JSON.stringify(value) === input.dataset.default;
+    if (atDefault && !input.dataset.stored) continue;  // left at its default: not written
+    out[name] = value;
   }
   return out;
 }
