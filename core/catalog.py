@@ -25,6 +25,32 @@ class Catalog:
     codes: dict[str, CodeInfo]
     default_customer_key: tuple[str, ...]
     common_properties: frozenset[str]
+    # what define() needs: the categories' and objects' specs, the role properties
+    category_specs: dict = field(default_factory=dict)
+    objects: dict = field(default_factory=dict)
+    role_properties: tuple[str, ...] = ()
+    started_with: dict = field(default_factory=dict)   # code -> CodeInfo of the bundled/file catalog
+    defined: dict = field(default_factory=dict)        # code -> spec, the codes defined at run time (activity:)
+
+    def define(self, code: str, spec: dict) -> CodeInfo:
+        """Add or change a code at run time (an ``activity:<code>`` record of ``activity.config``)."""
+        info = _code_info(code, spec, self.category_specs, self.objects, self.common_properties,
+                          self.role_properties, None, self.default_customer_key)
+        self.codes[code] = info
+        self.defined[code] = dict(spec)
+        return info
+
+    def undefine(self, code: str) -> None:
+        """Retire a code defined at run time: back to the bundled definition, if it has one."""
+        self.defined.pop(code, None)
+        if code in self.started_with:
+            self.codes[code] = self.started_with[code]
+        else:
+            self.codes.pop(code, None)
+
+    def description(self, code: str) -> str | None:
+        """The default description a code defined at run time carries (None: the catalog's default)."""
+        return (self.defined.get(code) or {}).get("description") or None
 
     def lookup(self, code: str) -> CodeInfo | None:
         return self.codes.get(code)
@@ -61,26 +87,30 @@ def build_catalog(doc: dict, extra: dict | None = None, customer_keys: dict | No
         objects.update(extra.get("objects", {}))
         codes_doc.update(extra.get("codes", {}))
     default_key = tuple(doc.get("default_customer_key", []))
-    codes: dict[str, CodeInfo] = {}
-    for code, spec in codes_doc.items():
-        category = spec.get("category", UNCATEGORIZED)
-        if category not in cats:
-            raise ValueError(f"catalog code {code}: unknown category {category!r}")
-        props: frozenset[str] | None = None
-        obj = spec.get("object")
-        if obj is not None:
-            if obj not in objects:
-                raise ValueError(f"catalog code {code}: unknown object {obj!r}")
-            o = objects[obj]
-            names = set(common) | set(o.get("properties", []))
-            for role in o.get("roles", []):
-                names.update(role + p for p in role_props)
-            props = frozenset(names | set(spec.get("properties", [])))
-        elif "properties" in spec:
-            props = frozenset(set(common) | set(spec["properties"]))
-        key = tuple((customer_keys or {}).get(code) or spec.get("customer_key") or default_key)
-        codes[code] = CodeInfo(code, category, key, props, dict(cats[category].get("aliases", {})))
-    return Catalog(tuple(cats), codes, default_key, common)
+    codes = {code: _code_info(code, spec, cats, objects, common, tuple(role_props), customer_keys, default_key)
+             for code, spec in codes_doc.items()}
+    return Catalog(tuple(cats), codes, default_key, common, cats, objects, tuple(role_props), dict(codes))
+
+
+def _code_info(code: str, spec: dict, cats: dict, objects: dict, common: frozenset, role_props: tuple,
+               customer_keys: dict | None, default_key: tuple) -> CodeInfo:
+    category = spec.get("category", UNCATEGORIZED)
+    if category not in cats:
+        raise ValueError(f"catalog code {code}: unknown category {category!r}")
+    props: frozenset[str] | None = None
+    obj = spec.get("object")
+    if obj is not None:
+        if obj not in objects:
+            raise ValueError(f"catalog code {code}: unknown object {obj!r}")
+        o = objects[obj]
+        names = set(common) | set(o.get("properties", []))
+        for role in o.get("roles", []):
+            names.update(role + p for p in role_props)
+        props = frozenset(names | set(spec.get("properties", [])))
+    elif "properties" in spec:
+        props = frozenset(set(common) | set(spec["properties"]))
+    key = tuple((customer_keys or {}).get(code) or spec.get("customer_key") or default_key)
+    return CodeInfo(code, category, key, props, dict(cats[category].get("aliases", {})))
 
 
 def bundled_document() -> dict:

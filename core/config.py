@@ -448,6 +448,66 @@ def parse_config(doc: dict, catalog: Catalog | None = None) -> ConfigFile:
     return ConfigFile(eps, subs, tenants, sources, syncs, scoring, lists)
 
 
+ACTIVITY_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
+PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+ACTIVITY_FIELDS = ("code", "category", "customer_key", "properties", "object", "description")
+MAX_PROPERTIES = 200
+
+
+def activity_code_from_dict(d: dict, catalog: Catalog) -> tuple[str, dict]:
+    """An activity code defined on the admin page or API (an ``activity:<code>`` record): its name,
+    category, who the activity is about (``customer_key``: the properties to read the member's
+    customer ID from, first present wins), its properties (the merge variables), optionally an
+    ``object`` of the catalog, and a default description (a template over those properties).
+    Answers ``(code, spec)``, the spec as :meth:`core.catalog.Catalog.define` takes it."""
+    if not isinstance(d, dict):
+        raise ConfigError("an activity code must be a mapping")
+    unknown = sorted(set(d) - set(ACTIVITY_FIELDS))
+    if unknown:
+        raise ConfigError(f"activity code: unknown field {unknown[0]!r} (fields: {', '.join(ACTIVITY_FIELDS)})",
+                          unknown[0])
+    code = d.get("code")
+    if not isinstance(code, str) or not ACTIVITY_CODE.match(code):
+        raise ConfigError("code: a letter, then letters, digits or _ (2 to 64 characters), e.g. WebinarAttend",
+                          "code")
+    category = d.get("category")
+    if category not in catalog.categories:
+        raise ConfigError(f"category: {category!r} is not a category of the catalog (one of "
+                          f"{', '.join(catalog.categories)})", "category")
+    spec: dict = {"code": code, "category": category}
+    for name in ("customer_key", "properties"):
+        v = d.get(name)
+        if v in (None, [], ""):
+            continue
+        if isinstance(v, str):
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if not isinstance(v, list) or not all(isinstance(x, str) and PROPERTY_NAME.match(x) for x in v):
+            raise ConfigError(f"{name}: a list of property names (letters, digits, _)", name)
+        if len(v) > MAX_PROPERTIES:
+            raise ConfigError(f"{name}: at most {MAX_PROPERTIES} properties", name)
+        spec[name] = list(dict.fromkeys(v))
+    if d.get("object") not in (None, ""):
+        if d["object"] not in catalog.objects:
+            raise ConfigError(f"object: {d['object']!r} is not an object of the catalog", "object")
+        spec["object"] = d["object"]
+    try:
+        from .catalog import _code_info
+
+        info = _code_info(code, spec, catalog.category_specs, catalog.objects, catalog.common_properties,
+                          catalog.role_properties, None, catalog.default_customer_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "category") from None
+    description = d.get("description")
+    if description not in (None, ""):
+        known = info.properties if info.properties is not None else catalog.common_properties
+        try:
+            compile_template(description, known, info.aliases, where="description")
+        except TemplateError as exc:
+            raise ConfigError(str(exc), "description") from None
+        spec["description"] = description
+    return code, spec
+
+
 def list_from_dict(d: dict, catalog: Catalog | None = None):
     """A community list (``lists:``, :mod:`core.lists`); with ``catalog``, its codes and categories must exist."""
     from .lists import ListError, parse_list

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 
 from .catalog import Catalog
-from .config import (ALL_TENANTS, ConfigError, Endpoint, Subscription, Tenant, check_subscription,
-                     endpoint_from_dict, subscription_from_dict, tenant_from_dict)
+from .config import (ALL_TENANTS, ConfigError, Endpoint, Subscription, Tenant, activity_code_from_dict,
+                     check_subscription, endpoint_from_dict, subscription_from_dict, tenant_from_dict)
 from .templates import Template
 
 
@@ -75,6 +75,8 @@ class Routing:
             self.endpoints.pop(key.split(":", 1)[1], None)
         elif key.startswith("tenant:"):
             self.tenant_settings.pop(key.split(":", 1)[1], None)
+        elif key.startswith("activity:"):
+            self.catalog.undefine(key.split(":", 1)[1])
         else:
             self.subscriptions.pop(key, None)
             self._templates.pop(key, None)
@@ -101,6 +103,12 @@ class Routing:
                 if tenant.key() != key:
                     raise ConfigError(f"record {key!r} holds tenant {tenant.code!r}")
                 self.tenant_settings[tenant.code] = tenant
+                self.version += 1
+            elif key.startswith("activity:"):
+                code, spec = activity_code_from_dict(data, self.catalog)
+                if f"activity:{code}" != key:
+                    raise ConfigError(f"record {key!r} holds activity code {code!r}")
+                self.catalog.define(code, spec)
                 self.version += 1
             elif key.startswith(("source:", "anmc:", "scoring:", "list:", "occ:")):
                 pass  # a polling source's (sources.runner reads it), a sync's (streams.anmc), a list's (streams.lists)

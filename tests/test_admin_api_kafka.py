@@ -393,3 +393,52 @@ async def test_scores_report_cards_and_models_are_tenant_scoped(client, settings
     assert r.status == 200 and (await r.json())["points"] == {"LibraryEntryView": 3.0}
     r = await client.put("/api/v1/scores/models/HUG", json={"points": {"X": "lots"}}, headers=auth(HUG))
     assert r.status == 422 and (await r.json())["field"].startswith("points")
+
+
+async def test_activity_codes_are_added_changed_and_retired_by_a_key_of_every_tenant(client):
+    """Issue 18: activity codes from the API, checked by the parser the workers use, audited; a tenant
+    key may not change them (they are shared by every tenant); retiring one a subscription holds is refused."""
+    body = {"category": "Events", "customer_key": ["AttendeeExternalKey"],
+            "properties": ["AttendeeExternalKey", "WebinarTitle"], "description": "{AttendeeExternalKey} attended"}
+    r = await client.put("/api/v1/activities/WebinarAttend", json=body, headers=auth(HUG))
+    assert r.status == 403 and "every tenant" in (await r.json())["error"]
+    r = await client.put("/api/v1/activities/WebinarAttend", json=body, headers=auth(READ))
+    assert r.status == 403
+    for bad, field in (({**body, "category": "Nope"}, "category"), ({**body, "properties": ["has space"]}, "properties"),
+                       ({**body, "description": "{Nope}"}, "description"), ({**body, "colour": "red"}, "colour")):
+        r = await client.put("/api/v1/activities/WebinarAttend", json=bad, headers=auth(ADMIN))
+        doc = await r.json()
+        assert r.status == 422 and doc["field"] == field, doc
+    r = await client.put("/api/v1/activities/bad%20code", json=body, headers=auth(ADMIN))
+    assert r.status == 422 and (await r.json())["field"] == "code"
+    r = await client.put("/api/v1/activities/WebinarAttend", json=body, headers=auth(ADMIN))
+    got = await r.json()
+    assert r.status == 200 and got["category"] == "Events" and got["origin"] == "defined", got
+    assert "WebinarTitle" in got["merge_variables"] and got["default_description"] == "{AttendeeExternalKey} attended"
+    codes = {a["activity_code"]: a for a in await (await client.get("/api/v1/activities", headers=auth(HUG))).json()}
+    assert codes["WebinarAttend"]["customer_key"] == ["AttendeeExternalKey"]
+    assert "Events" in await (await client.get("/api/v1/categories", headers=auth(HUG))).json()
+    # a subscription uses it (with the code's default description), so it cannot be retired yet
+    assert (await create(client, ADMIN, name="webinars", tenant="HUG", subscriptions=["WebinarAttend"])).status == 201
+    subs = await (await client.get("/api/v1/subscriptions?name=WebinarAttend", headers=auth(ADMIN))).json()
+    assert subs[0]["endpoints"][0]["description"] == "{AttendeeExternalKey} attended"
+    r = await client.delete("/api/v1/activities/WebinarAttend", headers=auth(ADMIN))
+    assert r.status == 409 and "still subscribed" in (await r.json())["error"]
+    assert (await client.delete("/api/v1/subscriptions/WebinarAttend/webinars", headers=auth(ADMIN))).status == 200
+    r = await client.delete("/api/v1/activities/WebinarAttend", headers=auth(ADMIN))
+    assert r.status == 200 and (await r.json())["retired"] == "WebinarAttend"
+    codes = {a["activity_code"] for a in await (await client.get("/api/v1/activities", headers=auth(ADMIN))).json()}
+    assert "WebinarAttend" not in codes
+    # a bundled code is changed, then goes back to its bundled definition
+    r = await client.put("/api/v1/activities/LibraryEntryView", json={"category": "Common"}, headers=auth(ADMIN))
+    assert r.status == 200 and (await r.json())["category"] == "Common"
+    assert (await client.delete("/api/v1/activities/LibraryEntryView", headers=auth(ADMIN))).status == 200
+    codes = {a["activity_code"]: a for a in await (await client.get("/api/v1/activities", headers=auth(ADMIN))).json()}
+    assert codes["LibraryEntryView"]["category"] == "Resource Libraries" and codes["LibraryEntryView"]["origin"] == "bundled"
+    r = await client.delete("/api/v1/activities/LibraryEntryView", headers=auth(ADMIN))
+    assert r.status == 409 and "bundled" in (await r.json())["error"]
+    audit = [a for a in await (await client.get("/api/v1/audit", headers=auth(ADMIN))).json()
+             if a["target"] == "activity:WebinarAttend"]
+    assert [a["action"] for a in audit] == ["retire activity code", "create activity code"]
+    assert not [a for a in await (await client.get("/api/v1/audit", headers=auth(HUG))).json()
+                if a["target"].startswith("activity:")]  # shared changes are not a tenant key's audit

@@ -329,6 +329,73 @@ async def test_a_subscription_is_removed_in_its_own_dialog_variables_insert_at_t
         await state.stop()
 
 
+async def test_an_activity_code_added_on_the_page_is_subscribed_enriched_and_delivered(settings, tmp_path, spawn,
+                                                                                       browser):
+    """Issue 18: an admin adds an activity code from the page (category, who it is about, properties,
+    default description); a subscription uses it, and the pipeline (stream worker, sink pool) enriches
+    and delivers an activity of that code with nothing else changed; retiring it is refused while the
+    subscription holds it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    crm = await FakeCRM().start()
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY])
+    env = worker_env(settings, tmp_path)
+    spawn(["-m", "streams.app"], env, "stream")
+    spawn(["-m", "sinks.pool"], env, "sink-pool")
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, f"http://127.0.0.1:{port}/")
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.click("[data-testid=add-activity-code]")
+        await page.fill("[data-testid=code-name]", "WebinarAttend")
+        await page.select_option("[data-testid=code-category]", "Events")
+        await page.fill("[data-testid=code-customer-key]", "AttendeeExternalKey")
+        await page.fill("[data-testid=code-properties]", "AttendeeExternalKey, WebinarTitle")
+        await page.fill("[data-testid=code-description]", "{AttendeeExternalKey} attended {NoSuchProperty}")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=dialog-error]:has-text('NoSuchProperty')")  # the parser's check
+        await page.fill("[data-testid=code-description]", '{AttendeeExternalKey} attended "{WebinarTitle}"')
+        await page.screenshot(path=str(ARTIFACTS / "activity-code.png"), full_page=True)
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=sub-row-WebinarAttend]")
+        assert "Events" in await page.inner_text("[data-testid=sub-row-WebinarAttend]")
+        # an endpoint subscribed to it, its description the code's default
+        await page.click("[data-testid=tab-endpoints]")
+        await page.click("[data-testid=create-endpoint]")
+        await page.fill("[data-testid=ep-name]", "crm-codes")
+        await page.select_option("[data-testid=ep-provider]", "webhook")
+        await page.fill("[data-testid=ep-tenant]", "DEMO")
+        await page.fill("[data-testid=setting-url]", crm.url)
+        await page.check("[data-testid=ep-sub-WebinarAttend]")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=counts-crm-codes]:has-text('1 / 0')")
+        event = {"ActivityKey": "web-1", "ActivityCode": "WebinarAttend", "TenantCode": "DEMO",
+                 "ActivityDate": "2026-12-01T15:00:00Z", "AttendeeExternalKey": "C-0077", "WebinarTitle": "Budgets 101"}
+        deadline = asyncio.get_running_loop().time() + 60
+        n = 0
+        while "web-1" not in crm.stored and not any(k.startswith("web-") for k in crm.stored):
+            assert asyncio.get_running_loop().time() < deadline, "the new code's activity was not delivered"
+            n += 1  # sent again until the stream worker has read the subscription (each its own key)
+            await produce(settings, Topics(settings.topic_prefix).raw,
+                          [(None, json.dumps(dict(event, ActivityKey=f"web-{n}")).encode())])
+            await asyncio.sleep(1)
+        got = next(v for k, v in crm.stored.items() if k.startswith("web-"))
+        assert got["category"] == "Events" and got["customer_id"] == "C-0077", got
+        assert got["description"] == 'C-0077 attended "Budgets 101"', got
+        # retiring a code a subscription holds is refused, with the reason
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.click("[data-testid=code-edit-WebinarAttend]")
+        await page.click("[data-testid=code-retire]")
+        await page.wait_for_selector("[data-testid=dialog-error]:has-text('still subscribed')")
+        await page.click("[data-testid=dialog-cancel]")
+        assert any(a["action"] == "create activity code" and a["target"] == "activity:WebinarAttend"
+                   for a in state.audit_entries(KEY, 50))
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()
+        await crm.stop()
+
+
 async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(settings, browser):
     acme = ApiKey("acme", "admin", ("ACME",), "browser-acme-key-0123456789")
     entries = [{"tenant": t, "ContactId": cid, "deleted": False, "lists": {"VOL": {"ListName": "Volunteers"}},
@@ -344,7 +411,10 @@ async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(setting
         await page.goto(f"http://127.0.0.1:{port}/")
         await page.fill("[data-testid=api-key]", acme.secret)
         await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+        await page.wait_for_selector("[data-testid=who]:has-text('signed in as acme (admin, tenants ACME)')")
+        await page.click("[data-testid=create-endpoint]")  # a tenant key's new endpoint starts as its tenant's
+        assert await page.input_value("[data-testid=ep-tenant]") == "ACME"
+        await page.click("[data-testid=dialog-cancel]")
         await eventually(lambda: asyncio.sleep(0, state.directory.count() == 3), 30, "the directory")
         await page.click("[data-testid=tab-contacts]")
         await page.wait_for_selector("[data-testid=contact-count]:has-text('2 shown of 2')")

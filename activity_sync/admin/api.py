@@ -133,6 +133,20 @@ class Handlers:
             _key(request), request.query.get("name"), request.query.getall("endpoint", []),
             request.query.getall("category", []), subscribed))
 
+    async def whoami(self, request):
+        key = _key(request)
+        return web.json_response({"id": key.id, "role": key.role, "tenants": list(key.tenants)})
+
+    async def categories(self, request):
+        return web.json_response(list(request.app[STATE].catalog.categories))
+
+    async def put_activity_code(self, request):
+        return web.json_response(await request.app[STATE].put_activity_code(
+            _key(request), request.match_info["code"], await body_of(request)))
+
+    async def retire_activity_code(self, request):
+        return web.json_response(await request.app[STATE].retire_activity_code(_key(request), request.match_info["code"]))
+
     async def put_subscription(self, request):
         return web.json_response(await request.app[STATE].put_subscription(
             _key(request), request.match_info["code"], request.match_info["endpoint"], await body_of(request)))
@@ -285,6 +299,10 @@ def make_app(state: AdminState, keys: list[ApiKey]) -> web.Application:
     r.add_get("/api/v1/openapi.json", h.openapi)
     r.add_get("/api/v1/providers", h.providers)
     r.add_get("/api/v1/activities", h.activities)
+    r.add_put("/api/v1/activities/{code}", h.put_activity_code)
+    r.add_get("/api/v1/categories", h.categories)
+    r.add_get("/api/v1/whoami", h.whoami)
+    r.add_delete("/api/v1/activities/{code}", h.retire_activity_code)
     r.add_get("/api/v1/endpoints", h.list_endpoints)
     r.add_post("/api/v1/endpoints", h.create_endpoint)
     r.add_get("/api/v1/endpoints/{name}", h.get_endpoint)

@@ -116,6 +116,26 @@ def document() -> dict:
             "/api/v1/activities": {"get": {"summary": "the activity catalog: code, category, merge variables, default text",
                                            "responses": {"200": _json({"type": "array", "items": {"type": "object"}}),
                                                          **_errors()}}},
+            "/api/v1/whoami": {"get": {"summary": "the key in use: its id, role and tenants",
+                                       "responses": {"200": _json({"type": "object"}), **_errors()}}},
+            "/api/v1/categories": {"get": {"summary": "the catalog's activity categories",
+                                           "responses": {"200": _json({"type": "array", "items": {"type": "string"}}),
+                                                         **_errors()}}},
+            "/api/v1/activities/{code}": {
+                "parameters": [CODE_PARAM],
+                "put": {"summary": "add or change an activity code (a key of every tenant): category, who it is "
+                                   "about (customer_key), properties, default description; stored in activity.config",
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["category"], "additionalProperties": False,
+                            "properties": {"category": {"type": "string"},
+                                           "customer_key": {"type": "array", "items": {"type": "string"}},
+                                           "properties": {"type": "array", "items": {"type": "string"}},
+                                           "object": {"type": "string"},
+                                           "description": {"type": "string"}}}}}},
+                        "responses": {"200": _json({"type": "object"}), **_errors("400", "403", "422", "503")}},
+                "delete": {"summary": "retire an activity code added on the page (a changed bundled code goes back "
+                                      "to its bundled definition); refused while subscriptions use it",
+                           "responses": {"200": _json({"type": "object"}), **_errors("403", "404", "409", "503")}}},
             "/api/v1/endpoints": {
                 "get": {"summary": "endpoints, alphabetically", "responses": {"200": _json(arr("Endpoint")), **_errors()}},
                 "post": {"summary": "create an endpoint",

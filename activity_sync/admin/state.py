@@ -492,13 +492,65 @@ class AdminState:
     def providers(self) -> list[dict]:
         return describe()
 
+    def default_description(self, code: str) -> str:
+        return self.catalog.description(code) or self.defaults.get(code) or DEFAULT_DESCRIPTION
+
     def activities_catalog(self) -> list[dict]:
         out = []
         for code, info in sorted(self.catalog.codes.items()):
             props = sorted(self.catalog.known_properties(code))
+            spec = self.catalog.defined.get(code)
             out.append({"activity_code": code, "category": info.category, "merge_variables": props,
-                        "default_description": self.defaults.get(code) or DEFAULT_DESCRIPTION})
+                        "default_description": self.default_description(code),
+                        "customer_key": list(info.customer_key),
+                        "properties": sorted(info.properties - self.catalog.common_properties)
+                        if info.properties is not None else [],
+                        # bundled: in the catalog file; defined: added or changed on the page / API
+                        "origin": "defined" if spec is not None else "bundled",
+                        "bundled": code in self.catalog.started_with})
         return out
+
+    async def put_activity_code(self, key: ApiKey, code: str, body: dict) -> dict:
+        """Add or change an activity code (``activity:<code>`` on ``activity.config``): codes are shared by
+        every tenant, so only a key of every tenant changes them. Checked by the parser the workers use."""
+        from core.config import activity_code_from_dict
+
+        self._writer(key)
+        if ALL_TENANTS not in key.tenants:
+            raise AdminError(403, f"key {key.id!r} is scoped to tenants: activity codes are shared by every "
+                                  "tenant, so only a key of every tenant ('*') changes them")
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        try:
+            code, spec = activity_code_from_dict({**body, "code": code}, self.catalog)
+        except ConfigError as exc:
+            raise AdminError(422, str(exc), exc.field) from None
+        async with self._lock:
+            before = self.catalog.defined.get(code)
+            await self._publish(key, [(f"activity:{code}", spec)], "update activity code" if code in self.catalog.codes
+                                else "create activity code", f"activity:{code}", before, spec, [ALL_TENANTS])
+        return next(a for a in self.activities_catalog() if a["activity_code"] == code)
+
+    async def retire_activity_code(self, key: ApiKey, code: str) -> dict:
+        """Retire a code added on the page (a bundled code changed on the page goes back to its bundled
+        definition). A code that subscriptions still use is refused: remove them first."""
+        self._writer(key)
+        if ALL_TENANTS not in key.tenants:
+            raise AdminError(403, f"key {key.id!r} is scoped to tenants: only a key of every tenant ('*') "
+                                  "retires activity codes")
+        async with self._lock:
+            spec = self.catalog.defined.get(code)
+            if spec is None:
+                raise AdminError(404 if code not in self.catalog.codes else 409,
+                                 f"{code} was not added on the page: a bundled code is not retired"
+                                 if code in self.catalog.codes else f"no activity code {code!r}")
+            used = sorted(s.endpoint for s in self.routing.subscriptions.values() if s.activity_code == code)
+            if used and code not in self.catalog.started_with:
+                raise AdminError(409, f"{code} is still subscribed by {len(used)} endpoint(s): remove those "
+                                      "subscriptions first")
+            await self._publish(key, [(f"activity:{code}", None)], "retire activity code", f"activity:{code}",
+                                spec, None, [ALL_TENANTS])
+        return {"retired": code, "bundled": code in self.catalog.started_with}
 
     def endpoints(self, key: ApiKey) -> list[dict]:
         return [_public_endpoint(ep, self._subs_of(ep.name))
@@ -759,7 +811,7 @@ class AdminState:
         for code in dict.fromkeys(codes):
             if code not in self.catalog.codes:
                 raise AdminError(422, f"subscriptions: unknown activity code {code!r}", "subscriptions")
-            sub = Subscription(code, ep.name, self.defaults.get(code) or DEFAULT_DESCRIPTION)
+            sub = Subscription(code, ep.name, self.default_description(code))
             try:
                 check_subscription(sub, self.catalog)
             except ConfigError as exc:
@@ -829,7 +881,7 @@ class AdminState:
                 raise AdminError(422, f"unknown field {unknown[0]!r}", unknown[0])
             current = self.routing.subscriptions.get(f"subscription:{code}:{endpoint}")
             base = current.record() if current else Subscription(
-                code, endpoint, self.defaults.get(code) or DEFAULT_DESCRIPTION).record()
+                code, endpoint, self.default_description(code)).record()
             base.pop("writeback_codes")
             if current:
                 base.update(writeback_code1=current.writeback_code1, writeback_code2=current.writeback_code2)

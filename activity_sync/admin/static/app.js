@@ -187,7 +187,9 @@ function readSettings(box) {
 
 function endpointDialog(ep) {
   const creating = !ep;
-  ep = ep || { name: "", enabled: true, provider_type: "membership", provider: "webhook", tenants: ["*"],
+  // a tenant key's new endpoint is its own tenants' (a key of every tenant starts from *)
+  ep = ep || { name: "", enabled: true, provider_type: "membership", provider: "webhook",
+               tenants: state.me && !state.me.tenants.includes("*") ? state.me.tenants : ["*"],
                settings: {}, subscribed_codes: [] };
   const enabled = el("input", { type: "checkbox", checked: ep.enabled, "data-field": "enabled", "data-testid": "ep-enabled" });
   const name = el("input", { type: "text", value: ep.name, "data-field": "name", "data-testid": "ep-name", required: true });
@@ -260,7 +262,12 @@ async function loadSubscriptions() {
       title: !e.endpoint_enabled ? "endpoint disabled" : !e.enabled ? "subscription disabled" : "active",
       text: `${e.endpoint}${!e.enabled ? " ⓘ subscription disabled" : ""}${!e.endpoint_enabled ? " ⚠ endpoint disabled" : ""}` }))),
     el("td", {}, el("button", { text: "Edit", "data-testid": `sub-edit-${r.activity_code}`,
-                                onclick: () => subscriptionDialog(r) })))));
+                                onclick: () => subscriptionDialog(r) }), " ",
+      el("button", { text: "Code…", title: "the activity code itself: category, who it is about, properties",
+                     "data-testid": `code-edit-${r.activity_code}`, onclick: () => activityCodeDialog(r.activity_code) })))));
+  document.getElementById("sub-count").textContent = rows.length ? `${rows.length} activity code(s)` : "";
+  if (!rows.length) document.getElementById("subscription-rows").replaceChildren(el("tr", {},
+    el("td", { colspan: 4, class: "empty", text: "no activity code matches the filters" })));
 }
 
 function fillFilters() {
@@ -271,6 +278,48 @@ function fillFilters() {
   const keepCats = new Set(selected("f-category"));
   const cats = [...new Set(state.activities.map((a) => a.category))].sort();
   catSel.replaceChildren(...cats.map((c) => el("option", { value: c, text: c, selected: keepCats.has(c) })));
+}
+
+function activityCodeDialog(code) {
+  const a = code ? state.activities.find((x) => x.activity_code === code) : null;
+  const list = (v) => (v || []).join(", ");
+  const name = el("input", { type: "text", value: code || "", "data-field": "code", "data-testid": "code-name",
+                             placeholder: "e.g. WebinarAttend", readonly: !!code });
+  const cat = el("select", { "data-field": "category", "data-testid": "code-category" },
+    [...new Set([...state.activities.map((x) => x.category), ...(state.categories || [])])].sort()
+      .map((c) => el("option", { value: c, text: c, selected: a && a.category === c })));
+  const who = el("input", { type: "text", value: list(a && a.customer_key), "data-field": "customer_key",
+                            "data-testid": "code-customer-key", placeholder: "e.g. AttendeeExternalKey" });
+  const props = el("textarea", { "data-field": "properties", "data-testid": "code-properties",
+                                 placeholder: "e.g. AttendeeExternalKey, WebinarTitle, WebinarDate" });
+  props.value = list(a && a.properties);
+  const desc = el("textarea", { "data-field": "description", "data-testid": "code-description", maxlength: 2000 });
+  desc.value = a && a.origin === "defined" ? a.default_description : "";
+  const split = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
+  const body = el("div", {},
+    el("label", {}, "Activity code * ", name), el("label", {}, "Category * ", cat),
+    el("label", {}, "Who the activity is about: the properties holding the member's customer ID, first present wins ", who),
+    el("label", {}, "Properties (the merge variables, besides the common ones) ", props),
+    el("label", {}, "Default description (a template over those properties) ", desc),
+    a && a.origin === "defined" ? el("button", { type: "button", class: "danger", "data-testid": "code-retire",
+      text: a.bundled ? "Back to the bundled definition" : "Retire this code",
+      onclick: async (ev) => { ev.preventDefault();
+        try { await api("DELETE", `/activities/${encodeURIComponent(code)}`); say(`${code} retired`);
+              document.getElementById("dialog").close(); await refreshActivities(); }
+        catch (x) { document.getElementById("dialog-error").textContent = x.message; } } }) : null);
+  openDialog(code ? `Activity code ${code}` : "Add activity code", body, "Save", async () => {
+    const c = name.value.trim();
+    await api("PUT", `/activities/${encodeURIComponent(c)}`, { category: cat.value, customer_key: split(who.value),
+      properties: split(props.value), ...(desc.value.trim() ? { description: desc.value } : {}) });
+    say(`activity code ${c} saved`);
+    await refreshActivities();
+  });
+}
+
+async function refreshActivities() {
+  state.activities = await api("GET", "/activities");
+  fillFilters();
+  await loadSubscriptions();
 }
 
 function insertAtCursor(area, text) {
@@ -716,8 +765,10 @@ async function show(tab) {
 
 async function signIn() {
   try {
-    [state.providers, state.activities] = await Promise.all([api("GET", "/providers"), api("GET", "/activities")]);
-    document.getElementById("who").textContent = "signed in";
+    [state.providers, state.activities, state.categories, state.me] = await Promise.all([api("GET", "/providers"),
+      api("GET", "/activities"), api("GET", "/categories"), api("GET", "/whoami")]);
+    document.getElementById("who").textContent =
+      `signed in as ${state.me.id} (${state.me.role}, tenants ${state.me.tenants.join(", ")})`;
     signedIn(true);
     say("");
     await show(state.tab);
@@ -751,6 +802,7 @@ document.addEventListener("DOMContentLoaded", () => {
     signIn();
   });
   document.getElementById("sign-out").addEventListener("click", signOut);
+  document.getElementById("add-activity-code").addEventListener("click", () => activityCodeDialog(null));
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
   document.getElementById("s-show").addEventListener("click", () => loadReportCard().catch((e) => say(e.message, true)));
