@@ -299,10 +299,26 @@ async def test_a_subscription_is_removed_in_its_own_dialog_variables_insert_at_t
         await page.select_option("[data-testid=ep-provider]", "webhook")
         await page.fill("[data-testid=ep-tenant]", "DEMO")
         await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        # the long checklist: search narrows it, select-all ticks only what is shown, a count says how many
+        await page.fill("[data-testid=ep-sub-search]", "alida")
+        await page.click("[data-testid=ep-sub-all]")
+        alida = await page.eval_on_selector_all("[data-testid=ep-subscriptions] input:checked", "xs => xs.map(x => x.value)")
+        assert alida and all(c.startswith("Alida") for c in alida), alida
+        assert f"{len(alida)} of " in await page.text_content("[data-testid=ep-sub-count]")
+        await page.click("[data-testid=ep-sub-none]")
+        await page.fill("[data-testid=ep-sub-search]", "no-such-code")
+        assert await page.get_attribute("[data-testid=ep-subscriptions]", "data-empty") == "no activity code matches"
+        await page.fill("[data-testid=ep-sub-search]", "")
         await page.check("[data-testid=ep-sub-DiscussionMessageCreate]")
+        assert (await page.text_content("[data-testid=ep-sub-count]")).startswith("1 of ")
         await page.click("[data-testid=dialog-ok]")
         await page.wait_for_selector("[data-testid=counts-crm-rm]:has-text('1 / 0')")
         await page.click("[data-testid=tab-subscriptions]")
+        await page.type("[data-testid=filter-name]", "zzz-nothing", delay=5)
+        await page.wait_for_selector("[data-testid=subscription-rows]:has-text('no activity code matches the filters')")
+        await page.click("[data-testid=filter-clear]")
+        await page.wait_for_selector("[data-testid=sub-row-DiscussionMessageCreate]")
+        assert await page.input_value("[data-testid=filter-name]") == ""
         await page.click("[data-testid=sub-edit-DiscussionMessageCreate]")
         await page.click("[data-testid=sub-endpoint-edit-crm-rm]")
         await page.fill("[data-testid=sub-description]", "posted  today")

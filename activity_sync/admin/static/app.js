@@ -210,13 +210,32 @@ function endpointDialog(ep) {
   fillProviders();
   const subs = new Set(ep.subscribed_codes);
   const checklist = el("div", { class: "checklist", "data-field": "subscriptions", "data-testid": "ep-subscriptions" },
-    state.activities.map((a) => el("label", {}, el("input", { type: "checkbox", value: a.activity_code,
+    state.activities.map((a) => el("label", { dataset: { code: a.activity_code.toLowerCase(), category: a.category.toLowerCase() } },
+      el("input", { type: "checkbox", value: a.activity_code,
       checked: subs.has(a.activity_code), "data-testid": `ep-sub-${a.activity_code}` }),
       ` ${a.activity_code} (${a.category})`)));
+  // a long checklist: search, select all or none of what is shown, the count ticked
+  const count = el("span", { class: "count", "data-testid": "ep-sub-count" });
+  const search = el("input", { type: "search", placeholder: "search codes or categories", "data-testid": "ep-sub-search" });
+  const shown = () => [...checklist.querySelectorAll("label")].filter((l) => !l.hidden);
+  const recount = () => { count.textContent = `${checklist.querySelectorAll("input:checked").length} of ${state.activities.length} ticked`
+    + (search.value ? `, ${shown().length} shown` : ""); };
+  search.addEventListener("input", () => {
+    const q = search.value.trim().toLowerCase();
+    for (const l of checklist.querySelectorAll("label")) l.hidden = !!q && !l.dataset.code.includes(q) && !l.dataset.category.includes(q);
+    if (!shown().length) checklist.dataset.empty = "no activity code matches"; else delete checklist.dataset.empty;
+    recount();
+  });
+  checklist.addEventListener("change", recount);
+  const tickAll = (on) => (ev) => { ev.preventDefault(); for (const l of shown()) l.querySelector("input").checked = on; recount(); };
+  const tools = el("div", { class: "bar" }, search, " ",
+    el("button", { type: "button", text: "Select all shown", "data-testid": "ep-sub-all", onclick: tickAll(true) }), " ",
+    el("button", { type: "button", text: "Clear shown", "data-testid": "ep-sub-none", onclick: tickAll(false) }), " ", count);
+  recount();
   const body = el("div", {}, el("label", {}, enabled, " Enabled"), el("label", {}, "Name * ", name),
     el("label", {}, "Provider type * ", ptype), el("label", {}, "Provider * ", provider),
     el("label", {}, "Tenant (TenantCode, several separated by commas, or *) ", tenant), settingsHolder,
-    el("p", { text: "Activity subscriptions" }), checklist);
+    el("p", { text: "Activity subscriptions" }), tools, checklist);
   openDialog(creating ? "Create endpoint" : `Edit endpoint ${ep.name}`, body, "Save", async () => {
     const tenants = tenant.value.split(",").map((t) => t.trim()).filter(Boolean);
     const payload = { name: name.value.trim(), enabled: enabled.checked, provider_type: ptype.value,
@@ -803,6 +822,12 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("sign-out").addEventListener("click", signOut);
   document.getElementById("add-activity-code").addEventListener("click", () => activityCodeDialog(null));
+  document.getElementById("f-clear").addEventListener("click", () => {
+    document.getElementById("f-name").value = "";
+    for (const id of ["f-endpoint", "f-category"]) for (const o of document.getElementById(id).options) o.selected = false;
+    document.getElementById("f-subscribed").value = "all";
+    loadSubscriptions().catch((e) => say(e.message, true));
+  });
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   document.getElementById("create-endpoint").addEventListener("click", () => endpointDialog(null));
   document.getElementById("s-show").addEventListener("click", () => loadReportCard().catch((e) => say(e.message, true)));
