@@ -277,7 +277,7 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
         text = await first.inner_text()
         assert "http://127.0.0.1:9/activities → http://127.0.0.1:9/v2/activities" in text, text
         assert "schedule" not in text  # unchanged fields are not listed
-        await page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
+        await page.screenshot(path=str(ARTIFACTS / "audit-changes.png"), full_page=True)
     finally:
         await page.close()
         await runner.cleanup()
@@ -410,6 +410,50 @@ async def test_an_activity_code_added_on_the_page_is_subscribed_enriched_and_del
         await runner.cleanup()
         await state.stop()
         await crm.stop()
+
+
+async def test_a_tenant_keys_template_preview_never_shows_another_tenants_activity(settings, tmp_path, spawn, browser):
+    """Issue 18's security item, in the browser: an ACME key previews a template on a code whose
+    newest activity is DEMO's; the preview says there is none of its tenants' yet and shows nothing of
+    DEMO's member, while a key of every tenant sees it."""
+    acme = ApiKey("acme-ops", "admin", ("ACME",), "browser-acme-preview-0123456789")
+    runner, state, port = await serve(settings, "127.0.0.1", 0, [KEY, acme])
+    spawn(["-m", "streams.app"], worker_env(settings, tmp_path), "stream")
+    seed = next(e for e in seed_events() if e["ActivityCode"] == "DiscussionMessageCreate")
+    await produce(settings, Topics(settings.topic_prefix).raw, [(None, json.dumps(dict(seed, TenantCode="DEMO")).encode())])
+
+    async def demo_seen() -> bool:
+        return state.preview(KEY, "DiscussionMessageCreate", "{AuthorDisplayName}")["rendered"] is not None
+
+    await eventually(demo_seen, 60, "DEMO's activity in the admin's newest records")
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.fill("[data-testid=api-key]", acme.secret)
+        await page.click("[data-testid=sign-in]")
+        await page.wait_for_selector("[data-testid=who]:has-text('acme-ops')")
+        await page.click("[data-testid=create-endpoint]")
+        await page.fill("[data-testid=ep-name]", "acme-crm")
+        await page.select_option("[data-testid=ep-provider]", "webhook")
+        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await page.click("[data-testid=dialog-ok]")
+        await page.wait_for_selector("[data-testid=edit-acme-crm]")
+        await page.click("[data-testid=tab-subscriptions]")
+        await page.click("[data-testid=sub-edit-DiscussionMessageCreate]")
+        await page.select_option("[data-testid=sub-add-endpoint]", "acme-crm")
+        await page.fill("[data-testid=sub-description]", "{AuthorDisplayName} / {AuthorExternalKey} / {TenantCode} / {Body}")
+        await page.click("[data-testid=sub-preview]")
+        await page.wait_for_selector("[data-testid=sub-preview-result]:not(:empty)")
+        shown = await page.text_content("[data-testid=sub-preview-result]")
+        assert "no recent DiscussionMessageCreate activity" in shown, shown  # none of ACME's: nothing rendered
+        page_text = await page.inner_text("body")
+        for leaked in (seed["AuthorDisplayName"], seed["AuthorExternalKey"], "DEMO /"):
+            assert leaked not in shown and leaked not in page_text, (leaked, shown)
+        await page.screenshot(path=str(ARTIFACTS / "preview-tenant-denied.png"), full_page=True)
+    finally:
+        await page.close()
+        await runner.cleanup()
+        await state.stop()
 
 
 async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(settings, browser):
