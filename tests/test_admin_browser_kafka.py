@@ -313,6 +313,10 @@ async def test_a_subscription_is_removed_in_its_own_dialog_variables_insert_at_t
         assert (await page.text_content("[data-testid=ep-sub-count]")).startswith("1 of ")
         await page.click("[data-testid=dialog-ok]")
         await page.wait_for_selector("[data-testid=counts-crm-rm]:has-text('1 / 0')")
+        await page.fill("[data-testid=ep-filter]", "nothing-like-it")  # the endpoint list's filter and empty state
+        await page.wait_for_selector("[data-testid=ep-empty]:has-text('no endpoint matches')")
+        await page.fill("[data-testid=ep-filter]", "crm-r")
+        await page.wait_for_selector("[data-testid=ep-count]:has-text('1 of 1 endpoint(s)')")
         await page.click("[data-testid=tab-subscriptions]")
         await page.type("[data-testid=filter-name]", "zzz-nothing", delay=5)
         await page.wait_for_selector("[data-testid=subscription-rows]:has-text('no activity code matches the filters')")

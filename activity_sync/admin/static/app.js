@@ -80,6 +80,23 @@ async function loadEndpoints() {
     el("td", {}, el("button", { "data-testid": `edit-${ep.name}`, text: "Edit", onclick: () => endpointDialog(ep) }), " ",
       el("button", { "data-testid": `delete-${ep.name}`, text: "Delete", onclick: () => deleteDialog(ep) }))));
   document.getElementById("endpoint-rows").replaceChildren(...rows);
+  filterEndpoints();
+}
+
+function filterEndpoints() {
+  const q = document.getElementById("ep-filter").value.trim().toLowerCase();
+  let n = 0;
+  for (const tr of document.querySelectorAll("#endpoint-rows tr[data-endpoint]")) {
+    const ep = state.endpoints.find((e) => e.name === tr.dataset.endpoint);
+    const hay = ep ? `${ep.name} ${ep.provider} ${ep.tenants.join(" ")}`.toLowerCase() : "";
+    tr.hidden = !!q && !hay.includes(q);
+    if (!tr.hidden) n += 1;
+  }
+  document.getElementById("endpoint-rows").querySelector("tr.empty-row")?.remove();
+  if (!n) document.getElementById("endpoint-rows").append(el("tr", { class: "empty-row" }, el("td", { colspan: 7, class: "empty",
+    "data-testid": "ep-empty", text: state.endpoints.length ? "no endpoint matches" : "no endpoint yet: Create one" })));
+  document.getElementById("ep-count").textContent = state.endpoints.length
+    ? `${n} of ${state.endpoints.length} endpoint(s)` : "";
 }
 
 async function act(fn, done, reload) {
@@ -822,6 +839,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("sign-out").addEventListener("click", signOut);
   document.getElementById("add-activity-code").addEventListener("click", () => activityCodeDialog(null));
+  document.getElementById("ep-filter").addEventListener("input", filterEndpoints);
   document.getElementById("f-clear").addEventListener("click", () => {
     document.getElementById("f-name").value = "";
     for (const id of ["f-endpoint", "f-category"]) for (const o of document.getElementById(id).options) o.selected = false;
