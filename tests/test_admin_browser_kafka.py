@@ -237,6 +237,21 @@ async def test_replay_from_the_page_takes_exactly_the_rows_ticked(settings, brow
         await page.wait_for_selector("[data-testid=replay-result]:has-text('replayed 2')")
         for key in ("l-1", "r-1"):
             assert (await page.text_content(f"[data-testid=dead-row-{key}] td:nth-child(8)")).strip() == "yes"
+        # a long list is paged, 50 rows a page; a row ticked on one page is replayed from another
+        for i in range(60):
+            await produce(settings, t.dead, [(b"k", b"value")], headers=H.dead_letter(
+                "deliver", (t.enriched, 0, 10 + i), FatalError("HTTP 400: refused"), endpoint="left", tenant="DEMO",
+                activity_key=f"p-{i:02d}"))
+        await page.click("[data-testid=dead-refresh]")
+        await page.wait_for_selector("[data-testid=dead-page]:has-text('rows 1–50 of 62')", timeout=30_000)
+        first = await page.eval_on_selector("#dead-rows tr:not([hidden]) input:not(:disabled)", "c => c.value")
+        first_key = f"dead-row-{first}"
+        await page.check(f"[data-testid=dead-select-{first}]")
+        await page.click("[data-testid=dead-next]")
+        await page.wait_for_selector("[data-testid=dead-page]:has-text('rows 51–62 of 62, 1 ticked')")
+        assert not await page.is_visible(f"[data-testid={first_key}]")
+        await page.click("[data-testid=replay-dry-run]")
+        await page.wait_for_selector("[data-testid=replay-result]:has-text('1 would be replayed')")
     finally:
         await page.close()
         await runner.cleanup()

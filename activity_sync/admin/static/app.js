@@ -472,8 +472,27 @@ async function loadDead() {
     el("td", { text: d.endpoint || "" }), el("td", { text: d.activity_key }), el("td", { text: d.reason }),
     el("td", { text: String(d.attempts) }), el("td", { text: when(d.first_failure_at) }),
     el("td", { text: d.last_error }), el("td", { text: d.replayed ? "yes" : "" }))));
+  if (!rows.length) document.getElementById("dead-rows").replaceChildren(el("tr", {}, el("td", { colspan: 8,
+    class: "empty", text: sel.value ? `no dead letters of ${sel.value}` : "no dead letters" })));
   state.replayPlan = null;
+  state.deadPage = 0;
+  showDeadPage();
   document.getElementById("d-replay").disabled = true;
+}
+
+const DEAD_PAGE = 50;
+
+function showDeadPage() {
+  // paged by hiding rows: what is ticked on another page stays ticked (and is replayed)
+  const trs = [...document.querySelectorAll("#dead-rows tr[data-testid^='dead-row-']")];
+  const pages = Math.max(1, Math.ceil(trs.length / DEAD_PAGE));
+  state.deadPage = Math.min(Math.max(0, state.deadPage || 0), pages - 1);
+  trs.forEach((tr, i) => { tr.hidden = Math.floor(i / DEAD_PAGE) !== state.deadPage; });
+  const first = trs.length ? state.deadPage * DEAD_PAGE + 1 : 0, last = Math.min(trs.length, (state.deadPage + 1) * DEAD_PAGE);
+  const ticked = document.querySelectorAll("#dead-rows input:checked").length;
+  document.getElementById("d-page").textContent = `rows ${first}–${last} of ${trs.length}` + (ticked ? `, ${ticked} ticked` : "");
+  document.getElementById("d-prev").disabled = state.deadPage === 0;
+  document.getElementById("d-next").disabled = state.deadPage >= pages - 1;
 }
 
 function replayBody() {
@@ -840,6 +859,9 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-out").addEventListener("click", signOut);
   document.getElementById("add-activity-code").addEventListener("click", () => activityCodeDialog(null));
   document.getElementById("ep-filter").addEventListener("input", filterEndpoints);
+  document.getElementById("d-prev").addEventListener("click", () => { state.deadPage -= 1; showDeadPage(); });
+  document.getElementById("d-next").addEventListener("click", () => { state.deadPage += 1; showDeadPage(); });
+  document.getElementById("dead-rows").addEventListener("change", showDeadPage);
   document.getElementById("f-clear").addEventListener("click", () => {
     document.getElementById("f-name").value = "";
     for (const id of ["f-endpoint", "f-category"]) for (const o of document.getElementById(id).options) o.selected = false;
@@ -879,7 +901,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("d-endpoint").addEventListener("change", () => loadDead().catch((e) => say(e.message, true)));
   document.getElementById("d-refresh").addEventListener("click", () => loadDead().catch((e) => say(e.message, true)));
   document.getElementById("d-all").addEventListener("change", (ev) => {
-    for (const c of document.querySelectorAll("#dead-rows input:not(:disabled)")) c.checked = ev.target.checked; });
+    for (const c of document.querySelectorAll("#dead-rows input:not(:disabled)")) c.checked = ev.target.checked;
+    showDeadPage(); });
   document.getElementById("d-dry-run").addEventListener("click", async () => {
     try {
       const body = replayBody();
