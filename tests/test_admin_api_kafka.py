@@ -231,6 +231,27 @@ async def test_a_tenant_key_never_sees_another_tenants_data(client, settings, st
         text = await r.text()
         assert r.status == 200, (path, text)
         assert not [s for s in secrets_of_demo if s in text], (path, text[:2000])
+    # and every GET route of the OpenAPI document, its path parameters filled with DEMO's names: refused,
+    # or answered without anything of DEMO's (a route added later is swept too)
+    from activity_sync.admin.openapi import document
+
+    fill = {"name": "demo-crm", "tenant": "DEMO", "member": "demo-0001", "id": "demo-list"}
+    swept = 0
+    for path, ops in document()["paths"].items():
+        if "get" not in ops or not path.startswith("/api/v1/"):
+            continue
+        params = [*ops.get("parameters", []), *ops["get"].get("parameters", [])]
+        url = path.format(**fill)
+        query = "&".join(f"{q['name']}={fill[q['name']]}" for q in params if q["in"] == "query" and q.get("required"))
+        r = await client.get(url + (f"?{query}" if query else ""), headers=auth(ACME))
+        text = await r.text()
+        assert r.status in (200, 403, 404), (url, r.status, text[:500])
+        asked = url + query  # a refusal may name what was asked for; nothing else of DEMO's
+        assert not [s for s in secrets_of_demo if s in text and s not in asked], (url, text[:2000])
+        if r.status == 200:
+            assert not [s for s in secrets_of_demo if s in text], (url, text[:2000])
+        swept += 1
+    assert swept >= 20
     rows = await (await client.get("/api/v1/subscriptions?subscribed=subscribed", headers=auth(ACME))).json()
     assert [e["endpoint"] for row in rows for e in row["endpoints"]] == ["acme-crm"]
     r = await client.post("/api/v1/replay", json={"endpoint": "acme-crm", "dry_run": True}, headers=auth(ACME))
