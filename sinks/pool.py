@@ -133,16 +133,25 @@ class Pool:
         self.config = ConfigTable(settings.kafka, Topics(settings.topic_prefix).config, self.routing)
         self.children: dict[str, Child] = {}
         self.closing = False
+        self._tasks: set[asyncio.Task] = set()  # watchers and stop timers, referenced until done
+
+    def _background(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ what to serve
     def wanted(self) -> set[str]:
-        return {name for name, ep in self.routing.endpoints.items() if self.selection.serves(ep)}
+        return {name for name, ep in list(self.routing.endpoints.items()) if self.selection.serves(ep)}
 
     def ready(self) -> bool:
+        """Read by the health thread: snapshots of what the loop changes."""
         if not self.config.ready.is_set():
             return False
-        return all(name in self.children and self.children[name].proc is not None
-                   and self.children[name].proc.returncode is None for name in self.wanted())
+        children = dict(self.children)
+        return all(name in children and children[name].proc is not None and children[name].proc.returncode is None
+                   for name in self.wanted())
 
     async def run(self) -> None:
         await self.config.start()
@@ -187,7 +196,7 @@ class Pool:
         child.started_at = time.monotonic()
         metrics.STARTS.labels(child.endpoint, "restart" if child.failures else "new").inc()
         log.info("endpoint %s: worker started (pid %d)", child.endpoint, child.proc.pid)
-        child.waiter = asyncio.ensure_future(self._watch(child, child.proc))
+        child.waiter = self._background(self._watch(child, child.proc))
 
     async def _watch(self, child: Child, proc) -> None:
         rc = await proc.wait()
@@ -218,7 +227,7 @@ class Pool:
             self.children.pop(child.endpoint, None)
             return
         child.proc.send_signal(signal.SIGTERM)
-        asyncio.ensure_future(self._kill_after(child.proc, STOP_GRACE_S))
+        self._background(self._kill_after(child.proc, STOP_GRACE_S))
 
     @staticmethod
     async def _kill_after(proc, seconds: float) -> None:
@@ -238,7 +247,7 @@ class Pool:
 
     # ------------------------------------------------------------------ metrics of the children
     def child_ports(self) -> dict[str, int]:
-        return {name: c.port for name, c in list(self.children.items())
+        return {name: c.port for name, c in dict(self.children).items()
                 if c.proc is not None and c.proc.returncode is None}
 
 
