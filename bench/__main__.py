@@ -30,7 +30,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
-from bench.procstat import cpu_seconds, rss_mb
+from bench.procstat import cpu_seconds, rss_mb, stop_processes
 from activity_sync.tools import publish_config, seed_lines
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics, partition_ids
@@ -118,13 +118,7 @@ async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: 
     try:
         got = await watch_output(kafka, out_topic, n, timeout=900, procs=procs)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
     return {"name": name, "events_per_s": got["counted"] / got["seconds"], "seconds": got["seconds"],
             "counted": got["counted"], "cpu_us_per_event": got["cpu_s"] / got["counted"] * 1e6,
             "rss_mb": got["rss_mb"]}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.procstat import stop_processes
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics
 
@@ -104,13 +105,7 @@ async def bench_anmc(kafka: KafkaSettings, log_dir: str, people: int = 20_000) -
                 "an_requests": an["requests"], "mc_requests": mc["requests"], "welcome": mc["welcome_messages"],
                 "most_in_flight": mc["most_in_flight"]}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 def print_anmc(r: dict) -> None:

@@ -28,6 +28,7 @@ import uuid
 
 import yaml
 
+from bench.procstat import stop_processes
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics
 
@@ -155,13 +156,7 @@ async def latency(kafka: KafkaSettings, log_dir: str, members: int, rates=((400,
         reader.cancel()
     finally:
         await consumer.stop()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
     return {"members": members, "lists": 50, "preload_s": preload_s, "phases": phases}
 
 

@@ -44,7 +44,7 @@ async def bench_pool(kafka: KafkaSettings, log_dir: str, endpoints: int = 4) -> 
     from activity_sync.devtools.broker import free_port
     from activity_sync.tools import publish_config, seed_lines
     from bench.__main__ import CONFIG, env_for, produce_all
-    from bench.procstat import rss_mb
+    from bench.procstat import rss_mb, stop_processes
     from sinks.providers.webhook.fake import FakeCRM
 
     prefix = f"bpool{uuid.uuid4().hex[:6]}."
@@ -99,13 +99,7 @@ async def bench_pool(kafka: KafkaSettings, log_dir: str, endpoints: int = 4) -> 
         return {"firsts": firsts, "pool_mb": rss_mb(pool.pid), "children_mb": [rss_mb(c) for c in kids],
                 "stream_mb": rss_mb(stream.pid)}
     finally:
-        for p in (pool, stream):
-            p.terminate()
-        for p in (pool, stream):
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes((pool, stream), 60)
         for crm in crms:
             await crm.stop()
         for f in logs:

@@ -17,3 +17,16 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_processes(procs, timeout: float = 20) -> None:
+    """SIGTERM every process, then wait for each (SIGKILL after ``timeout`` seconds)."""
+    import subprocess
+
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -32,10 +32,15 @@ class Catalog:
     started_with: dict = field(default_factory=dict)   # code -> CodeInfo of the bundled/file catalog
     defined: dict = field(default_factory=dict)        # code -> spec, the codes defined at run time (activity:)
 
+    def build(self, code: str, spec: dict) -> CodeInfo:
+        """A code's info from a spec in the catalog file's shape, against this catalog's categories and
+        objects (``ValueError`` for an unknown one); nothing is stored."""
+        return _code_info(code, spec, self.category_specs, self.objects, self.common_properties,
+                          self.role_properties, None, self.default_customer_key)
+
     def define(self, code: str, spec: dict) -> CodeInfo:
         """Add or change a code at run time (an ``activity:<code>`` record of ``activity.config``)."""
-        info = _code_info(code, spec, self.category_specs, self.objects, self.common_properties,
-                          self.role_properties, None, self.default_customer_key)
+        info = self.build(code, spec)
         self.codes[code] = info
         self.defined[code] = dict(spec)
         return info

@@ -491,10 +491,7 @@ def activity_code_from_dict(d: dict, catalog: Catalog) -> tuple[str, dict]:
             raise ConfigError(f"object: {d['object']!r} is not an object of the catalog", "object")
         spec["object"] = d["object"]
     try:
-        from .catalog import _code_info
-
-        info = _code_info(code, spec, catalog.category_specs, catalog.objects, catalog.common_properties,
-                          catalog.role_properties, None, catalog.default_customer_key)
+        info = catalog.build(code, spec)
     except ValueError as exc:
         raise ConfigError(str(exc), "category") from None
     description = d.get("description")

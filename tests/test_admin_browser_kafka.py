@@ -36,13 +36,23 @@ async def eventually(check, timeout: float = 60, what: str = "") -> None:
         await asyncio.sleep(0.5)
 
 
-async def sign_in(page, url: str | None = None) -> None:
-    """Open the page (when ``url`` is given) and sign in with the admin key."""
+async def sign_in(page, url: str | None = None, key: ApiKey = KEY) -> None:
+    """Open the page (when ``url`` is given) and sign in with ``key`` (the admin key)."""
     if url:
         await page.goto(url)
-    await page.fill("[data-testid=api-key]", KEY.secret)
+    await page.fill("[data-testid=api-key]", key.secret)
     await page.click("[data-testid=sign-in]")
-    await page.wait_for_selector("[data-testid=who]:has-text('signed in')")
+    await page.wait_for_selector(f"[data-testid=who]:has-text('signed in as {key.id} ')")
+
+
+async def webhook_form(page, name: str, url: str, tenant: str | None = "DEMO") -> None:
+    """Open Create and fill a webhook endpoint's name, tenant (None: leave the form's) and URL."""
+    await page.click("[data-testid=create-endpoint]")
+    await page.fill("[data-testid=ep-name]", name)
+    await page.select_option("[data-testid=ep-provider]", "webhook")
+    if tenant is not None:
+        await page.fill("[data-testid=ep-tenant]", tenant)
+    await page.fill("[data-testid=setting-url]", url)
 
 
 async def until_page(read, ok, timeout: float = 30) -> None:
@@ -92,11 +102,7 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         await sign_in(page)
 
         # ---- create an endpoint with its provider's settings form and two subscriptions
-        await page.click("[data-testid=create-endpoint]")
-        await page.fill("[data-testid=ep-name]", "crm-ui")
-        await page.select_option("[data-testid=ep-provider]", "webhook")
-        await page.fill("[data-testid=ep-tenant]", "DEMO")
-        await page.fill("[data-testid=setting-url]", crm.url)
+        await webhook_form(page, "crm-ui", crm.url)
         await page.fill("[data-testid=setting-batch_size]", "5000")  # over the webhook's limit of 1000
         await page.check("[data-testid=ep-sub-DiscussionMessageCreate]")
         await page.check("[data-testid=ep-sub-CommunityMemberJoin]")
@@ -265,11 +271,7 @@ async def test_a_bulk_schedule_is_set_from_the_form(settings, browser):
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         await sign_in(page, f"http://127.0.0.1:{port}/")
-        await page.click("[data-testid=create-endpoint]")
-        await page.fill("[data-testid=ep-name]", "bulk-crm")
-        await page.select_option("[data-testid=ep-provider]", "webhook")
-        await page.fill("[data-testid=ep-tenant]", "DEMO")
-        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await webhook_form(page, "bulk-crm", "http://127.0.0.1:9/activities")
         await page.fill("[data-testid=setting-schedule]", "every 30m")
         form = await page.inner_text("[data-testid=settings-form]")  # human labels, the raw name beside, help
         assert "Timeout (seconds)" in form and "timeout_s" in form and "HMAC secret (environment variable)" in form
@@ -309,11 +311,7 @@ async def test_a_subscription_is_removed_in_its_own_dialog_variables_insert_at_t
     try:
         await sign_in(page, f"http://127.0.0.1:{port}/")
         assert not await page.is_visible("[data-testid=api-key]") and await page.is_visible("[data-testid=sign-out]")
-        await page.click("[data-testid=create-endpoint]")
-        await page.fill("[data-testid=ep-name]", "crm-rm")
-        await page.select_option("[data-testid=ep-provider]", "webhook")
-        await page.fill("[data-testid=ep-tenant]", "DEMO")
-        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await webhook_form(page, "crm-rm", "http://127.0.0.1:9/activities")
         # the long checklist: search narrows it, select-all ticks only what is shown, a count says how many
         await page.fill("[data-testid=ep-sub-search]", "alida")
         await page.click("[data-testid=ep-sub-all]")
@@ -395,11 +393,7 @@ async def test_an_activity_code_added_on_the_page_is_subscribed_enriched_and_del
         assert "Events" in await page.inner_text("[data-testid=sub-row-WebinarAttend]")
         # an endpoint subscribed to it, its description the code's default
         await page.click("[data-testid=tab-endpoints]")
-        await page.click("[data-testid=create-endpoint]")
-        await page.fill("[data-testid=ep-name]", "crm-codes")
-        await page.select_option("[data-testid=ep-provider]", "webhook")
-        await page.fill("[data-testid=ep-tenant]", "DEMO")
-        await page.fill("[data-testid=setting-url]", crm.url)
+        await webhook_form(page, "crm-codes", crm.url)
         await page.check("[data-testid=ep-sub-WebinarAttend]")
         await page.click("[data-testid=dialog-ok]")
         await page.wait_for_selector("[data-testid=counts-crm-codes]:has-text('1 / 0')")
@@ -447,14 +441,8 @@ async def test_a_tenant_keys_template_preview_never_shows_another_tenants_activi
     await eventually(demo_seen, 60, "DEMO's activity in the admin's newest records")
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
-        await page.goto(f"http://127.0.0.1:{port}/")
-        await page.fill("[data-testid=api-key]", acme.secret)
-        await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('acme-ops')")
-        await page.click("[data-testid=create-endpoint]")
-        await page.fill("[data-testid=ep-name]", "acme-crm")
-        await page.select_option("[data-testid=ep-provider]", "webhook")
-        await page.fill("[data-testid=setting-url]", "http://127.0.0.1:9/activities")
+        await sign_in(page, f"http://127.0.0.1:{port}/", acme)
+        await webhook_form(page, "acme-crm", "http://127.0.0.1:9/activities", tenant=None)
         await page.click("[data-testid=dialog-ok]")
         await page.wait_for_selector("[data-testid=edit-acme-crm]")
         await page.click("[data-testid=tab-subscriptions]")
@@ -487,10 +475,8 @@ async def test_the_contacts_tab_finds_pushed_contacts_of_the_keys_tenant(setting
     runner, state, port = await serve(settings, "127.0.0.1", 0, [acme])
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
-        await page.goto(f"http://127.0.0.1:{port}/")
-        await page.fill("[data-testid=api-key]", acme.secret)
-        await page.click("[data-testid=sign-in]")
-        await page.wait_for_selector("[data-testid=who]:has-text('signed in as acme (admin, tenants ACME)')")
+        await sign_in(page, f"http://127.0.0.1:{port}/", acme)
+        assert await page.text_content("[data-testid=who]") == "signed in as acme (admin, tenants ACME)"
         await page.click("[data-testid=create-endpoint]")  # a tenant key's new endpoint starts as its tenant's
         assert await page.input_value("[data-testid=ep-tenant]") == "ACME"
         await page.click("[data-testid=dialog-cancel]")
@@ -659,7 +645,7 @@ async def test_a_list_built_on_the_page_with_a_preview_count_and_its_reconciliat
     runner, state, port = await serve(settings, "127.0.0.1", 0, [root])
     page = await browser.new_page(viewport={"width": 1400, "height": 1100})
     try:
-        await sign_in(page, f"http://127.0.0.1:{port}/")
+        await sign_in(page, f"http://127.0.0.1:{port}/", root)
         await eventually(lambda: asyncio.sleep(0, len(state.lists.states.get("DEMO", {})) == 4
                                                and state.lists.count("DEMO", "informz-posters") == 3), 30, "lists")
         await page.click("[data-testid=tab-lists]")

@@ -23,10 +23,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from activity_sync.tools import bundled
 from core import headers as H
 from core.avro import DecodeError, decode_any
-from core.config import (ALL_TENANTS, DEFAULT_DESCRIPTION, ConfigError, Endpoint, Subscription, check_subscription,
-                         endpoint_from_dict, read_config_file, subscription_from_dict)
+from core.config import (ALL_TENANTS, DEFAULT_DESCRIPTION, ConfigError, Endpoint, Subscription, activity_code_from_dict,
+                         check_subscription, endpoint_from_dict, read_config_file, subscription_from_dict)
 from core.envvars import env_int
 from core.routing import Routing
+from core.secrets import SECRET_KEY, SECRET_REF, secret_value
 from core.settings import Settings
 from core.topics import MAX_EVENT_TOPIC_BYTES, Topics, partition_ids
 from sinks import replay as replay_mod
@@ -513,8 +514,6 @@ class AdminState:
     async def put_activity_code(self, key: ApiKey, code: str, body: dict) -> dict:
         """Add or change an activity code (``activity:<code>`` on ``activity.config``): codes are shared by
         every tenant, so only a key of every tenant changes them. Checked by the parser the workers use."""
-        from core.config import activity_code_from_dict
-
         self._writer(key)
         if ALL_TENANTS not in key.tenants:
             raise AdminError(403, f"key {key.id!r} is scoped to tenants: activity codes are shared by every "
@@ -540,10 +539,10 @@ class AdminState:
                                   "retires activity codes")
         async with self._lock:
             spec = self.catalog.defined.get(code)
+            if code not in self.catalog.codes:
+                raise AdminError(404, f"no activity code {code!r}")
             if spec is None:
-                raise AdminError(404 if code not in self.catalog.codes else 409,
-                                 f"{code} was not added on the page: a bundled code is not retired"
-                                 if code in self.catalog.codes else f"no activity code {code!r}")
+                raise AdminError(409, f"{code} was not added on the page: a bundled code is not retired")
             used = sorted(s.endpoint for s in self.routing.subscriptions.values() if s.activity_code == code)
             if used and code not in self.catalog.started_with:
                 raise AdminError(409, f"{code} is still subscribed by {len(used)} endpoint(s): remove those "
@@ -1026,8 +1025,6 @@ def audit_changes(before, after, path: str = "") -> list[dict]:
 
 
 def _masked(where: str, v):
-    from core.secrets import SECRET_KEY, SECRET_REF, secret_value
-
     name = where.rsplit(".", 1)[-1]
     if v is None:
         return None

@@ -153,7 +153,6 @@ def start(emb, env: dict) -> None:
     # the admin page (its children's own metrics ports are free ones on 127.0.0.1, merged into its own).
     port = emb.ports.sink_metrics(0)
     wenv = dict(env, ACTIVITY_SYNC_METRICS_PORT=str(port), ACTIVITY_SYNC_DATADIR=str(emb.var / "sink-data"))
-    (emb.var / "sink-data").mkdir(exist_ok=True)
     emb.spawn("sink-pool", ["-m", "sinks.pool"], wenv)
     eps = [endpoint_from_dict(raw) for raw in enabled_endpoints(emb.doc)]
     print(f"  sink pool ({', '.join(f'{ep.name}: {ep.provider}' for ep in eps) or 'no endpoint yet'}; endpoints "

@@ -879,22 +879,14 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("l-op").addEventListener("change", rulesChanged);
   document.getElementById("l-criteria").addEventListener("input", previewSoon);
   document.getElementById("l-tenant").addEventListener("input", previewSoon);
-  document.getElementById("list-builder").addEventListener("submit", (ev) => {
+  const onSubmit = (id, fn) => document.getElementById(id).addEventListener("submit", (ev) => {
     ev.preventDefault();
-    saveList().catch((e) => say(e.message, true));
+    fn().catch((e) => say(e.message, true));
   });
-  document.getElementById("occ-issue").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    issueConnection().catch((e) => say(e.message, true));
-  });
-  document.getElementById("key-issue").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    issueKey().catch((e) => say(e.message, true));
-  });
-  document.getElementById("contact-search").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    loadContacts().catch((e) => say(e.message, true));
-  });
+  onSubmit("list-builder", saveList);
+  onSubmit("occ-issue", issueConnection);
+  onSubmit("key-issue", issueKey);
+  onSubmit("contact-search", loadContacts);
   document.getElementById("f-name").addEventListener("input", () => loadSubscriptions().catch((e) => say(e.message, true)));
   for (const id of ["f-endpoint", "f-category", "f-subscribed"])
     document.getElementById(id).addEventListener("change", () => loadSubscriptions().catch((e) => say(e.message, true)));
