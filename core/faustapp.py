@@ -16,6 +16,7 @@ import tempfile
 
 import faust
 
+from .consumer_state import set_fetch_max_wait
 from .envvars import EnvError
 from .settings import Settings
 from .topics import MAX_EVENT_TOPIC_BYTES, replication
@@ -27,6 +28,9 @@ def client_id(role: str) -> str:
     """``activity-sync-<role>-<host>-<pid>``, e.g. ``activity-sync-sink-crm-web1-4242``."""
     return f"activity-sync-{role}-{socket.gethostname()}-{os.getpid()}"
 
+
+#: the longest a fetch that finds nothing new waits at the broker (see core.consumer_state.set_fetch_max_wait)
+FETCH_MAX_WAIT_MS = 100
 
 
 def _seek_uncommitted_to_the_start() -> None:
@@ -92,7 +96,13 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
         consumer_max_fetch_size=1024 * 1024,
     )
     conf.update(overrides)
-    return faust.App(app_id, **conf)
+    app = faust.App(app_id, **conf)
+
+    @app.on_partitions_assigned.connect
+    async def _short_fetch_wait(app, assigned, **kwargs) -> None:
+        set_fetch_max_wait(app, FETCH_MAX_WAIT_MS)
+
+    return app
 
 
 def bind_config_health(app: faust.App, health, config_table) -> None:

@@ -38,7 +38,7 @@ from core.logs import configure_logging, record_fields
 from core.health import Health, metric_names
 from .enrich import Enricher
 from core.envelope import MalformedEvent
-from core.faustapp import (GracefulStop, client_id, install_health, make_app, run_worker, stop_now,
+from core.faustapp import (FETCH_MAX_WAIT_MS, GracefulStop, client_id, install_health, make_app, run_worker, stop_now,
                            use_event_loop)
 from core.config import catalog_for
 from core.routing import Routing
@@ -46,8 +46,6 @@ from core.settings import Settings
 from core.topics import MAX_EVENT_TOPIC_BYTES, Topics
 
 log = logging.getLogger("activity_sync.streams")
-#: the longest the broker holds a fetch of activity.raw that finds nothing new (new data is answered at once)
-FETCH_MAX_WAIT_MS = 100
 
 def batch_settings() -> tuple[int, float]:
     """(events per batch, seconds to fill one) from ACTIVITY_SYNC_BATCH_SIZE / _BATCH_WITHIN."""
