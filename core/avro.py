@@ -19,6 +19,7 @@ from importlib import resources
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from .avroread import compile_reader
 from .avrowrite import Unsupported, compile_writer
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -81,9 +82,28 @@ def compiled_writer(name: str = "activity_enriched"):
 @lru_cache(maxsize=None)
 def _compiled_writer(name: str):
     try:
-        return compile_writer(json.loads(schema_text(name)), memo=("Detail.name",) if name == "activity_enriched" else ())
+        # the enriched record's arrays in sized blocks: a reader that leaves the details out skips them
+        enriched = name == "activity_enriched"
+        return compile_writer(json.loads(schema_text(name)), memo=("Detail.name",) if enriched else (), sized=enriched)
     except Unsupported:
         return None
+
+
+_READERS: dict[tuple[bytes, int], tuple[object, object]] = {}  # (fingerprint, id(reader)) -> (reader, read)
+
+
+def compiled_reader(fingerprint: bytes, writer, reader):
+    """``read(buf, pos)`` for records written with ``writer`` read as ``reader`` (:mod:`core.avroread`),
+    compiled once a pair; None where it does not compile (fastavro then)."""
+    key = (fingerprint, id(reader))
+    hit = _READERS.get(key)
+    if hit is None or hit[0] is not reader:
+        try:
+            read = compile_reader(writer, reader)
+        except Unsupported:
+            read = None
+        hit = _READERS[key] = (reader, read)  # the reader held: its id stays its own
+    return hit[1]
 
 
 class _Codec:
@@ -112,7 +132,14 @@ class SingleObjectCodec(_Codec):
     def decode(self, data: bytes, reader_schema=None) -> dict:
         """Any released version decodes (Avro schema resolution into ``reader_schema``, by default the
         current schema: fields added since get their defaults)."""
-        return fastavro.schemaless_reader(io.BytesIO(data[10:]), writer_schema(data), reader_schema or self.schema)
+        writer, reader = writer_schema(data), reader_schema or self.schema
+        read = compiled_reader(data[2:10], writer, reader)
+        if read is not None:
+            try:
+                return read(data, 10)
+            except (IndexError, ValueError, UnicodeDecodeError) as exc:
+                raise DecodeError(f"not a valid Avro body for its schema: {type(exc).__name__}: {exc}") from None
+        return fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, reader)
 
 
 class SchemaRegistry:

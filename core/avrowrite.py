@@ -46,8 +46,9 @@ _PRIMITIVE = {"null", "boolean", "int", "long", "float", "double", "string", "by
 
 
 class _Generator:
-    def __init__(self, memo=()) -> None:
+    def __init__(self, memo=(), sized: bool = False) -> None:
         self.memo = frozenset(memo)
+        self.sized = sized
         self.lines: list[str] = []
         self.count = 0
         self.named: dict[str, object] = {}
@@ -109,10 +110,25 @@ class _Generator:
             v, item = self.name(), self.name()
             self.emit(indent, f"{v} = {expr}")
             self.emit(indent, f"if {v}:")
-            self.emit(indent + 1, f"n = len({v})")
-            self.length(indent + 1, "n")
-            self.emit(indent + 1, f"for {item} in {v}:")
-            self.write(schema["items"], item, indent + 2, namespace)
+            if self.sized:  # one block with a negative count and its size in bytes: a reader can skip it
+                outer, body = self.name(), self.name()
+                self.emit(indent + 1, f"{outer} = out")
+                self.emit(indent + 1, "out = []")
+                self.emit(indent + 1, "ap = out.append")
+                self.emit(indent + 1, f"for {item} in {v}:")
+                self.write(schema["items"], item, indent + 2, namespace)
+                self.emit(indent + 1, f"{body} = b''.join(out)")
+                self.emit(indent + 1, f"out = {outer}")
+                self.emit(indent + 1, "ap = out.append")
+                self.emit(indent + 1, f"ap(_zz(-len({v})))")
+                self.emit(indent + 1, f"n = len({body})")
+                self.length(indent + 1, "n")
+                self.emit(indent + 1, f"ap({body})")
+            else:
+                self.emit(indent + 1, f"n = len({v})")
+                self.length(indent + 1, "n")
+                self.emit(indent + 1, f"for {item} in {v}:")
+                self.write(schema["items"], item, indent + 2, namespace)
             self.emit(indent, "ap(b'\\x00')")
             return None
         if kind == "map":
@@ -171,10 +187,7 @@ class _Generator:
         self.emit(indent, f"ap({table}[{expr}])")
 
     def union(self, branches: list, expr: str, indent: int, namespace: str) -> None:
-        if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
-            raise Unsupported(f"union {branches!r} (only null with one other type)")
-        null_at = branches.index("null")
-        other = branches[1 - null_at]
+        null_at, other = null_union(branches)
         v = self.name()
         self.emit(indent, f"{v} = {expr}")
         self.emit(indent, f"if {v} is None:")
@@ -203,6 +216,14 @@ class _Generator:
             self.emit(indent, f"ap({b})")
 
 
+def null_union(branches: list) -> tuple[int, object]:
+    """A union of null and one other type: (null's branch index, the other type)."""
+    if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
+        raise Unsupported(f"union {branches!r} (only null with one other type)")
+    null_at = branches.index("null")
+    return null_at, branches[1 - null_at]
+
+
 MEMO_LIMIT = 10_000  # values kept per memoised field
 
 
@@ -215,12 +236,15 @@ def _memo_put(table: dict, value: str) -> bytes:
     return piece
 
 
-def compile_writer(schema, memo=()):
+def compile_writer(schema, memo=(), sized: bool = False):
     """Answer ``write(record) -> bytes`` for a schema given as its JSON document (dict, list or name).
 
     ``memo``: ``"Record.field"`` names of string fields whose values repeat (the details' property
-    names): their encoded bytes are kept (at most MEMO_LIMIT values a field) instead of encoded anew."""
-    gen = _Generator(memo)
+    names): their encoded bytes are kept (at most MEMO_LIMIT values a field) instead of encoded anew.
+    ``sized``: every non-empty array is written as one block with a negative count followed by the
+    block's size in bytes (Avro 1.11, "Binary Encoding"), which every Avro reader reads and a reader
+    that leaves the array out skips in one step (:mod:`core.avroread`); else as fastavro writes it."""
+    gen = _Generator(memo, sized)
     gen.emit(0, "def write(record):")
     gen.emit(1, "out = []")
     gen.emit(1, "ap = out.append")

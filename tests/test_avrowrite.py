@@ -22,10 +22,20 @@ def fastavro_bytes(schema, record) -> bytes:
 
 
 def test_enriched_records_written_as_fastavro_writes_them():
-    write = compiled_writer()
-    assert write is not None  # the enriched schema compiles: the stream worker uses it
+    assert compiled_writer() is not None  # the enriched schema compiles: the stream worker uses it
+    write = compile_writer(SCHEMA, memo=("Detail.name",))
     for rec in records():
         assert write(rec) == fastavro_bytes(SCHEMA, rec)
+
+
+def test_the_codec_writes_arrays_in_sized_blocks_that_fastavro_reads_as_the_same_record():
+    """Avro 1.11, "Binary Encoding": a block's count may be negative, then followed by its size in bytes."""
+    write, parsed = compiled_writer(), fastavro.parse_schema(SCHEMA)
+    for rec in records():
+        sized, plain = write(rec), fastavro_bytes(SCHEMA, rec)
+        assert sized != plain and len(sized) > len(plain)  # a few bytes: each block's size
+        assert fastavro.schemaless_reader(io.BytesIO(sized), parsed, None) == \
+            fastavro.schemaless_reader(io.BytesIO(plain), parsed, None)
 
 
 def test_the_codec_uses_it_and_what_it_writes_decodes():
@@ -77,6 +87,9 @@ def test_other_types_and_null_second_unions():
     rec = {"b": True, "f": 1.5, "d": -2.25e300, "raw": b"\x00\xff", "n": None, "e": "C", "again": "A",
            "fx": b"abc", "m": {"k": 1, "z": None, "big": -2 ** 40}, "sub": {"i": -3}, "subs": [{"i": 1}, {"i": 2}]}
     assert compile_writer(schema)(rec) == fastavro_bytes(schema, rec)  # "later" left out: its default
+    parsed = fastavro.parse_schema(schema)
+    assert fastavro.schemaless_reader(io.BytesIO(compile_writer(schema, sized=True)(rec)), parsed, None) == \
+        fastavro.schemaless_reader(io.BytesIO(fastavro_bytes(schema, rec)), parsed, None)
 
 
 @pytest.mark.parametrize("schema", [["string", "long"], ["null", "string", "long"],
