@@ -101,32 +101,38 @@ def _tags(name: str) -> tuple[str, str]:
     return tags
 
 
-def _plain_json(text: str) -> bool:
-    """Whether no string in orjson's output needs XML work: no character to escape, no non-character,
-    no escape sequence orjson writes for a control character (\\b, \\f, \\u00XX). Substring
-    tests (memchr-fast), not a regular expression: this runs on every event."""
-    return not ("&" in text or "<" in text or ">" in text or "\\" in text
-                or "\ufffe" in text or "\uffff" in text)
+def _xml_illegal_in(text: str) -> bool:
+    """Whether orjson's JSON text may hold a character XML cannot carry: a control character (orjson
+    writes those as \\b, \\f or \\u00XX) or a non-character. A false "may" (an escaped backslash
+    before a ``b``) only sends the event down the careful path. Substring tests (memchr-fast), not
+    a regular expression: this runs on every event."""
+    return ("\\u00" in text or "\\b" in text or "\\f" in text or "\ufffe" in text or "\uffff" in text)
 
 
 def render_details(event: dict) -> tuple[list[dict], str, str]:
     """``(details_pairs(event), details_json(event), details_xml(pairs))`` from one walk.
 
-    The XML escaping is decided once, on the JSON text: when nothing in it needs escaping or
-    replacing, no value does either, and the per-value checks are skipped.
+    What the XML needs is decided once, on the JSON text: no character XML cannot carry (the common
+    case), then values are only escaped, and only when the text holds ``&``, ``<`` or ``>``.
     """
-    props = {k: v for k, v in event.items() if k not in _ENVELOPE}
+    props = dict(event)
+    for name in _ENVELOPE:
+        props.pop(name, None)
     try:
         text = orjson.dumps(props).decode()
-        plain = _plain_json(text)
+        careful = _xml_illegal_in(text)
     except TypeError:  # a lone surrogate (see _dumps): every value checked on its own
-        text, plain = _dumps(props), False
+        text, careful = _dumps(props), True
     values = [v if type(v) is str else detail_value(v) for v in props.values()]
     pairs = [{"name": k, "value": v} for k, v in zip(props, values)]
     tags = _TAGS
     tagged = [tags.get(k) or _tags(k) for k in props]
-    if plain:
-        body = [t[1] if v is None else f"{t[0]}{v}</Detail>" for t, v in zip(tagged, values)]
-    else:
+    if careful:
         body = [t[1] if v is None else f"{t[0]}{_xml_text(v)}</Detail>" for t, v in zip(tagged, values)]
+    elif "&" in text or "<" in text or ">" in text:
+        body = [t[1] if v is None else
+                f"{t[0]}{v.replace('&', '&amp;').replace('>', '&gt;').replace('<', '&lt;')}</Detail>"
+                for t, v in zip(tagged, values)]
+    else:
+        body = [t[1] if v is None else f"{t[0]}{v}</Detail>" for t, v in zip(tagged, values)]
     return pairs, text, "<Details>" + "".join(body) + "</Details>"

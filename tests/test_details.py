@@ -47,6 +47,9 @@ def _variants():
     yield dict(base, Subject="not a character \ufffe \uffff", Other="fine")
     yield dict(base, Subject='quote " and back\\slash', Nothing=None)
     yield dict(base, Nested={"k": ["<&>", 1.5e300, -7]}, Flag=False)
+    yield dict(base, Body="line one\nline two <br/> \"quoted\" & more\r\n\ttabbed")  # the seed's shape
+    yield dict(base, Subject="a back\\bslash, a spelt \\u0007 and \\f", Body="<é>")  # look-alikes of escapes
+    yield dict(base, Body="<p>x</p>", Bad="bell\x07")  # to escape, and a control character
     yield EVENT  # lone surrogates: the standard library writes the JSON, every value is checked
 
 
