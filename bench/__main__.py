@@ -65,10 +65,17 @@ async def end_total(consumer: AIOKafkaConsumer, parts) -> int:
     return sum((await consumer.end_offsets(parts)).values())
 
 
+class Stalled(RuntimeError):
+    """A contender wrote nothing new for ``STALL_S`` seconds."""
+
+
+STALL_S = 60.0
+
+
 async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, procs=()) -> dict:
     """Poll the topic's end offsets until ``n`` more records than at the start are there: answers
     seconds from the first new record to the n-th, records counted, and the CPU the processes spent
-    in that window."""
+    in that window. Raises :class:`Stalled` when nothing new arrives for ``STALL_S`` seconds."""
     c = AIOKafkaConsumer(**kafka.aiokafka_kwargs())
     await c.start()
     try:
@@ -77,10 +84,15 @@ async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float,
         deadline = time.monotonic() + timeout
         t_first = cpu_first = None
         rss_first = 0.0
-        first_count = total = 0
+        first_count = total = last = 0
+        progressed = time.monotonic()
         while time.monotonic() < deadline:
             total = await end_total(c, parts) - base
             now = time.monotonic()
+            if total > last:
+                last, progressed = total, now
+            elif now - progressed > STALL_S:
+                raise Stalled(f"{total} of {n} records on {topic}, nothing new for {STALL_S:.0f}s")
             if t_first is None and total > 0:
                 t_first, first_count = now, total
                 cpu_first = sum(cpu_seconds(p.pid) for p in procs)
@@ -111,12 +123,20 @@ def env_for(kafka: KafkaSettings, prefix: str, raw_prefix: str | None = None, **
 
 
 async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: int = 1) -> dict:
-    procs = []
+    """Run the contender's processes until ``n`` records are out. One that stalls is stopped and its
+    log's last lines printed; the caller decides whether to run it again."""
+    procs, logs = [], []
     for i in range(workers):
-        log = open(Path(log_dir) / f"{name.split()[0]}-{uuid.uuid4().hex[:4]}-{i}.log", "wb")
-        procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        logs.append(Path(log_dir) / f"{name.split()[0]}-{uuid.uuid4().hex[:4]}-{i}.log")
+        procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=open(logs[-1], "wb"),
+                                      stderr=subprocess.STDOUT, cwd=ROOT))
     try:
         got = await watch_output(kafka, out_topic, n, timeout=900, procs=procs)
+    except Stalled as exc:
+        stop_processes(procs)
+        tails = "".join(f"\n    {line}" for log in logs for line in log.read_text(errors="replace").splitlines()[-5:])
+        print(f"  {name} stalled ({exc}); its log ends:{tails}", flush=True)
+        raise
     finally:
         stop_processes(procs)
     return {"name": name, "events_per_s": got["counted"] / got["seconds"], "seconds": got["seconds"],
@@ -156,6 +176,19 @@ LABELS = {"faust": "faust stream worker (enrich_activities)", "loop": "aiokafka 
           "copy": "aiokafka loop, copy only"}
 
 
+async def stream_contender(kafka: KafkaSettings, c: str, src: str, run: str, n: int, partitions: int,
+                           log_dir: str) -> dict:
+    """One run of contender ``c`` over the raw topic of ``src``, on a consumer group and output of its own."""
+    if c == "faust":  # a new consumer group on the same raw topic; its output counted from its start
+        return await run_contender(kafka, LABELS[c], ["-m", "streams.app"],
+                                   env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}app{run}"),
+                                   Topics(src).enriched, n, log_dir)
+    out = f"{src}{c}{run}."
+    await ensure_topics(kafka, Topics(out).specs(partitions))
+    return await run_contender(kafka, LABELS[c], ["-m", "bench.ceiling", "enrich" if c == "loop" else "copy"],
+                               env_for(kafka, out, src), Topics(out).enriched, n, log_dir)
+
+
 async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: str, rounds: int = 3) -> dict:
     """Each contender ``rounds`` times, in a rotating order (a burst of other load on the machine hits
     all of them alike), each run on the same input with its own consumer group and output."""
@@ -172,16 +205,10 @@ async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: s
     for r in range(rounds):
         order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
         for c in order:
-            if c == "faust":  # a new consumer group on the same raw topic; its output counted from its start
-                res = await run_contender(kafka, LABELS[c], ["-m", "streams.app"],
-                                          env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}app{r}"),
-                                          Topics(src).enriched, n, log_dir)
-            else:
-                out = f"{src}{c}{r}."
-                await ensure_topics(kafka, Topics(out).specs(partitions))
-                res = await run_contender(kafka, LABELS[c], ["-m", "bench.ceiling",
-                                                             "enrich" if c == "loop" else "copy"],
-                                          env_for(kafka, out, src), Topics(out).enriched, n, log_dir)
+            try:
+                res = await stream_contender(kafka, c, src, f"{r}", n, partitions, log_dir)
+            except Stalled:  # once more, on a new group and output: the figures stay comparable
+                res = await stream_contender(kafka, c, src, f"{r}again", n, partitions, log_dir)
             runs[c].append(res)
             print(f"  round {r + 1}: {c:5} {res['events_per_s']:9,.0f} events/s  "
                   f"{res['cpu_us_per_event']:6.0f} µs CPU/event  RSS {res['rss_mb'][0]:.0f} -> "

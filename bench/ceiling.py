@@ -24,6 +24,16 @@ from core.topics import Topics
 
 
 async def main(mode: str) -> None:
+    stats: dict = {"stage": "reading the config", "in": 0, "out": 0, "consumer": None}
+
+    async def report() -> None:  # a contender that stalls says where, in its log
+        while True:
+            await asyncio.sleep(5)
+            c = stats["consumer"]
+            print(f"ceiling {mode}: {stats['stage']}; {stats['in']} in, {stats['out']} acknowledged, assigned "
+                  f"{sorted(tp.partition for tp in c.assignment()) if c else None}", file=sys.stderr, flush=True)
+
+    reporter = asyncio.ensure_future(report())
     settings = Settings.from_env()
     topics = Topics(settings.topic_prefix)
     raw_topic = os.environ["BENCH_RAW_TOPIC"]
@@ -36,8 +46,10 @@ async def main(mode: str) -> None:
     consumer = AIOKafkaConsumer(raw_topic, group_id=f"{settings.app_id}-ceiling", enable_auto_commit=False,
                                 auto_offset_reset="earliest", **settings.kafka.aiokafka_kwargs())
     producer = AIOKafkaProducer(acks=-1, linger_ms=5, max_batch_size=256 * 1024, **settings.kafka.aiokafka_kwargs())
+    stats["stage"] = "starting the clients"
     await consumer.start()
     await producer.start()
+    stats.update(stage="consuming", consumer=consumer)
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
@@ -53,10 +65,13 @@ async def main(mode: str) -> None:
                     except MalformedEvent:
                         continue
                     futs.append(await producer.send(topics.enriched, key=out.key, value=codec.encode(out.record)))
+            stats["in"] += sum(len(msgs) for msgs in batch.values())
             if futs:
                 await asyncio.gather(*futs)
+                stats["out"] += len(futs)
                 await consumer.commit()
     finally:
+        reporter.cancel()
         await producer.stop()
         await consumer.stop()
 
