@@ -42,6 +42,7 @@ def zigzag(n: int) -> bytes:
 _NO_DEFAULT = object()
 _SMALL = 8192
 _ZZ = tuple(_varint(i << 1) for i in range(_SMALL))  # non-negative ints and lengths below 8192
+_NEG = tuple(_varint((i << 1) - 1) if i else b"" for i in range(_SMALL))  # -i: a sized block's count
 _PRIMITIVE = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
 
 
@@ -120,7 +121,8 @@ class _Generator:
                 self.emit(indent + 1, f"{body} = b''.join(out)")
                 self.emit(indent + 1, f"out = {outer}")
                 self.emit(indent + 1, "ap = out.append")
-                self.emit(indent + 1, f"ap(_zz(-len({v})))")
+                self.emit(indent + 1, "n = len(" + v + ")")
+                self.emit(indent + 1, f"ap(_NEG[n] if n < {_SMALL} else _zz(-n))")
                 self.emit(indent + 1, f"n = len({body})")
                 self.length(indent + 1, "n")
                 self.emit(indent + 1, f"ap({body})")
@@ -251,7 +253,7 @@ def compile_writer(schema, memo=(), sized: bool = False):
     gen.write(schema, "record", 1)
     gen.emit(1, "return b''.join(out)")
     source = "\n".join(gen.lines)
-    namespace = {"_ZZ": _ZZ, "_zz": zigzag, "_memo_put": _memo_put, "_float": struct.Struct("<f").pack,
+    namespace = {"_ZZ": _ZZ, "_NEG": _NEG, "_zz": zigzag, "_memo_put": _memo_put, "_float": struct.Struct("<f").pack,
                  "_double": struct.Struct("<d").pack, **gen.tables}
     exec(compile(source, "<avro writer>", "exec"), namespace)  # noqa: S102 - source generated from a schema, no input
     write = namespace["write"]
