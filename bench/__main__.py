@@ -30,7 +30,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
-from bench.procstat import cpu_seconds, rss_mb, stop_processes
+from bench.procstat import MachineLoad, cpu_seconds, rss_mb, stop_processes
 from activity_sync.tools import publish_config, seed_lines
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics, partition_ids
@@ -202,6 +202,7 @@ async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: s
     print(f"produced {n} raw events (mean {size:.0f} bytes) in {secs:.1f}s; load average {os.getloadavg()[0]:.2f}; "
           f"{rounds} rounds, contenders alternating", flush=True)
     runs: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
+    load = MachineLoad()
     for r in range(rounds):
         order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
         for c in order:
@@ -216,7 +217,7 @@ async def bench_stream(kafka: KafkaSettings, n: int, partitions: int, log_dir: s
     two = await run_contender(kafka, "two faust stream workers", ["-m", "streams.app"],
                               env_for(kafka, src, ACTIVITY_SYNC_APP_ID=f"{src}two"), Topics(src).enriched, n,
                               log_dir, workers=2)
-    return {"runs": runs, "two": two, "load": os.getloadavg()[0], "cpu": inprocess_cpu()}
+    return {"runs": runs, "two": two, "load": load.summary(), "cpu": inprocess_cpu()}
 
 
 def print_stream(res: dict) -> None:
@@ -236,7 +237,7 @@ def print_stream(res: dict) -> None:
     cpu = res["cpu"]
     print(f"  enrichment + Avro encoding in-process: {statistics.median(cpu):.1f} µs CPU/event "
           f"(min {min(cpu):.1f}, max {max(cpu):.1f}; target <= 40)")
-    print(f"  load average at the end: {res['load']:.2f}")
+    print(f"  the machine during the rounds: {res['load']}")
 
 
 def main() -> int:

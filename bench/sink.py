@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from core.avro import SingleObjectCodec
 from activity_sync.devtools.broker import free_port
-from bench.procstat import rss_mb
+from bench.procstat import MachineLoad, rss_mb
 from core.catalog import load_catalog
 from activity_sync.tools import publish_config, seed_lines
 from streams.enrich import Enricher
@@ -199,8 +199,10 @@ async def end_to_end(kafka: KafkaSettings, log_dir: str, rate: int, seconds: int
         procs.stop()
 
 
-async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000, rates: tuple[int, ...] = (1000, 2000, 3000),
+async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000,
+                     rates: tuple[int, ...] = (1000, 1500, 2000, 2500, 3000),
                      seconds: int = 20, warmup: int = 5) -> None:
+    load = MachineLoad()
     t = await sink_throughput(kafka, log_dir, n)
     ceiling = 200 / 0.020 * CONCURRENCY
     print("\n== delivery stage ==")
@@ -221,3 +223,4 @@ async def bench_sink(kafka: KafkaSettings, log_dir: str, n: int = 50_000, rates:
             break
         best = e["rate"]
     print(f"  highest rate tried with p99 under 100 ms: {f'{best:,.0f} events/s' if best else 'none'}", flush=True)
+    print(f"  the machine meanwhile: {load.summary()}", flush=True)
