@@ -35,7 +35,7 @@ from core import metrics as core_metrics
 from core.avro import DecodeError, SingleObjectCodec, decode_any, decode_single_object, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
-from core.faustapp import faust_role_main, make_app
+from core.faustapp import direct_send, faust_role_main, make_app
 from core.health import Health
 from core.scoring import SCORE_CODE, ScoringError, apply, new_state, parse_model, score_record
 from core.settings import Settings
@@ -118,8 +118,8 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     enriched_in = app.topic(topics.enriched, **raw)
     activities = app.topic(topics.scores_activities, partitions=n, **raw)
-    scores_out = app.topic(topics.member_scores, **raw)
-    raw_out = app.topic(topics.raw, **raw)
+    # straight to the producer, each send acknowledged before the table moves on (as the list stage's)
+    send = direct_send(app)
     table = app.Table("member-scores", default=None, partitions=n, key_type=bytes, value_type=bytes,
                       changelog_topic=app.topic(topics.scores_state, partitions=n, **raw))
     models = Models()
@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
                 metrics.UNSCORED.inc()
                 continue
             key, value = out
-            await (await activities.send(key=key, value=json.dumps(value).encode()))  # acknowledged, as below
+            await (await send(topics.scores_activities, key, json.dumps(value).encode()))  # acknowledged, as below
 
     @app.agent(activities)
     async def score(stream):
@@ -176,10 +176,10 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
             state, score_activity = step(json.loads(old) if old else None, r, model)
             if state is None:
                 continue
-            sends = [(scores_out, codec.encode(score_record(state, model, int(time.time() * 1000))))]
+            sends = [(topics.member_scores, codec.encode(score_record(state, model, int(time.time() * 1000))))]
             if score_activity is not None:
-                sends.append((raw_out, json.dumps(score_activity).encode()))
-            futures = [await t.send(key=msg.key, value=v) for t, v in sends]
+                sends.append((topics.raw, json.dumps(score_activity).encode()))
+            futures = [await send(t, msg.key, v) for t, v in sends]
             await asyncio.gather(*futures)  # acknowledged before the table moves on
             table[msg.key] = json.dumps(state).encode()
 
