@@ -17,7 +17,8 @@ A Faust app with two agents:
   the endpoints that subscribe to it.
 
 Every send is acknowledged before the table is written, and Faust flushes the changelog before it
-commits: a kill repeats records, which the dedupe counts once.
+commits: a kill repeats records, which the dedupe counts once. A day's ``EngagementScoreChanged`` is
+sent with the changelog record of the state that marks it sent, so a repeat does not send it again.
 """
 
 from __future__ import annotations
@@ -176,12 +177,19 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
             state, score_activity = step(json.loads(old) if old else None, r, model)
             if state is None:
                 continue
-            sends = [(topics.member_scores, codec.encode(score_record(state, model, int(time.time() * 1000))))]
+            value = json.dumps(state).encode()
+            sends = [(topics.member_scores, codec.encode(score_record(state, model, int(time.time() * 1000))), None)]
             if score_activity is not None:
-                sends.append((topics.raw, json.dumps(score_activity).encode()))
-            futures = [await send(t, msg.key, v) for t, v in sends]
+                # The activity and the state that says it was sent go out in the same produce request
+                # (neither send yields to the loop, so the producer's sender takes both at once): a SIGKILL once
+                # the broker has the activity but before the table write below left a state without
+                # it, and the record read again sent the day's activity twice (a CI find). The state
+                # goes second: were the request split, a kill repeats the activity, never loses it.
+                sends.append((topics.raw, json.dumps(score_activity).encode(), None))
+                sends.append((topics.scores_state, value, msg.partition))  # the table's changelog record
+            futures = [await send(t, msg.key, v, p) for t, v, p in sends]
             await asyncio.gather(*futures)  # acknowledged before the table moves on
-            table[msg.key] = json.dumps(state).encode()
+            table[msg.key] = value
 
     return app
 
