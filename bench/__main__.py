@@ -30,7 +30,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from activity_sync.devtools.broker import LocalKafka
-from bench.procstat import MachineLoad, cpu_seconds, rss_mb, stop_processes
+from bench.procstat import MachineLoad, broker_pids, cpu_seconds, rss_mb, stop_processes
 from activity_sync.tools import publish_config, seed_lines
 from core.settings import KafkaSettings, Settings
 from core.topics import Topics, ensure_topics, partition_ids
@@ -72,15 +72,20 @@ class Stalled(RuntimeError):
 STALL_S = 60.0
 
 
-async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, procs=()) -> dict:
-    """Poll the topic's end offsets until ``n`` more records than at the start are there: answers
-    seconds from the first new record to the n-th, records counted, and the CPU the processes spent
-    in that window. Raises :class:`Stalled` when nothing new arrives for ``STALL_S`` seconds."""
+async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float, start=lambda: ()) -> dict:
+    """Read the topic's end offsets, then ``start()`` the processes (answers them), then poll until
+    ``n`` more records than at the start are there: answers seconds from the first new record to the
+    n-th, records counted, and the CPU the processes (and, apart, the broker) spent in that window.
+    Raises :class:`Stalled` when nothing new arrives for ``STALL_S`` seconds."""
     c = AIOKafkaConsumer(**kafka.aiokafka_kwargs())
     await c.start()
+    procs: list = []
     try:
         parts = [TopicPartition(topic, p) for p in await partition_ids(kafka, topic)]
-        base = await end_total(c, parts)
+        base = await end_total(c, parts)  # before the processes start: all they write is counted
+        procs = list(start())
+        brokers = broker_pids()
+        broker_first = 0.0
         deadline = time.monotonic() + timeout
         t_first = cpu_first = None
         rss_first = 0.0
@@ -96,10 +101,12 @@ async def watch_output(kafka: KafkaSettings, topic: str, n: int, timeout: float,
             if t_first is None and total > 0:
                 t_first, first_count = now, total
                 cpu_first = sum(cpu_seconds(p.pid) for p in procs)
+                broker_first = sum(cpu_seconds(pid) for pid in brokers)
                 rss_first = max((rss_mb(p.pid) for p in procs), default=0.0)
             if total >= n:
                 cpu = sum(cpu_seconds(p.pid) for p in procs) - (cpu_first or 0)
                 return {"seconds": now - t_first, "counted": n - first_count, "cpu_s": cpu,
+                        "broker_cpu_s": sum(cpu_seconds(pid) for pid in brokers) - broker_first,
                         "rss_mb": (rss_first, max((rss_mb(p.pid) for p in procs), default=0.0))}
             for p in procs:
                 if p.poll() is not None:
@@ -126,12 +133,16 @@ async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: 
     """Run the contender's processes until ``n`` records are out. One that stalls is stopped and its
     log's last lines printed; the caller decides whether to run it again."""
     procs, logs = [], []
-    for i in range(workers):
-        logs.append(Path(log_dir) / f"{name.split()[0]}-{uuid.uuid4().hex[:4]}-{i}.log")
-        procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=open(logs[-1], "wb"),
-                                      stderr=subprocess.STDOUT, cwd=ROOT))
+
+    def start() -> list:
+        for i in range(workers):
+            logs.append(Path(log_dir) / f"{name.split()[0]}-{uuid.uuid4().hex[:4]}-{i}.log")
+            procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=open(logs[-1], "wb"),
+                                          stderr=subprocess.STDOUT, cwd=ROOT))
+        return procs
+
     try:
-        got = await watch_output(kafka, out_topic, n, timeout=900, procs=procs)
+        got = await watch_output(kafka, out_topic, n, timeout=900, start=start)
     except Stalled as exc:
         stop_processes(procs)
         tails = "".join(f"\n    {line}" for log in logs for line in log.read_text(errors="replace").splitlines()[-5:])
@@ -141,6 +152,7 @@ async def run_contender(kafka, name, args, env, out_topic, n, log_dir, workers: 
         stop_processes(procs)
     return {"name": name, "events_per_s": got["counted"] / got["seconds"], "seconds": got["seconds"],
             "counted": got["counted"], "cpu_us_per_event": got["cpu_s"] / got["counted"] * 1e6,
+            "broker_cores": got["broker_cpu_s"] / got["seconds"], "cores": got["cpu_s"] / got["seconds"],
             "rss_mb": got["rss_mb"]}
 
 
@@ -232,8 +244,12 @@ def print_stream(res: dict) -> None:
     print(f"  ratio faust / aiokafka loop with the same enrichment: {med['faust'] / med['loop']:.2f} "
           f"(per round {', '.join(f'{x:.2f}' for x in ratios)}; target >= 0.9)")
     print(f"  ratio faust / aiokafka copy-only loop:                {med['faust'] / med['copy']:.2f} (target >= 0.5)")
-    print(f"  two stream workers on {os.cpu_count()} cores: {res['two']['events_per_s']:,.0f} events/s, "
-          f"{res['two']['events_per_s'] / med['faust']:.2f}x one (target >= 1.7; the broker shares the cores)")
+    two = res["two"]
+    one_broker = statistics.median(r["broker_cores"] for r in runs["faust"])
+    print(f"  two stream workers on {os.cpu_count()} cores: {two['events_per_s']:,.0f} events/s, "
+          f"{two['events_per_s'] / med['faust']:.2f}x one (target >= 1.7; the broker shares the cores)")
+    print(f"    cores used: one worker {statistics.median(r['cores'] for r in runs['faust']):.2f} with the broker "
+          f"{one_broker:.2f}; two workers {two['cores']:.2f} with the broker {two['broker_cores']:.2f}")
     cpu = res["cpu"]
     print(f"  enrichment + Avro encoding in-process: {statistics.median(cpu):.1f} µs CPU/event "
           f"(min {min(cpu):.1f}, max {max(cpu):.1f}; target <= 40)")

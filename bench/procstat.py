@@ -19,6 +19,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def broker_pids() -> list[int]:
+    """The Kafka brokers running on this machine (Java processes whose main class is ``kafka.Kafka``)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if b"\0kafka.Kafka\0" in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
 class MachineLoad:
     """How busy the machine was over a span: the load average at its end, and the share of the cores'
     time the host took away (steal) and other work used, from /proc/stat. A virtual machine whose host
