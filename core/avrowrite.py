@@ -32,11 +32,23 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# 14 bits at a time: two bytes with the continuation bit set, and the last group's plain varint
+_GROUP = 1 << 14
+_CONT = tuple(bytes(((x & 0x7F) | 0x80, ((x >> 7) & 0x7F) | 0x80)) for x in range(_GROUP))
+_LAST = tuple(_varint(x) for x in range(_GROUP))
+
+
 def zigzag(n: int) -> bytes:
-    """An Avro int or long: zig-zag, then variable length."""
+    """An Avro int or long: zig-zag, then variable length (a timestamp in µs: four table lookups,
+    not eight turns of a bit loop)."""
     if not -(1 << 63) <= n < (1 << 63):
         raise OverflowError(f"{n} does not fit an Avro long")
-    return _varint((n << 1) ^ (n >> 63))
+    n = (n << 1) ^ (n >> 63)
+    out = b""
+    while n >= _GROUP:
+        out += _CONT[n & 0x3FFF]
+        n >>= 14
+    return out + _LAST[n]
 
 
 _NO_DEFAULT = object()

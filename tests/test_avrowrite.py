@@ -107,3 +107,16 @@ def test_a_record_that_breaks_the_schema_is_refused():
             write(dict(rec, **{field: bad}))
     with pytest.raises(OverflowError):
         write(dict(rec, activity_date=2 ** 63))
+
+
+def test_zigzag_at_every_group_boundary_is_fastavros_long():
+    from core.avrowrite import zigzag
+
+    edges = {0, 2 ** 63 - 1, -(2 ** 63)}
+    for bits in range(1, 64):
+        edges |= {2 ** bits - 1, 2 ** bits, 2 ** bits + 1}
+    for n in sorted(edges | {-e for e in edges if -e >= -(2 ** 63)}):
+        if -(2 ** 63) <= n < 2 ** 63:
+            assert zigzag(n) == fastavro_bytes("long", n), n
+    with pytest.raises(OverflowError):
+        zigzag(2 ** 63)
