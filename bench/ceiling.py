@@ -18,6 +18,7 @@ from core.avro import make_codec
 from core.configtable import read_config_topic
 from streams.enrich import Enricher
 from core.envelope import MalformedEvent
+from core.partitioner import MemoPartitioner
 from core.routing import Routing
 from core.settings import Settings
 from core.topics import Topics
@@ -45,7 +46,8 @@ async def main(mode: str) -> None:
     codec = make_codec(None, topics.enriched)
     consumer = AIOKafkaConsumer(raw_topic, group_id=f"{settings.app_id}-ceiling", enable_auto_commit=False,
                                 auto_offset_reset="earliest", **settings.kafka.aiokafka_kwargs())
-    producer = AIOKafkaProducer(acks=-1, linger_ms=5, max_batch_size=256 * 1024, **settings.kafka.aiokafka_kwargs())
+    producer = AIOKafkaProducer(acks=-1, linger_ms=5, max_batch_size=256 * 1024, partitioner=MemoPartitioner(),
+                                **settings.kafka.aiokafka_kwargs())  # as the stream worker's
     stats["stage"] = "starting the clients"
     await consumer.start()
     await producer.start()

@@ -41,6 +41,7 @@ from core.envelope import MalformedEvent
 from core.faustapp import (FETCH_MAX_WAIT_MS, GracefulStop, client_id, install_health, make_app, run_worker, stop_now,
                            use_event_loop)
 from core.config import catalog_for
+from core.partitioner import MemoPartitioner
 from core.routing import Routing
 from core.settings import Settings
 from core.topics import MAX_EVENT_TOPIC_BYTES, Topics
@@ -200,7 +201,7 @@ class EnrichLoop(Service):
         timeout_ms = int(self.settings.session_timeout_s * 1000)
         self.producer = AIOKafkaProducer(
             client_id=client_id("streams"), acks="all", linger_ms=5, max_batch_size=256 * 1024,
-            max_request_size=MAX_EVENT_TOPIC_BYTES + 65536, **kafka)
+            partitioner=MemoPartitioner(), max_request_size=MAX_EVENT_TOPIC_BYTES + 65536, **kafka)
         self.consumer = AIOKafkaConsumer(
             client_id=client_id("streams"), group_id=self.settings.app_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=1024 * 1024, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
