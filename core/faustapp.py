@@ -17,6 +17,7 @@ import tempfile
 import faust
 
 from .consumer_state import set_fetch_max_wait
+from .partitioner import MemoPartitioner
 from .envvars import EnvError
 from .settings import Settings
 from .topics import MAX_EVENT_TOPIC_BYTES, replication
@@ -154,6 +155,7 @@ def make_app(app_id: str, settings: Settings, role: str, **overrides) -> faust.A
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        producer_partitioner=MemoPartitioner(),  # the default's choice, each key's murmur2 remembered
         topic_replication_factor=replication()[0],  # Faust's own topics, as ours
         # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
         broker_session_timeout=settings.session_timeout_s,
