@@ -16,7 +16,7 @@ __all__ = ["MemoPartitioner"]
 class MemoPartitioner:
     """``partitioner=`` for an ``AIOKafkaProducer``: the default's choice for every key."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 20_000) -> None:  # about 3 MB of 36-byte keys at most
         self.size = size
         self._hashes: dict[bytes, int] = {}
         self._default = DefaultPartitioner()
