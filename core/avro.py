@@ -102,6 +102,8 @@ def compiled_reader(fingerprint: bytes, writer, reader):
             read = compile_reader(writer, reader)
         except Unsupported:
             read = None
+        if len(_READERS) >= 256:  # a caller making a reader schema per call: bounded, compiled again
+            _READERS.clear()
         hit = _READERS[key] = (reader, read)  # the reader held: its id stays its own
     return hit[1]
 

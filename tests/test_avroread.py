@@ -99,3 +99,16 @@ def test_a_broken_body_is_a_decode_error():
 def test_long_reads_zigzag():
     for n in (0, -1, 1, 63, -64, 64, 2 ** 63 - 1, -2 ** 63):
         assert _long(zigzag(n), 0) == (n, len(zigzag(n)))
+
+
+def test_the_compiled_readers_are_bounded_however_many_reader_schemas_come():
+    from core import avro
+
+    codec = SingleObjectCodec()
+    data = codec.encode(records()[0])
+    writer = known_writers()[data[2:10]][1]
+    for _ in range(600):  # a caller making its reader schema anew each time
+        reader = reader_schema_without.__wrapped__("details")  # a new parsed schema, not the cached one
+        assert compiled_reader(data[2:10], writer, reader) is not None
+        assert len(avro._READERS) <= 256
+    assert decode_single_object(data, reader) == fastavro_read(data[10:], parsed_schema(), reader)
