@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from core.avro import SingleObjectCodec
 from activity_sync.devtools.broker import free_port
-from bench.procstat import MachineLoad, rss_mb
+from bench.procstat import MachineLoad, rss_mb, stop_processes
 from core.catalog import load_catalog
 from activity_sync.tools import publish_config, seed_lines
 from streams.enrich import Enricher
@@ -66,13 +66,7 @@ class Procs:
         return p
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs)
 
 
 async def setup(kafka: KafkaSettings, log_dir: str, prefix: str, details_format: str, procs: Procs):
