@@ -33,10 +33,10 @@ import time
 import faust
 
 from core import metrics as core_metrics
-from core.avro import DecodeError, SingleObjectCodec, decode_any, decode_single_object, reader_schema_without
+from core.avro import SingleObjectCodec, reader_schema_without
 from core.compacted import CompactedTopic
 from core.errors import guarded
-from core.faustapp import direct_send, faust_role_main, make_app
+from core.faustapp import decode_enriched, direct_send, faust_role_main, make_app
 from core.health import Health
 from core.scoring import SCORE_CODE, ScoringError, apply, new_state, parse_model, score_record
 from core.settings import Settings
@@ -140,17 +140,9 @@ def create_app(settings: Settings | None = None, health: Health | None = None) -
     async def route(stream):
         await config.wait_ready()
         async for event in stream.events():
-            msg = event.message
-            try:
-                tenant_hint = dict(msg.headers or []).get("tenant")
-                if tenant_hint is not None and tenant_hint.decode(errors="replace") not in models.by_tenant:
-                    continue  # no model for its tenant: not even decoded
-                record = (decode_single_object(msg.value, slim_reader) if settings.schema_registry_url is None
-                          else decode_any(msg.value, settings.schema_registry_url))
-            except (DecodeError, ValueError) as exc:
-                log.warning("activity.enriched %s@%s unreadable: %s", msg.partition, msg.offset, exc)
-                continue
-            model = models.by_tenant.get(record.get("tenant_code"))
+            # a tenant without a model: not even decoded (its ``tenant`` header says whose it is)
+            record = decode_enriched(event.message, settings, slim_reader, models.by_tenant.get, log)
+            model = models.by_tenant.get(record["tenant_code"]) if record is not None else None
             out = slim(record, model.generation) if model is not None else None
             if out is None:
                 metrics.UNSCORED.inc()
