@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from aiokafka.partitioner import DefaultPartitioner
+import random
 
-from core.partitioner import MemoPartitioner
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+from core.partitioner import MemoPartitioner, murmur2
 
 
 def test_every_key_lands_where_the_default_puts_it_first_time_and_remembered():
@@ -29,3 +32,10 @@ def test_a_key_goes_where_the_java_client_puts_it():
 def test_no_key_goes_to_an_available_partition():
     memo = MemoPartitioner()
     assert {memo(None, [0, 1, 2, 3], [2]) for _ in range(20)} == {2}
+
+
+def test_murmur2_is_aiokafkas_for_keys_of_every_length():
+    rng = random.Random(3)
+    for _ in range(5000):
+        key = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 70)))
+        assert murmur2(key) == aiokafka_murmur2(key), key

@@ -31,6 +31,7 @@ from aiohttp import web
 from core.avro import SingleObjectCodec
 from core.compacted import CompactedTopic
 from core.configtable import ConfigTable
+from core.partitioner import MemoPartitioner
 from core.envelope import MalformedEvent, parse_json
 from core.envvars import env_float, env_int
 from core.routing import Routing
@@ -82,7 +83,7 @@ class Ingest:
         self.producer = AIOKafkaProducer(
             acks="all", linger_ms=2, max_batch_size=1024 * 1024, max_request_size=MAX_EVENT_TOPIC_BYTES + 65536,
             request_timeout_ms=int(self.write_timeout * 1000) + 5000, retry_backoff_ms=200,
-            client_id="activity-sync-ingest", **self.settings.kafka.aiokafka_kwargs())
+            client_id="activity-sync-ingest", partitioner=MemoPartitioner(), **self.settings.kafka.aiokafka_kwargs())
         await self.producer.start()
         await self.keys.start()
         await self.config.start()
