@@ -282,7 +282,10 @@ async function deleteDialog(ep) {
 // ---------------------------------------------------------------- subscriptions
 function selected(id) { return [...document.getElementById(id).selectedOptions].map((o) => o.value); }
 
+let subscriptionsAsked = 0;  // each keystroke asks again: only the newest answer is shown
+
 async function loadSubscriptions() {
+  const asked = ++subscriptionsAsked;
   const q = new URLSearchParams();
   const name = document.getElementById("f-name").value.trim();
   if (name) q.set("name", name);
@@ -290,6 +293,7 @@ async function loadSubscriptions() {
   for (const c of selected("f-category")) q.append("category", c);
   q.set("subscribed", document.getElementById("f-subscribed").value);
   const rows = await api("GET", `/subscriptions?${q}`);
+  if (asked !== subscriptionsAsked) return;  // an older filter's answer, come after a newer one's
   document.getElementById("subscription-rows").replaceChildren(...rows.map((r) => el("tr",
     { dataset: { code: r.activity_code }, "data-testid": `sub-row-${r.activity_code}` },
     el("td", { text: r.activity_code }), el("td", { text: r.category }),
