@@ -117,9 +117,10 @@ async def test_an_operator_runs_the_integration_from_the_page(settings, tmp_path
         # ---- subscriptions: filter by category, by name as you type; a template with an unknown variable
         await page.click("[data-testid=tab-subscriptions]")
         await page.select_option("[data-testid=filter-category]", ["Communities"])
-        await page.wait_for_selector("[data-testid=sub-row-CommunityMemberJoin]")
-        codes = await page.eval_on_selector_all("[data-testid=subscription-rows] tr", "rs => rs.map(r => r.dataset.code)")
-        assert "CommunityMemberJoin" in codes and "DiscussionMessageCreate" not in codes
+        # the unfiltered table holds CommunityMemberJoin too: wait for the filtered answer itself
+        await until_page(lambda: page.eval_on_selector_all("[data-testid=subscription-rows] tr",
+                                                           "rs => rs.map(r => r.dataset.code)"),
+                         lambda codes: "CommunityMemberJoin" in codes and "DiscussionMessageCreate" not in codes)
         await page.select_option("[data-testid=filter-category]", [])
         await page.type("[data-testid=filter-name]", "discussionmessagec", delay=20)
         await until_page(lambda: page.locator("[data-testid=subscription-rows] tr").count(), lambda n: n == 1)
