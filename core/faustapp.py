@@ -314,7 +314,7 @@ async def commit(app: faust.App) -> None:
     """Commit what the agents acknowledged (at most 10 s; what is not committed is processed again).
 
     Faust's ``Consumer.commit`` returns without committing when another commit is under way (its own
-    timer's, every ``broker_commit_every``): it waits for that one, which may have computed its offsets
+    timer's, every ``broker_commit_interval``): it waits for that one, which may have computed its offsets
     before these acknowledgements. A crash then repeated one batch more than was in flight (a CI find).
     So a commit under way is waited out first and this one is then made."""
     try:
